@@ -1,0 +1,134 @@
+"""The public functions: validate, pick the backend, call the kernel.
+
+Nothing here knows a loss formula; everything loss-specific comes from the
+spec (``fastloss.catalog``).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from fastloss import catalog, validate
+from fastloss._config import CHUNK
+from fastloss.catalog import LossSpec
+
+_DUMMY = {dt: np.empty(1, dtype=dt) for dt in validate.FLOAT_DTYPES}
+
+
+def _sum_pass(spec: LossSpec, prep: validate.Prepared, *, grad=None, gdiv=1.0, vals=None,
+              x=None, y=None):
+    """Run the fused kernel once; returns the compensated sum of the values."""
+    from fastloss.cpu.elementwise import kernel
+    from fastloss.reduce import combine
+
+    x = prep.x if x is None else x
+    y = prep.y if y is None else y
+    nchunks = -(-x.size // CHUNK)
+    hi = np.empty(nchunks, dtype=np.float64)
+    lo = np.empty(nchunks, dtype=np.float64)
+    dummy = _DUMMY[x.dtype]
+    p0, p1, p2 = prep.p
+    kernel(
+        catalog.formula_id(spec), x, y, prep.q, prep.qper, prep.w, prep.wper,
+        p0, p1, p2, float(gdiv),
+        dummy if grad is None else grad, dummy if vals is None else vals,
+        hi, lo, grad is not None, vals is not None,
+    )
+    return combine(hi, lo)
+
+
+def _mean(total: float, n: int) -> float:
+    if n == 0:
+        warnings.warn("fastloss: mean of an empty input is NaN", RuntimeWarning, stacklevel=4)
+        return math.nan
+    return total / n
+
+
+def _rmse(spec, prep, want_grad):
+    """sqrt(mean d^2), rescaled by a power of two when the float64 sum of
+    squares overflows or underflows; gradient d / (n rmse) = mse's 2d / (2 n rmse)."""
+    from fastloss.cpu.elementwise import max_abs_diff
+
+    n = prep.size
+    total = _sum_pass(spec, prep)
+    scale = 1.0
+    if n and (total == math.inf or 0.0 < total < 2.0**-900) and prep.dtype == np.float64:
+        m = max_abs_diff(prep.x, prep.y)
+        if math.isfinite(m) and m > 0.0:
+            scale = 2.0 ** -math.frexp(m)[1]
+            total = _sum_pass(spec, prep, x=prep.x * scale, y=prep.y * scale)
+    value = math.sqrt(_mean(total, n)) / scale if n else math.nan
+    if n == 0:
+        _mean(total, n)
+    grad = None
+    if want_grad:
+        grad = np.empty(n, dtype=prep.dtype)
+        if value == 0.0:
+            grad[:] = 0.0
+        else:
+            _sum_pass(spec, prep, grad=grad, gdiv=2.0 * n * value)
+        grad = grad.reshape(prep.shape)
+    return value, grad
+
+
+def evaluate(name: str, input, target, reduction: str, params: dict, want_grad: bool):
+    """(value, grad or None) of loss ``name``; the engine behind every public call."""
+    spec = catalog.get(name)
+    if want_grad and not spec.has_grad:
+        raise ValueError(f"name: {name} is a metric and has no gradient")
+    prep = validate.prepare(spec, input, target, reduction, params)
+    if spec.name == "rmse":
+        return _rmse(spec, prep, want_grad)
+    n = prep.size
+    grad = np.empty(n, dtype=prep.dtype) if want_grad else None
+    vals = np.empty(n, dtype=prep.dtype) if reduction == "none" else None
+    total = _sum_pass(spec, prep, grad=grad, gdiv=n if reduction == "mean" and n else 1, vals=vals)
+    if reduction == "none":
+        value = vals.reshape(prep.shape)
+    elif reduction == "sum":
+        value = float(total)
+    else:
+        value = _mean(total, n)
+    return value, None if grad is None else grad.reshape(prep.shape)
+
+
+def value_and_grad(name, input, target, *, reduction="mean", **params):
+    """Loss ``name`` and its gradient with respect to ``input``, in one fused pass.
+
+    Returns ``(value, grad)``: ``grad`` has the input's shape and dtype and is
+    d(value)/d(input); with ``reduction="none"`` value holds one loss per
+    element and grad is the gradient of their sum."""
+    return evaluate(name, input, target, reduction, params, want_grad=True)
+
+
+def grad(name, input, target, *, reduction="mean", **params):
+    """The gradient of loss ``name`` with respect to ``input`` (see value_and_grad)."""
+    return evaluate(name, input, target, reduction, params, want_grad=True)[1]
+
+
+def names() -> list[str]:
+    """Sorted names of the losses this build implements."""
+    return sorted(catalog.BY_NAME)
+
+
+def _loss_function(spec: LossSpec):
+    def loss(input, target, *, reduction="mean", **params):
+        return evaluate(spec.name, input, target, reduction, params, want_grad=False)[0]
+
+    params = "".join(f", {p.name}={p.default!r}" for p in spec.params)
+    formula_doc = (spec.formula.__doc__ or "").strip()
+    loss.__name__ = loss.__qualname__ = spec.name
+    loss.__doc__ = (
+        f"{spec.summary}.\n\n"
+        f"fastloss.{spec.name}(input, target, *, reduction={spec.reductions[0]!r}{params})\n\n"
+        f"reduction: one of {', '.join(spec.reductions)}.\n\n{formula_doc}\n"
+        + (f"\nReference: {spec.reference}\n" if spec.reference else "")
+    )
+    loss.__module__ = "fastloss"
+    return loss
+
+
+LOSS_FUNCTIONS = {spec.name: _loss_function(spec) for spec in catalog.SPECS}

@@ -1,0 +1,1 @@
+"""CPU backend: drivers that turn the scalar formulas into @njit(parallel) kernels."""

@@ -1,0 +1,198 @@
+"""Turns user input into checked, contiguous arrays, or a clear error.
+
+Rules (README, "Input rules"):
+- input and target are NumPy arrays of float32 or float64 with at least one
+  dimension; anything else is a TypeError (bool, integer, complex, float16,
+  lists, Python scalars) or a ValueError (0-d arrays);
+- every float array of one call (input, target, weight, pos_weight) has one
+  dtype: mixing float32 and float64 is a TypeError, never a silent cast;
+- target has the input's shape exactly (no broadcasting); weight-like
+  parameters broadcast to the input;
+- non-contiguous and Fortran-ordered arrays are accepted (copied to C order);
+- data outside a loss's domain (probabilities outside [0, 1], MSLE values
+  <= -1, hinge targets outside {-1, 0, 1}, ...) is a ValueError that names the
+  argument, the first offending index and value; NaN is never an error;
+- unknown parameters, unknown reductions and parameters outside their domain
+  are ValueErrors; parameters of the wrong type are TypeErrors.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from numbers import Real
+
+import numpy as np
+
+from fastloss import catalog
+from fastloss.catalog import Interval, LossSpec, ValueSet
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass
+class Prepared:
+    """Checked inputs of an elementwise loss, ready for a kernel."""
+
+    x: np.ndarray  # 1-D, C-contiguous
+    y: np.ndarray  # 1-D, C-contiguous, same dtype
+    shape: tuple[int, ...]
+    q: np.ndarray  # per-element formula auxiliary, read as q[i mod qper]
+    qper: int
+    w: np.ndarray  # per-element weight, read as w[i mod wper]
+    wper: int
+    p: tuple[float, float, float]
+    reduction: str
+
+    @property
+    def dtype(self):
+        return self.x.dtype
+
+    @property
+    def size(self) -> int:
+        return self.x.size
+
+
+def check_reduction(spec: LossSpec, reduction) -> str:
+    if not isinstance(reduction, str) or reduction not in spec.reductions:
+        allowed = ", ".join(repr(r) for r in spec.reductions)
+        raise ValueError(f"reduction: {spec.name} takes {allowed}; got {reduction!r}")
+    return reduction
+
+
+def check_params(spec: LossSpec, params: dict) -> dict:
+    unknown = sorted(set(params) - set(spec.param_names))
+    if unknown:
+        known = ", ".join(spec.param_names) or "none"
+        raise ValueError(
+            f"{', '.join(unknown)}: unknown parameter(s) of {spec.name}; its parameters: {known}"
+        )
+    out = {}
+    for p in spec.params:
+        v = params.get(p.name, p.default)
+        if p.kind == "array":
+            out[p.name] = v  # checked against the input's shape later
+            continue
+        if p.kind == "bool":
+            if not isinstance(v, (bool, np.bool_)):
+                raise TypeError(f"{p.name}: must be True or False; got {v!r}")
+            out[p.name] = bool(v)
+            continue
+        if v is None and p.kind == "float_or_none":
+            out[p.name] = None
+            continue
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, Real):
+            raise TypeError(f"{p.name}: must be a real number; got {type(v).__name__} {v!r}")
+        v = float(v)
+        if not math.isfinite(v):
+            raise ValueError(f"{p.name}: must be finite; got {v!r}")
+        if p.check is not None:
+            why = p.check(v)
+            if why:
+                raise ValueError(f"{p.name}: {why}; got {v!r}")
+        out[p.name] = v
+    return out
+
+
+def as_float_array(name: str, a, dtype=None) -> np.ndarray:
+    """A NumPy float32/float64 array with >= 1 dimension, or a clear error."""
+    if not isinstance(a, np.ndarray):
+        if hasattr(a, "__cuda_array_interface__") or hasattr(a, "__dlpack_device__"):
+            raise TypeError(
+                f"{name}: GPU arrays are not supported by this build's CPU path; "
+                f"got {type(a).__name__}"
+            )
+        raise TypeError(f"{name}: must be a NumPy array of float32 or float64; got {type(a).__name__}")
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: dtype must be float32 or float64; got {a.dtype}")
+    if a.ndim == 0:
+        raise ValueError(f"{name}: must have at least one dimension; got a 0-d array "
+                         "(use np.atleast_1d)")
+    if dtype is not None and a.dtype != dtype:
+        raise TypeError(
+            f"{name}: dtype {a.dtype} differs from input's {dtype}; fastloss does not mix "
+            "float32 and float64 in one call (cast one explicitly)"
+        )
+    return a
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a).reshape(-1)
+
+
+def periodic(name: str, a, shape: tuple[int, ...], dtype) -> tuple[np.ndarray, int]:
+    """An array parameter broadcast to ``shape``, as (values, period): element
+    i of the flattened input uses values[i mod period]. A scalar has period 1,
+    a last-axis vector period shape[-1]; other broadcasts are materialised."""
+    n = math.prod(shape)
+    if a is None:
+        return np.ones(1, dtype=dtype), 1
+    if isinstance(a, Real) and not isinstance(a, (bool, np.bool_)):
+        return np.full(1, a, dtype=dtype), 1
+    if isinstance(a, np.ndarray) and a.ndim == 0:
+        a = a.reshape(1)
+    a = as_float_array(name, a, dtype)
+    try:
+        full = np.broadcast_shapes(a.shape, shape)
+    except ValueError:
+        full = None
+    if full != tuple(shape):
+        raise ValueError(f"{name}: shape {a.shape} does not broadcast to the input's shape {shape}")
+    if a.size == 1:
+        return _flat(a), 1
+    if a.shape[-1] == shape[-1] and a.size == shape[-1]:
+        return _flat(a), shape[-1]
+    return _flat(np.broadcast_to(a, shape)), max(n, 1)
+
+
+def _describe(domain) -> str:
+    return f"in {domain}"
+
+
+def check_domain(name: str, a: np.ndarray, domain) -> None:
+    """ValueError naming the first element of ``a`` outside ``domain`` (NaN passes)."""
+    from fastloss.cpu import checks
+
+    if domain is None or a.size == 0:
+        return
+    if isinstance(domain, Interval):
+        i = checks.first_outside(a, domain.lo, domain.hi, domain.lo_open, domain.hi_open)
+    elif isinstance(domain, ValueSet):
+        i = checks.first_not_in(a, np.asarray(domain.values, dtype=np.float64))
+    else:  # pragma: no cover - catalogue error
+        raise AssertionError(domain)
+    if i >= 0:
+        raise ValueError(
+            f"{name}: values must be {_describe(domain)}; element {i} is {a[i]!r}"
+        )
+
+
+def prepare(spec: LossSpec, input, target, reduction, params: dict) -> Prepared:
+    """Validate one elementwise call and flatten its arrays for a kernel."""
+    reduction = check_reduction(spec, reduction)
+    p = check_params(spec, params)
+    x = as_float_array("input", input)
+    y = as_float_array("target", target, x.dtype)
+    if y.shape != x.shape:
+        raise ValueError(
+            f"target: shape {y.shape} must equal input's shape {x.shape} (no broadcasting)"
+        )
+    shape = x.shape
+    xf, yf = _flat(x), _flat(y)
+    check_domain("input", xf, spec.input_domain)
+    check_domain("target", yf, spec.target_domain)
+    if spec.param_domains is not None:
+        for arg, dom in spec.param_domains(p):
+            check_domain(arg, xf if arg == "input" else yf, dom)
+    q, qper = periodic(spec.q_param, p.get(spec.q_param), shape, x.dtype) if spec.q_param \
+        else (np.ones(1, x.dtype), 1)
+    w, wper = periodic(spec.weight_param, p.get(spec.weight_param), shape, x.dtype) \
+        if spec.weight_param else (np.ones(1, x.dtype), 1)
+    return Prepared(xf, yf, shape, q, qper, w, wper, spec.pack(p), reduction)
+
+
+def get_spec(name) -> LossSpec:
+    return catalog.get(name)
+
+
+__all__ = ["Prepared", "prepare", "check_params", "check_reduction", "get_spec"]
