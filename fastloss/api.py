@@ -74,11 +74,39 @@ def _rmse(spec, prep, want_grad):
     return value, grad
 
 
+#: families evaluated outside this module: family -> "module:function" with
+#: the signature of ``evaluate`` after its first argument (spec instead of name)
+FAMILY_RUNNERS: dict[str, str] = {
+    "multiclass": "fastloss.rows:evaluate",
+    "box": "fastloss.boxes:evaluate",
+    "metric": "fastloss.metrics:evaluate",
+}
+
+ELEMENTWISE_FAMILIES = ("regression", "binary")
+
+
+def _is_device_array(a) -> bool:
+    return not isinstance(a, np.ndarray) and (
+        hasattr(a, "__cuda_array_interface__") or hasattr(a, "__dlpack_device__")
+        and getattr(a, "__dlpack_device__")()[0] == 2  # kDLCUDA
+    )
+
+
 def evaluate(name: str, input, target, reduction: str, params: dict, want_grad: bool):
     """(value, grad or None) of loss ``name``; the engine behind every public call."""
     spec = catalog.get(name)
     if want_grad and not spec.has_grad:
-        raise ValueError(f"name: {name} is a metric and has no gradient")
+        raise ValueError(f"name: {name} is a metric and has no gradient; use fastloss.{name}")
+    if _is_device_array(input):
+        from fastloss.cuda.api import evaluate as cuda_evaluate
+
+        return cuda_evaluate(spec, input, target, reduction, params, want_grad)
+    if spec.family not in ELEMENTWISE_FAMILIES:
+        import importlib
+
+        modname, fname = FAMILY_RUNNERS[spec.family].split(":")
+        runner = getattr(importlib.import_module(modname), fname)
+        return runner(spec, input, target, reduction, params, want_grad)
     prep = validate.prepare(spec, input, target, reduction, params)
     if spec.name == "rmse":
         return _rmse(spec, prep, want_grad)

@@ -1,0 +1,1 @@
+"""CUDA backend: the same scalar formulas as @cuda.jit kernels."""
