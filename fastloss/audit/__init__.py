@@ -1,0 +1,2 @@
+"""The numerical-stability audit: grids of extreme inputs, ULP measurement
+against the mpmath oracle, peers, and reports."""
