@@ -88,7 +88,7 @@ ELEMENTWISE_FAMILIES = ("regression", "binary")
 def _is_device_array(a) -> bool:
     return not isinstance(a, np.ndarray) and (
         hasattr(a, "__cuda_array_interface__") or hasattr(a, "__dlpack_device__")
-        and getattr(a, "__dlpack_device__")()[0] == 2  # kDLCUDA
+        and a.__dlpack_device__()[0] == 2  # kDLCUDA
     )
 
 

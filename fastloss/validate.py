@@ -149,8 +149,9 @@ def _describe(domain) -> str:
     return f"in {domain}"
 
 
-def check_domain(name: str, a: np.ndarray, domain) -> None:
-    """ValueError naming the first element of ``a`` outside ``domain`` (NaN passes)."""
+def check_domain(name: str, a: np.ndarray, domain, shape=None) -> None:
+    """ValueError naming the first element of the flat array ``a`` outside
+    ``domain`` (NaN passes), indexed in ``shape`` (the caller's array shape)."""
     from fastloss.cpu import checks
 
     if domain is None or a.size == 0:
@@ -162,8 +163,10 @@ def check_domain(name: str, a: np.ndarray, domain) -> None:
     else:  # pragma: no cover - catalogue error
         raise AssertionError(domain)
     if i >= 0:
+        shape = shape or a.shape
+        where = i if len(shape) == 1 else tuple(int(k) for k in np.unravel_index(i, shape))
         raise ValueError(
-            f"{name}: values must be {_describe(domain)}; element {i} is {a[i]!r}"
+            f"{name}: values must be {_describe(domain)}; element {where} is {float(a[i])!r}"
         )
 
 
@@ -179,11 +182,11 @@ def prepare(spec: LossSpec, input, target, reduction, params: dict) -> Prepared:
         )
     shape = x.shape
     xf, yf = _flat(x), _flat(y)
-    check_domain("input", xf, spec.input_domain)
-    check_domain("target", yf, spec.target_domain)
+    check_domain("input", xf, spec.input_domain, shape)
+    check_domain("target", yf, spec.target_domain, shape)
     if spec.param_domains is not None:
         for arg, dom in spec.param_domains(p):
-            check_domain(arg, xf if arg == "input" else yf, dom)
+            check_domain(arg, xf if arg == "input" else yf, dom, shape)
     q, qper = periodic(spec.q_param, p.get(spec.q_param), shape, x.dtype) if spec.q_param \
         else (np.ones(1, x.dtype), 1)
     w, wper = periodic(spec.weight_param, p.get(spec.weight_param), shape, x.dtype) \

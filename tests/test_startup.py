@@ -1,0 +1,46 @@
+"""Start-up: importing compiles nothing; kernels compile on first use and are
+cached on disk, so a second process does not compile again."""
+
+import json
+import os
+import subprocess
+import sys
+
+PROBE = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import fastloss as fl
+t_import = time.perf_counter() - t0
+from numba.core.registry import CPUDispatcher
+import fastloss.cpu.elementwise as ew
+compiled_at_import = [
+    name for m in list(sys.modules.values()) if getattr(m, "__name__", "").startswith("fastloss")
+    for name, obj in vars(m).items() if isinstance(obj, CPUDispatcher) and obj.signatures
+]
+import numpy as np
+x = np.linspace(-1, 1, 1000).astype(np.float32)
+t0 = time.perf_counter()
+fl.value_and_grad("binary_cross_entropy_with_logits", x, (x > 0).astype(np.float32))
+t_first = time.perf_counter() - t0
+literal = lambda c: sum(v for k, v in c.items() if "Literal" in str(k[0]))
+print(json.dumps({
+    "import_s": t_import, "first_call_s": t_first, "compiled_at_import": compiled_at_import,
+    "hits": literal(ew.kernel.stats.cache_hits), "misses": literal(ew.kernel.stats.cache_misses),
+}))
+"""
+
+
+def probe(cache_dir):
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(cache_dir)}
+    out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True,
+                         check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_import_compiles_nothing_and_cache_is_reused(tmp_path):
+    cold = probe(tmp_path)
+    assert cold["compiled_at_import"] == []
+    assert cold["misses"] >= 1 and cold["hits"] == 0  # compiled in the first process
+    warm = probe(tmp_path)
+    assert warm["compiled_at_import"] == []
+    assert warm["misses"] == 0 and warm["hits"] >= 1  # loaded from disk in the second

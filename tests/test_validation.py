@@ -1,0 +1,134 @@
+"""Every bad input of issue 2 / DESIGN.md gives a ValueError or TypeError
+whose message names the argument and what is wrong."""
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+
+X = np.array([0.2, 0.5, 0.9])
+Y = np.array([0.0, 1.0, 0.5])
+
+
+def raises(exc, match, name, x=X, y=Y, **kw):
+    with pytest.raises(exc, match=match):
+        fl.value_and_grad(name, x, y, **kw)
+
+
+def test_unknown_loss():
+    raises(ValueError, r"name: unknown loss 'nope'", "nope")
+
+
+def test_unknown_reduction():
+    raises(ValueError, r"reduction: mse takes 'mean', 'sum', 'none'; got 'avg'", "mse",
+           reduction="avg")
+    raises(ValueError, "reduction", "mse", reduction=None)
+
+
+def test_unknown_parameter():
+    raises(ValueError, r"delt: unknown parameter\(s\) of huber; its parameters: delta", "huber",
+           delt=1.0)
+    raises(ValueError, r"delta: unknown parameter\(s\) of mse; its parameters: none", "mse",
+           delta=1.0)
+
+
+@pytest.mark.parametrize("name,param,value,msg", [
+    ("huber", "delta", -1.0, "delta: must be > 0"),
+    ("huber", "delta", 0.0, "delta: must be > 0"),
+    ("pseudo_huber", "delta", -0.5, "delta: must be > 0"),
+    ("smooth_l1", "beta", -1e-9, "beta: must be >= 0"),
+    ("sigmoid_focal", "gamma", -2.0, "gamma: must be >= 0"),
+    ("sigmoid_focal", "alpha", 1.5, r"alpha: must be in \[0, 1\]"),
+    ("quantile", "tau", 0.0, r"tau: must be in \(0, 1\)"),
+    ("quantile", "tau", 1.0, r"tau: must be in \(0, 1\)"),
+    ("binary_cross_entropy_with_logits", "label_smoothing", 1.5, "label_smoothing: must be in"),
+    ("huber", "delta", float("nan"), "delta: must be finite"),
+    ("huber", "delta", float("inf"), "delta: must be finite"),
+])
+def test_parameter_domains(name, param, value, msg):
+    raises(ValueError, msg, name, **{param: value})
+
+
+def test_parameter_types():
+    raises(TypeError, "delta: must be a real number", "huber", delta="1")
+    raises(TypeError, "delta: must be a real number", "huber", delta=True)
+    raises(TypeError, "log_input: must be True or False", "poisson_nll", log_input=1)
+
+
+@pytest.mark.parametrize("bad,exc,msg", [
+    ([0.1, 0.2, 0.3], TypeError, "input: must be a NumPy array"),
+    (0.5, TypeError, "input: must be a NumPy array"),
+    (np.array([1, 2, 3]), TypeError, "input: dtype must be float32 or float64; got int64"),
+    (np.array([True, False, True]), TypeError, "input: dtype must be float32 or float64; got bool"),
+    (np.array([1j, 2j, 3j]), TypeError, "got complex128"),
+    (np.array([1, 2, 3], np.float16), TypeError, "got float16"),
+    (np.array(0.5), ValueError, "input: must have at least one dimension"),
+])
+def test_bad_input_arrays(bad, exc, msg):
+    raises(exc, msg, "mse", x=bad, y=Y)
+
+
+def test_bad_target_arrays():
+    raises(TypeError, "target: dtype must be float32 or float64; got int64", "mse",
+           y=np.array([0, 1, 2]))
+    raises(ValueError, r"target: shape \(2,\) must equal input's shape \(3,\)", "mse",
+           y=np.array([0.0, 1.0]))
+    raises(ValueError, r"target: shape \(1, 3\) must equal input's shape \(3,\)", "mse",
+           y=Y.reshape(1, 3))
+
+
+def test_mixed_float_dtypes_are_refused():
+    raises(TypeError, "target: dtype float32 differs from input's float64", "mse",
+           y=Y.astype(np.float32))
+    raises(TypeError, "weight: dtype float32 differs from input's float64",
+           "binary_cross_entropy_with_logits", weight=np.ones(3, np.float32))
+
+
+def test_weight_shapes():
+    raises(ValueError, r"pos_weight: shape \(2,\) does not broadcast to the input's shape \(3,\)",
+           "binary_cross_entropy_with_logits", pos_weight=np.ones(2))
+    raises(ValueError, r"weight: shape \(4,\) does not broadcast", "sigmoid_focal",
+           weight=np.ones(4))
+
+
+@pytest.mark.parametrize("name,x,y,msg", [
+    ("binary_cross_entropy", [0.5, 1.5, 0.2], Y, r"input: values must be in \[0, 1\]; element 1 is 1.5"),
+    ("binary_cross_entropy", [0.5, -1e-300, 0.2], Y, "input: values must be in .* element 1"),
+    ("binary_cross_entropy", X, [0.0, 2.0, 0.5], r"target: values must be in \[0, 1\]; element 1"),
+    ("binary_cross_entropy_with_logits", X, [0.0, -0.1, 0.5], "target: values must be in"),
+    ("sigmoid_focal", X, [1.1, 0.0, 0.5], "target: values must be in .* element 0"),
+    ("msle", [0.5, -1.0, 0.2], Y, r"input: values must be in \(-1, inf\]; element 1 is -1.0"),
+    ("msle", X, [0.0, -3.0, 0.5], r"target: values must be in \(-1, inf\]; element 1"),
+    ("hinge", X, [1.0, 0.5, -1.0], r"target: values must be in \{-1, 0, 1\}; element 1 is 0.5"),
+    ("squared_hinge", X, [1.0, 2.0, -1.0], r"target: values must be in \{-1, 0, 1\}"),
+    ("soft_margin", X, [1.0, -2.0, -1.0], r"target: values must be in \{-1, 0, 1\}"),
+    ("poisson_nll", X, [0.0, -1.0, 0.5], r"target: values must be in \[0, inf\]; element 1"),
+])
+def test_data_domains(name, x, y, msg):
+    raises(ValueError, msg, name, x=np.asarray(x, float), y=np.asarray(y, float))
+
+
+def test_poisson_input_domain_depends_on_log_input():
+    x = np.array([-1.0, 0.5, 2.0])
+    fl.poisson_nll(x, Y)  # log-rate input: any real x
+    with pytest.raises(ValueError, match=r"input: values must be in \[0, inf\]; element 0"):
+        fl.poisson_nll(x, Y, log_input=False)
+
+
+def test_nan_is_not_a_domain_error():
+    x = np.array([0.5, np.nan, 0.2])
+    y = np.array([np.nan, 1.0, 0.0])
+    for name in ("binary_cross_entropy", "msle", "poisson_nll"):
+        v = fl.value_and_grad(name, x, y, reduction="none")[0]
+        assert np.isnan(v[:2]).all() and np.isfinite(v[2])
+    s = np.array([1.0, np.nan, -1.0])
+    assert np.isnan(fl.hinge(X, s, reduction="none")[1])
+
+
+def test_metric_style_refusal_of_grad_is_clear():
+    # every elementwise loss has a gradient; metrics (later) refuse value_and_grad
+    for name in fl.names():
+        spec = __import__("fastloss.catalog", fromlist=["get"]).get(name)
+        if not spec.has_grad:
+            with pytest.raises(ValueError, match="has no gradient"):
+                fl.value_and_grad(name, X, Y)
