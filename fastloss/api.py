@@ -47,7 +47,7 @@ def _mean(total: float, n: int) -> float:
     return total / n
 
 
-def _rmse(spec, prep, want_grad):
+def _rmse(spec, prep, want_grad, out=None):
     """sqrt(mean d^2), rescaled by a power of two when the float64 sum of
     squares overflows or underflows; gradient d / (n rmse) = mse's 2d / (2 n rmse)."""
     from fastloss.cpu.elementwise import max_abs_diff
@@ -55,7 +55,7 @@ def _rmse(spec, prep, want_grad):
     n = prep.size
     total = _sum_pass(spec, prep)
     scale = 1.0
-    if n and (total == math.inf or 0.0 < total < 2.0**-900) and prep.dtype == np.float64:
+    if n and (total == math.inf or total < 2.0**-900) and prep.dtype == np.float64:
         m = max_abs_diff(prep.x, prep.y)
         if math.isfinite(m) and m > 0.0:
             scale = 2.0 ** -math.frexp(m)[1]
@@ -65,7 +65,7 @@ def _rmse(spec, prep, want_grad):
         _mean(total, n)
     grad = None
     if want_grad:
-        grad = np.empty(n, dtype=prep.dtype)
+        grad = np.empty(n, dtype=prep.dtype) if out is None else out.reshape(-1)
         if value == 0.0:
             grad[:] = 0.0
         else:
@@ -86,32 +86,45 @@ ELEMENTWISE_FAMILIES = ("regression", "binary")
 
 
 def _is_device_array(a) -> bool:
-    return not isinstance(a, np.ndarray) and (
-        hasattr(a, "__cuda_array_interface__") or hasattr(a, "__dlpack_device__")
-        and a.__dlpack_device__()[0] == 2  # kDLCUDA
-    )
+    """True for GPU arrays (CAI, CUDA DLPack, numba/simulator device arrays);
+    duck-typed, imports no GPU library."""
+    from fastloss.cuda.arrays import is_device_array
+
+    return is_device_array(a)
 
 
-def evaluate(name: str, input, target, reduction: str, params: dict, want_grad: bool):
-    """(value, grad or None) of loss ``name``; the engine behind every public call."""
+def evaluate(name: str, input, target, reduction: str, params: dict, want_grad: bool,
+             out=None):
+    """(value, grad or None) of loss ``name``; the engine behind every public call.
+
+    ``out``: a buffer for the gradient (see ``value_and_grad``)."""
+    kw = {} if out is None else {"out": out}
     spec = catalog.get(name)
     if want_grad and not spec.has_grad:
         raise ValueError(f"name: {name} is a metric and has no gradient; use fastloss.{name}")
     if _is_device_array(input):
         from fastloss.cuda.api import evaluate as cuda_evaluate
 
-        return cuda_evaluate(spec, input, target, reduction, params, want_grad)
+        return cuda_evaluate(spec, input, target, reduction, params, want_grad, **kw)
     if spec.family not in ELEMENTWISE_FAMILIES:
         import importlib
 
         modname, fname = FAMILY_RUNNERS[spec.family].split(":")
         runner = getattr(importlib.import_module(modname), fname)
-        return runner(spec, input, target, reduction, params, want_grad)
+        return runner(spec, input, target, reduction, params, want_grad, **kw)
     prep = validate.prepare(spec, input, target, reduction, params)
     if spec.name == "rmse":
-        return _rmse(spec, prep, want_grad)
+        if out is not None:
+            validate.check_out(out, input if isinstance(input, np.ndarray) else prep.x, target,
+                               *(v for v in params.values() if isinstance(v, np.ndarray)))
+        return _rmse(spec, prep, want_grad, out)
     n = prep.size
-    grad = np.empty(n, dtype=prep.dtype) if want_grad else None
+    if out is not None and want_grad:
+        validate.check_out(out, input, target,
+                           *(v for v in params.values() if isinstance(v, np.ndarray)))
+        grad = out.reshape(-1)
+    else:
+        grad = np.empty(n, dtype=prep.dtype) if want_grad else None
     vals = np.empty(n, dtype=prep.dtype) if reduction == "none" else None
     total = _sum_pass(spec, prep, grad=grad, gdiv=n if reduction == "mean" and n else 1, vals=vals)
     if reduction == "none":
@@ -120,21 +133,31 @@ def evaluate(name: str, input, target, reduction: str, params: dict, want_grad: 
         value = float(total)
     else:
         value = _mean(total, n)
+    if grad is not None and out is not None:
+        return value, out
     return value, None if grad is None else grad.reshape(prep.shape)
 
 
-def value_and_grad(name, input, target, *, reduction="mean", **params):
+def value_and_grad(name, input, target, *, reduction="mean", out=None, **params):
     """Loss ``name`` and its gradient with respect to ``input``, in one fused pass.
 
     Returns ``(value, grad)``: ``grad`` has the input's shape and dtype and is
     d(value)/d(input); with ``reduction="none"`` value holds one loss per
-    element and grad is the gradient of their sum."""
-    return evaluate(name, input, target, reduction, params, want_grad=True)
+    element and grad is the gradient of their sum.
+
+    ``out``: an optional C-contiguous, writeable array of the input's shape and
+    dtype that receives the gradient (and is returned as ``grad``) instead of
+    a new array. It may be ``input`` itself: the gradient then overwrites the
+    input in place, bit for bit what a separate buffer would receive, so a
+    large batch of logits needs no second array. Every check runs before the
+    kernel writes, so a failing call leaves ``out`` untouched."""
+    return evaluate(name, input, target, reduction, params, want_grad=True, out=out)
 
 
-def grad(name, input, target, *, reduction="mean", **params):
-    """The gradient of loss ``name`` with respect to ``input`` (see value_and_grad)."""
-    return evaluate(name, input, target, reduction, params, want_grad=True)[1]
+def grad(name, input, target, *, reduction="mean", out=None, **params):
+    """The gradient of loss ``name`` with respect to ``input`` (see value_and_grad,
+    also for ``out``)."""
+    return evaluate(name, input, target, reduction, params, want_grad=True, out=out)[1]
 
 
 def names() -> list[str]:

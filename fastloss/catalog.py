@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from fastloss.scalar import binary as B
+from fastloss.scalar import multiclass as M
 from fastloss.scalar import regression as R
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -78,8 +79,8 @@ class Param:
 @dataclass(frozen=True)
 class LossSpec:
     name: str
-    family: str  # "regression" | "binary" (elementwise); later "multiclass", "box", "metric"
-    formula: Callable
+    family: str  # "regression" | "binary" (elementwise) | "multiclass" (row-wise); later "box", "metric"
+    formula: Callable | None  # None for metrics (no scalar formula, no gradient)
     summary: str
     params: tuple[Param, ...] = ()
     input_domain: Interval | ValueSet | None = None
@@ -192,13 +193,103 @@ SPECS: tuple[LossSpec, ...] = (
     LossSpec(
         "soft_margin", "binary", B.soft_margin, "logistic loss softplus(-y x)", target_domain=_HINGE,
     ),
+    # --- multiclass (row-wise: fastloss.rows) -----------------------------
+    LossSpec(
+        "cross_entropy", "multiclass", M.cross_entropy,
+        "softmax cross entropy of logits with class labels or probability targets",
+        params=(
+            Param("weight", None, kind="array", doc="(C,) class weights"),
+            Param("ignore_index", -100, kind="int", doc="label whose rows are skipped"),
+            Param("label_smoothing", 0.0, check=_unit_closed),
+            Param("z_loss", 0.0, check=_nonnegative, doc="adds z_loss * lse(x)^2 per row"),
+        ),
+        pack=lambda p: (float(p["label_smoothing"]), float(p["z_loss"]), 0.0),
+        weight_param="weight",
+        reference="PyTorch F.cross_entropy; Blanchard, Higham & Higham, IMA J. Numer. Anal. 41 "
+                  "(2021); z-loss: Chowdhery et al., PaLM (2022)",
+    ),
+    LossSpec(
+        "nll", "multiclass", M.nll, "negative log-likelihood -x_y of log-probabilities",
+        params=(
+            Param("weight", None, kind="array", doc="(C,) class weights"),
+            Param("ignore_index", -100, kind="int", doc="label whose rows are skipped"),
+        ),
+        weight_param="weight",
+        reference="PyTorch F.nll_loss",
+    ),
+    LossSpec(
+        "categorical_cross_entropy", "multiclass", M.categorical_cross_entropy,
+        "cross entropy -sum t log x of probabilities x with probability targets t",
+        input_domain=_PROB, target_domain=Interval(0.0),
+        reference="Keras categorical_crossentropy (from_logits=False, without renormalising)",
+    ),
+    LossSpec(
+        "kl_div", "multiclass", M.kl_div,
+        "Kullback-Leibler divergence sum t (log t - x) of log-probabilities x",
+        params=(Param("log_target", False, kind="bool"),),
+        target_domain=Interval(0.0),
+        pack=lambda p: (1.0 if p["log_target"] else 0.0, 0.0, 0.0),
+        reductions=("mean", "sum", "none", "batchmean"),
+        reference="PyTorch F.kl_div",
+    ),
+    LossSpec(
+        "softmax_focal", "multiclass", M.softmax_focal,
+        "softmax focal loss -alpha_y (1 - p_y)^gamma log p_y",
+        params=(
+            Param("gamma", 2.0, check=_nonnegative),
+            Param("alpha", None, kind="array", doc="(C,) class weights alpha"),
+        ),
+        pack=_pack1("gamma"),
+        weight_param="alpha",
+        reference="Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
+    ),
+    LossSpec(
+        "multi_margin", "multiclass", M.multi_margin,
+        "multi-class hinge sum_{j != y} w_y max(0, margin - x_y + x_j)^p / C",
+        params=(
+            Param("p", 1, kind="int", check=lambda v: None if v in (1, 2) else "must be 1 or 2"),
+            Param("margin", 1.0),
+            Param("weight", None, kind="array", doc="(C,) class weights"),
+        ),
+        pack=lambda p: (float(p["margin"]), float(p["p"]), 0.0),
+        weight_param="weight",
+        reference="PyTorch F.multi_margin_loss; Weston & Watkins, ESANN 1999",
+    ),
+)
+
+
+# --- boxes (fastloss.boxes) and metrics (fastloss.metrics) -----------------
+from fastloss.scalar import boxes as _BX  # noqa: E402
+
+_BOX_REF = ("Rezatofighi et al., Generalized Intersection over Union, CVPR 2019; "
+            "Zheng et al., Distance-IoU Loss, AAAI 2020")
+
+SPECS = SPECS + (
+    LossSpec("iou_loss", "box", _BX.iou_loss, "IoU loss 1 - IoU of (N, 4) boxes (x1, y1, x2, y2)",
+             reference="Yu et al., UnitBox, ACM MM 2016; " + _BOX_REF),
+    LossSpec("giou_loss", "box", _BX.giou_loss,
+             "generalized IoU loss 1 - IoU + (C - U)/C, C the enclosing box's area",
+             reference=_BOX_REF),
+    LossSpec("diou_loss", "box", _BX.diou_loss,
+             "distance IoU loss 1 - IoU + rho^2/c^2 (centre distance over enclosing diagonal)",
+             reference=_BOX_REF),
+    LossSpec("ciou_loss", "box", _BX.ciou_loss,
+             "complete IoU loss DIoU + alpha v (aspect ratio term; alpha constant in the gradient)",
+             reference=_BOX_REF),
+    LossSpec("zero_one", "metric", None,
+             "zero-one loss: fraction (sum: count) of wrong predictions (argmax of (N, C) "
+             "scores, or logit > 0 for (N,) binary logits)", has_grad=False),
+    LossSpec("accuracy", "metric", None,
+             "accuracy: fraction (sum: count) of right predictions, 1 - zero_one", has_grad=False),
 )
 
 BY_NAME: dict[str, LossSpec] = {s.name: s for s in SPECS}
 
-#: formulas in a fixed order; a loss's kernel is compiled for its index (a
+#: elementwise formulas in a fixed order; a loss's kernel is compiled for its index (a
 #: compile-time literal), which lets Numba cache each kernel on disk.
-FORMULAS: tuple[Callable, ...] = tuple(dict.fromkeys(s.formula for s in SPECS))
+FORMULAS: tuple[Callable, ...] = tuple(
+    dict.fromkeys(s.formula for s in SPECS if s.family in ("regression", "binary"))
+)
 
 
 def formula_id(spec: LossSpec) -> int:

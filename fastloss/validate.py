@@ -81,6 +81,16 @@ def check_params(spec: LossSpec, params: dict) -> dict:
         if v is None and p.kind == "float_or_none":
             out[p.name] = None
             continue
+        if p.kind == "int":
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)):
+                raise TypeError(f"{p.name}: must be an integer; got {type(v).__name__} {v!r}")
+            v = int(v)
+            if p.check is not None:
+                why = p.check(v)
+                if why:
+                    raise ValueError(f"{p.name}: {why}; got {v!r}")
+            out[p.name] = v
+            continue
         if isinstance(v, (bool, np.bool_)) or not isinstance(v, Real):
             raise TypeError(f"{p.name}: must be a real number; got {type(v).__name__} {v!r}")
         v = float(v)
@@ -103,17 +113,25 @@ def as_float_array(name: str, a, dtype=None) -> np.ndarray:
                 f"got {type(a).__name__}"
             )
         raise TypeError(f"{name}: must be a NumPy array of float32 or float64; got {type(a).__name__}")
-    if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{name}: dtype must be float32 or float64; got {a.dtype}")
-    if a.ndim == 0:
+    check_float_meta(name, a.dtype, a.ndim, dtype)
+    return a
+
+
+def check_float_meta(name: str, dtype, ndim: int, like=None) -> None:
+    """The dtype and rank rules of a float array argument, shared by the CPU
+    path and the CUDA path (which must not look at the data itself): float32
+    or float64, at least one dimension, and ``like``'s dtype when given."""
+    dtype = np.dtype(dtype)
+    if dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name}: dtype must be float32 or float64; got {dtype}")
+    if ndim == 0:
         raise ValueError(f"{name}: must have at least one dimension; got a 0-d array "
                          "(use np.atleast_1d)")
-    if dtype is not None and a.dtype != dtype:
+    if like is not None and dtype != like:
         raise TypeError(
-            f"{name}: dtype {a.dtype} differs from input's {dtype}; fastloss does not mix "
+            f"{name}: dtype {dtype} differs from input's {like}; fastloss does not mix "
             "float32 and float64 in one call (cast one explicitly)"
         )
-    return a
 
 
 def _flat(a: np.ndarray) -> np.ndarray:
@@ -163,11 +181,14 @@ def check_domain(name: str, a: np.ndarray, domain, shape=None) -> None:
     else:  # pragma: no cover - catalogue error
         raise AssertionError(domain)
     if i >= 0:
-        shape = shape or a.shape
-        where = i if len(shape) == 1 else tuple(int(k) for k in np.unravel_index(i, shape))
-        raise ValueError(
-            f"{name}: values must be {_describe(domain)}; element {where} is {float(a[i])!r}"
-        )
+        raise domain_error(name, domain, i, float(a[i]), shape or a.shape)
+
+
+def domain_error(name: str, domain, i: int, value: float, shape) -> ValueError:
+    """The error for flat element ``i`` (= ``value``) of argument ``name``
+    (shape ``shape``) outside ``domain``; shared with the CUDA checks."""
+    where = i if len(shape) == 1 else tuple(int(k) for k in np.unravel_index(i, shape))
+    return ValueError(f"{name}: values must be {_describe(domain)}; element {where} is {value!r}")
 
 
 def prepare(spec: LossSpec, input, target, reduction, params: dict) -> Prepared:
@@ -194,8 +215,37 @@ def prepare(spec: LossSpec, input, target, reduction, params: dict) -> Prepared:
     return Prepared(xf, yf, shape, q, qper, w, wper, spec.pack(p), reduction)
 
 
+def check_out(out, like: np.ndarray, *others) -> np.ndarray:
+    """Check a caller's gradient buffer ``out`` for an input ``like`` (the
+    checked, C-contiguous input): a writeable, C-contiguous NumPy array of
+    like's shape and dtype. It may be the input itself (in place: kernels
+    read each element before writing it), but must not otherwise overlap the
+    input or any of ``others`` (the caller's target and array parameters)."""
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out: must be a NumPy array; got {type(out).__name__}")
+    if out.dtype != like.dtype:
+        raise TypeError(f"out: dtype must be the input's {like.dtype}; got {out.dtype}")
+    if out.shape != like.shape:
+        raise ValueError(f"out: shape must be the input's {like.shape}; got {out.shape}")
+    if not out.flags.c_contiguous:
+        raise ValueError("out: must be C-contiguous (np.ascontiguousarray or np.empty_like)")
+    if not out.flags.writeable:
+        raise ValueError("out: must be writeable")
+    same = (out.__array_interface__["data"][0] == like.__array_interface__["data"][0]
+            and out.strides == like.strides)
+    if not same and np.may_share_memory(out, like):
+        raise ValueError("out: overlaps the input without being the input itself; pass the "
+                         "input (in place) or a separate array")
+    for o in others:
+        if isinstance(o, np.ndarray) and o is not like and np.may_share_memory(out, o) and not (
+                o.__array_interface__["data"][0] == like.__array_interface__["data"][0]
+                and o.shape == like.shape and o.strides == like.strides):
+            raise ValueError("out: overlaps the target or a parameter array")
+    return out
+
+
 def get_spec(name) -> LossSpec:
     return catalog.get(name)
 
 
-__all__ = ["Prepared", "prepare", "check_params", "check_reduction", "get_spec"]
+__all__ = ["Prepared", "prepare", "check_params", "check_reduction", "check_out", "get_spec"]

@@ -68,7 +68,7 @@ def test_reductions_agree(name, dtype):
     np.testing.assert_array_equal(gn, gs)
     # mean = sum / n; the sum is accurate to about one rounding of float64
     exact_sum = math.fsum(vn.astype(np.float64).ravel())
-    assert vs == pytest.approx(exact_sum, rel=x.size * np.finfo(dtype).eps, abs=1e-300)
+    assert vs == pytest.approx(exact_sum, rel=float(x.size * np.finfo(dtype).eps), abs=1e-300)
     assert vm == pytest.approx(vs / x.size, rel=1e-15)
     # d(mean)/dx = d(sum)/dx / n: one rounding apart
     np.testing.assert_allclose(gm, gs / x.size, rtol=2 * np.finfo(dtype).eps, atol=0)

@@ -33,6 +33,10 @@ def round_to_dtype(x, dtype) -> float:
     if x == 0:
         return 0.0
     e = int(mpmath.frexp(x)[1]) - 1  # 2^e <= |x| < 2^(e+1)
+    if e > emax + 1:  # far beyond the range (mpmath's exponents are unbounded)
+        return math.inf if x > 0 else -math.inf
+    if e < emin - p - 2:  # below half the smallest subnormal
+        return 0.0 if x > 0 else -0.0
     q = max(e, emin) - (p - 1)  # exponent of the quantum (ULP) at x
     with mpmath.workprec(max(mpmath.mp.prec, 64) + abs(q) + 64):
         m = mpmath.nint(mpmath.ldexp(x, -q))  # ties to even
@@ -61,8 +65,14 @@ def ulp_distance(computed, exact, dtype=None) -> np.ndarray:
     dtype = np.dtype(dtype or np.asarray(computed).dtype)
     c = np.asarray(computed, dtype=np.float64).astype(dtype)
     e = np.asarray(exact, dtype=np.float64).astype(dtype)
-    with np.errstate(invalid="ignore", over="ignore"):
-        d = np.abs(_ordered(c).astype(np.float64) - _ordered(e).astype(np.float64))
+    oc, oe = _ordered(c), _ordered(e)
+    # exact integer difference: hi - lo in wrapping uint64 arithmetic is exact
+    # (the ordered values span less than 2^64), then one rounding to float64.
+    # (Subtracting the int64s as float64 would lose the low bits: adjacent
+    # float64 numbers near 1 map to integers near 2^62, 512 apart in float64.)
+    hi = np.maximum(oc, oe).view(np.uint64)
+    lo = np.minimum(oc, oe).view(np.uint64)
+    d = (hi - lo).astype(np.float64)
     cn, en = np.isnan(c), np.isnan(e)
     d = np.where(cn & en, 0.0, d)
     d = np.where(cn ^ en, np.inf, d)

@@ -6,6 +6,36 @@ sums the values per fixed-size chunk (``fastloss.reduce``). The formula is
 chosen by ``fid``, an index into ``catalog.FORMULAS`` that Numba treats as a
 compile-time literal: each (loss, dtype) pair gets its own specialised machine
 code, compiled on first use and cached on disk.
+
+The hot loop is one loop per block of ``BLOCK`` elements that vectorizes
+(AVX2: 4 float64 lanes): it evaluates the (branch-free) formula, stores the
+gradient straight into ``grad`` and adds the value into ``BLOCK`` running
+accumulators, one per position in the block, each a TwoSum-compensated sum
+(``S[j] + E[j]``). The accumulators are independent, so the loop has no
+reduction that LLVM would have to reassociate (it may not without fastmath)
+and needs no value buffer. At the end of a chunk the ``BLOCK`` accumulators
+are added pairwise with TwoSum (``reduce.block_sum``). Every addition's
+rounding error is kept, so the chunk sum is compensated (error about one
+rounding of the sum plus n u^2 sum|v_i|), for float32 and float64 data alike;
+the order of additions depends on the data's length only.
+
+The parallel loop runs over groups of ``GROUP`` chunks, whose scratch buffers
+are allocated once per group (``numba.get_num_threads()`` inside the kernel
+would make it uncacheable: a dynamic global). The partition does not change any chunk's partial sum, so results are bitwise
+identical on 1 or N threads. The per-element ``q``/``w`` arrays (pos_weight,
+weight), read periodically, are first copied into block buffers by contiguous
+segments, so no index wraps inside the computing loop. Indices in the hot
+loop are unsigned (no negative-index wraparound, contiguous vector loads and
+stores) and arrays are not sliced per block (a slice costs an atomic
+reference-count update on the shared array, contended between threads).
+
+Measured causes of the previous version's slowness (value/gradient written to
+block buffers, copied, then summed by a pairwise TwoSum per block, five
+allocations and four slices per chunk): ~4x more work per element in the
+block machinery than in the formula (mse), and above all the call wrapper's
+``numba.typeof`` of 17 arguments (~0.1 ms per call); with several threads
+every call also pays the thread pool's wake-up, which single-chunk inputs now
+skip (``_LiteralDispatch``).
 """
 
 import numba
@@ -16,8 +46,36 @@ from numba.extending import overload
 
 from fastloss._config import CHUNK, JIT, PARALLEL_JIT
 from fastloss.catalog import FORMULAS
+from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
 from fastloss.math import xmul
-from fastloss.reduce import neumaier_add
+from fastloss.reduce import block_sum
+
+#: elements per vectorized block = number of running accumulators per chunk
+#: (a power of two dividing CHUNK)
+BLOCK = 512
+assert CHUNK % BLOCK == 0 and BLOCK & (BLOCK - 1) == 0
+
+#: chunks per work item of the parallel loop (its scratch buffers are
+#: allocated once per item). Inputs of at most this many chunks are one item
+#: and run on the calling thread only (``_LiteralDispatch``): no thread pool
+#: wake-up. Results do not depend on it.
+GROUP = 4
+
+_U0 = np.uint64(0)
+
+
+_INLINED = {}
+
+
+def _inlined(fid):
+    """FORMULAS[fid] recompiled with LLVM ``alwaysinline``: a formula left to
+    LLVM's inliner may stay a call inside the loop (BCE with logits does),
+    and a call blocks vectorization. Not cached on its own (its machine code
+    is cached inside each kernel), so the flag cannot be lost to a cached
+    copy compiled without it."""
+    if fid not in _INLINED:
+        _INLINED[fid] = njit(**{**JIT, "cache": False, "forceinline": True})(FORMULAS[fid].py_func)
+    return _INLINED[fid]
 
 
 def apply(fid, x, y, q, p0, p1, p2):  # pragma: no cover - replaced by the overload
@@ -25,11 +83,11 @@ def apply(fid, x, y, q, p0, p1, p2):  # pragma: no cover - replaced by the overl
     raise NotImplementedError
 
 
-@overload(apply, jit_options=JIT)
+@overload(apply, jit_options={**JIT, "forceinline": True})
 def _apply(fid, x, y, q, p0, p1, p2):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("apply: the formula id must be a compile-time literal")
-    formula = FORMULAS[fid.literal_value]
+    formula = _inlined(fid.literal_value)
 
     def impl(fid, x, y, q, p0, p1, p2):
         return formula(x, y, q, p0, p1, p2)
@@ -37,9 +95,46 @@ def _apply(fid, x, y, q, p0, p1, p2):
     return impl
 
 
+@njit(**JIT)
+def _fill(buf, m, a, per, k):
+    """buf[j] = a[(k + j) mod per] for j < m, by contiguous segments."""
+    if per == 1:
+        v = np.float64(a[0])
+        for j in range(m):
+            buf[j] = v
+        return
+    j = 0
+    while j < m:
+        seg = min(m - j, per - k)
+        dst = buf[j:j + seg]
+        src = a[k:k + seg]
+        for t in range(seg):
+            dst[t] = src[t]
+        j += seg
+        k = 0
+
+
+@njit(**JIT)
+def _overlap(a, b):
+    """True if the memory of arrays a and b overlaps."""
+    pa = a.ctypes.data
+    pb = b.ctypes.data
+    return pa < pb + b.nbytes and pb < pa + a.nbytes and a.size > 0 and b.size > 0
+
+
+@njit(**{**JIT, "forceinline": True})
+def _acc(S, E, j, v):
+    """(S[j], E[j]) += v: TwoSum, the rounding error added to E[j]; branch-free."""
+    a = S[j]
+    t = a + v
+    bp = t - a
+    E[j] += (a - (t - bp)) + (v - bp)
+    S[j] = t
+
+
 @njit(**PARALLEL_JIT)
-def kernel(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
-           store_grad, store_vals):
+def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
+          store_grad, store_vals):
     """Fused value/gradient/partial-sum pass over x and y (1-D, contiguous).
 
     grad[i] = w_i f'(x_i, y_i) / gdiv  (if store_grad)
@@ -48,30 +143,68 @@ def kernel(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
     """
     numba.literally(fid)
     n = x.size
-    for c in prange(hi.size):
-        start = c * CHUNK
-        stop = min(start + CHUNK, n)
-        kq = start % qper
-        kw = start % wper
-        s = 0.0
-        comp = 0.0
-        for i in range(start, stop):
-            v, g = apply(fid, np.float64(x[i]), np.float64(y[i]), np.float64(q[kq]), p0, p1, p2)
-            wi = np.float64(w[kw])
-            v = xmul(wi, v)
-            if store_grad:
-                grad[i] = xmul(wi, g) / gdiv
-            if store_vals:
-                vals[i] = v
-            s, comp = neumaier_add(s, comp, v)
-            kq += 1
-            if kq == qper:
-                kq = 0
-            kw += 1
-            if kw == wper:
-                kw = 0
-        hi[c] = s
-        lo[c] = comp if np.isfinite(s) else 0.0
+    nchunks = hi.size
+    ngroups = (nchunks + GROUP - 1) // GROUP
+    periodic = qper > 1 or wper > 1
+    # the gradient goes straight to grad unless grad overlaps an input
+    # (out=input): then through a block buffer (keeps the loop vectorized)
+    g_direct = store_grad and not (_overlap(grad, x) or _overlap(grad, y))
+    v_direct = store_vals and not (_overlap(vals, x) or _overlap(vals, y))
+    for grp in prange(ngroups):
+        c0 = grp * GROUP
+        c1 = min(c0 + GROUP, nchunks)
+        S = np.empty(BLOCK, dtype=np.float64)
+        E = np.empty(BLOCK, dtype=np.float64)
+        gb = np.empty(BLOCK, dtype=grad.dtype)
+        vb = np.empty(BLOCK, dtype=vals.dtype)
+        qb = np.empty(BLOCK if periodic else 1, dtype=np.float64)
+        wb = np.empty(BLOCK if periodic else 1, dtype=np.float64)
+        ga = grad if g_direct else gb
+        va = vals if v_direct else vb
+        qv = np.float64(q[0])
+        wv = np.float64(w[0])
+        for c in range(c0, c1):
+            start = c * CHUNK
+            stop = min(start + CHUNK, n)
+            S[:] = 0.0
+            E[:] = 0.0
+            for b0 in range(start, stop, BLOCK):
+                m = min(BLOCK, stop - b0)
+                mu = np.uint64(m)
+                off = np.uint64(b0)  # unsigned indices: no wraparound selects
+                goff = off if g_direct else _U0
+                voff = off if v_direct else _U0
+                if periodic:
+                    _fill(qb, m, q, qper, b0 % qper)
+                    _fill(wb, m, w, wper, b0 % wper)
+                    for j in range(mu):
+                        v, g = apply(fid, np.float64(x[off + j]), np.float64(y[off + j]), qb[j], p0, p1, p2)
+                        wi = wb[j]
+                        v = xmul(wi, v)
+                        ga[goff + j] = xmul(wi, g) / gdiv
+                        va[voff + j] = v
+                        _acc(S, E, j, v)
+                else:
+                    for j in range(mu):
+                        v, g = apply(fid, np.float64(x[off + j]), np.float64(y[off + j]), qv, p0, p1, p2)
+                        v = xmul(wv, v)
+                        ga[goff + j] = xmul(wv, g) / gdiv
+                        va[voff + j] = v
+                        _acc(S, E, j, v)
+                if store_grad and not g_direct:
+                    for j in range(mu):
+                        grad[off + j] = gb[j]
+                if store_vals and not v_direct:
+                    for j in range(mu):
+                        vals[off + j] = vb[j]
+            # positions never reached (a short last chunk) hold exact zeros
+            s, comp = block_sum(S, E, BLOCK)
+            hi[c] = s
+            lo[c] = comp if np.isfinite(s) else 0.0
+
+
+#: the parallel elementwise driver (see ``fused``)
+kernel = _LiteralDispatch(fused, nchunks_arg=12)
 
 
 @njit(**JIT)

@@ -1,15 +1,21 @@
 """Scalar building blocks shared by every loss formula.
 
-Each primitive has one meaning (documented below) and is written as a Numba
-``@njit`` function on float64 arguments. The loss formulas in
-``fastloss.scalar`` call only these primitives and ``math`` functions, so the
-same formula compiles for the CPU (``@njit``) and for CUDA (numba-cuda
-compiles ``@njit`` functions called from ``@cuda.jit`` kernels, mapping
-``math.*`` to libdevice).
+Each primitive has one meaning (documented below) and one name, with
+per-target implementations:
+- the CPU (``@njit``) gets branch-free polynomial versions
+  (``fastloss.math._cpu``) that LLVM vectorizes; Numba 0.68 has no SVML, so
+  ``math.exp`` & co. would be scalar libm calls that stop vectorization;
+- any other Numba target (CUDA: numba-cuda maps ``math.*`` to libdevice) gets
+  the ``math.*`` version through a ``target="generic"`` overload;
+- plain Python (the CUDA simulator, or a direct call) runs the function body
+  itself, a plain ``math`` implementation with the same special values.
 
-Float32 data is evaluated in float64 and rounded once at the store, so float32
-results are within about half an ULP of the exact value; float64 results rely
-on the stable forms below (see ``docs/ACCURACY.md`` for the measured bounds).
+The loss formulas in ``fastloss.scalar`` call only these primitives (never
+``math.exp``/``math.log``...), so the same formula compiles for every target.
+
+Accuracy: every primitive is within 1 ULP of the exact value over its whole
+domain, in float64 and (evaluated in float64, rounded once) float32; the
+measured maxima are in ``tests/test_math_accuracy.py``.
 
 Conventions:
 - ``xmul(a, b)`` is ``a*b`` with ``0*inf = 0`` (the ``0*log 0 = 0`` convention of
@@ -20,55 +26,98 @@ Conventions:
 import math
 
 from numba import njit
+from numba.extending import overload
 
 from fastloss._config import JIT
+from fastloss.math import _cpu
 
 LN2_HI = 6.93147180369123816490e-01  # ln 2 = LN2_HI + LN2_LO (fdlibm split)
 LN2_LO = 1.90821492927058770002e-10
 
-
-@njit(**JIT)
-def xmul(a, b):
-    """a*b, except that 0 times +-inf is 0 (not NaN); NaN still propagates."""
-    if a == 0.0 and not math.isnan(b):
-        return 0.0
-    return a * b
+__all__ = [
+    "LN2_HI", "LN2_LO", "exp", "exp32", "expm1", "log", "log1p", "softplus", "log_sigmoid",
+    "sigmoid", "tanh", "sinh", "hypot", "pow_pos", "logaddexp", "xmul", "relu", "sign",
+]
 
 
-@njit(**JIT)
-def relu(m):
-    """max(0, m) that propagates NaN (Python's max(0, nan) returns 0)."""
-    if m <= 0.0:
-        return 0.0
-    return m
+def _targets(py_func, cpu_impl, generic_impl):
+    """Register the CPU (polynomial) and generic (math.*) implementations of
+    the primitive ``py_func`` (one or two float arguments)."""
+    if py_func.__code__.co_argcount == 1:
+        def cpu_ovl(x):
+            return lambda x: cpu_impl(x)
+
+        def generic_ovl(x):
+            return generic_impl
+    else:
+        def cpu_ovl(x, y):
+            return lambda x, y: cpu_impl(x, y)
+
+        def generic_ovl(x, y):
+            return generic_impl
+    overload(py_func, target="cpu", jit_options=_cpu.CPU_JIT)(cpu_ovl)
+    overload(py_func, target="generic", jit_options=JIT)(generic_ovl)
+    return py_func
 
 
-@njit(**JIT)
-def sign(d):
-    """sign(d): -1, 0 or 1; NaN for NaN."""
-    if d > 0.0:
-        return 1.0
-    if d < 0.0:
-        return -1.0
-    return d * 0.0  # 0 for +-0, NaN for NaN
+def _overflow_safe(f, big):
+    try:
+        return f()
+    except OverflowError:
+        return big
 
 
-@njit(**JIT)
+# --- plain-Python bodies (also the reference semantics) ----------------------
+
+
+def exp(x):
+    """e^x; +inf above 709.78 (float64), 0 below -745.13, NaN propagates."""
+    return _overflow_safe(lambda: math.exp(x), math.inf)
+
+
+def exp32(x):
+    """e^x with a relative error below 2^-46 (enough for float32 data
+    evaluated in float64: invisible after rounding to float32); 0 for
+    x < -708.05 (results below ~2^-1021.5). Cheaper than ``exp`` on the CPU."""
+    return _overflow_safe(lambda: math.exp(x), math.inf)
+
+
+def expm1(x):
+    """e^x - 1 with relative accuracy near 0; -1 as x -> -inf."""
+    return _overflow_safe(lambda: math.expm1(x), math.inf)
+
+
+def log(x):
+    """Natural log; -inf at 0 (either sign), NaN below 0, +inf at +inf."""
+    if x == 0.0:
+        return -math.inf
+    if x < 0.0:
+        return math.nan
+    return math.log(x) if x == x else x
+
+
+def log1p(x):
+    """log(1 + x) with relative accuracy near 0; -inf at -1, NaN below."""
+    if x == -1.0:
+        return -math.inf
+    if x < -1.0:
+        return math.nan
+    return math.log1p(x) if x == x else x
+
+
 def softplus(z):
     """log(1 + e^z) = max(z, 0) + log1p(e^-|z|), no overflow, relative accuracy
     in both tails (softplus(z) ~ e^z for z -> -inf)."""
     if z > 0.0:
         return z + math.log1p(math.exp(-z))
-    return math.log1p(math.exp(z))
+    return math.log1p(math.exp(z)) if z == z else z
 
 
-@njit(**JIT)
 def log_sigmoid(z):
     """log(sigma(z)) = -softplus(-z)."""
     return -softplus(-z)
 
 
-@njit(**JIT)
 def sigmoid(z):
     """1/(1 + e^-z), evaluated on the side where e^-|z| cannot overflow, so
     both tails keep relative accuracy: sigma(z) - 1 is computed as -sigma(-z)
@@ -76,16 +125,128 @@ def sigmoid(z):
     if z >= 0.0:
         return 1.0 / (1.0 + math.exp(-z))
     e = math.exp(z)
+    return e / (1.0 + e) if z == z else z
+
+
+def tanh(x):
+    """Hyperbolic tangent."""
+    return math.tanh(x)
+
+
+def sinh(x):
+    """Hyperbolic sine; +-inf on overflow (|x| > 710.47)."""
+    return _overflow_safe(lambda: math.sinh(x), math.copysign(math.inf, x))
+
+
+def hypot(x, y):
+    """sqrt(x^2 + y^2) without intermediate overflow; inf if either is inf."""
+    return math.hypot(x, y)
+
+
+def pow_pos(x, y):
+    """x^y for x >= 0 (x^0 = 1, 0^y = 0 for y > 0); +inf on overflow."""
+    return _overflow_safe(lambda: math.pow(x, y), math.inf)
+
+
+# --- generic (CUDA) implementations: math.* maps to libdevice ----------------
+
+
+def _g_exp(x):
+    return math.exp(x)
+
+
+def _g_expm1(x):
+    return math.expm1(x)
+
+
+def _g_log(x):
+    return math.log(x)
+
+
+def _g_log1p(x):
+    return math.log1p(x)
+
+
+def _g_softplus(x):
+    if x > 0.0:
+        return x + math.log1p(math.exp(-x))
+    return math.log1p(math.exp(x))
+
+
+def _g_log_sigmoid(x):
+    if -x > 0.0:
+        return x - math.log1p(math.exp(x))
+    return -math.log1p(math.exp(-x))
+
+
+def _g_sigmoid(x):
+    if x >= 0.0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
     return e / (1.0 + e)
 
 
-@njit(**JIT)
+def _g_tanh(x):
+    return math.tanh(x)
+
+
+def _g_sinh(x):
+    return math.sinh(x)
+
+
+def _g_hypot(x, y):
+    return math.hypot(x, y)
+
+
+def _g_pow_pos(x, y):
+    return math.pow(x, y)
+
+
+@njit(**_cpu.CPU_JIT)
+def _cpu_log_sigmoid(z):
+    return -_cpu.softplus(-z)
+
+
+_targets(exp, _cpu.exp, _g_exp)
+_targets(exp32, _cpu.exp32, _g_exp)
+_targets(expm1, _cpu.expm1, _g_expm1)
+_targets(log, _cpu.log, _g_log)
+_targets(log1p, _cpu.log1p, _g_log1p)
+_targets(softplus, _cpu.softplus, _g_softplus)
+_targets(log_sigmoid, _cpu_log_sigmoid, _g_log_sigmoid)
+_targets(sigmoid, _cpu.sigmoid, _g_sigmoid)
+_targets(tanh, _cpu.tanh, _g_tanh)
+_targets(sinh, _cpu.sinh, _g_sinh)
+_targets(hypot, _cpu.hypot, _g_hypot)
+_targets(pow_pos, _cpu.pow_pos, _g_pow_pos)
+
+
+# --- helpers without transcendental functions ---------------------------------
+
+
+@njit(**_cpu.CPU_JIT)
+def xmul(a, b):
+    """a*b, except that 0 times +-inf is 0 (not NaN); NaN still propagates."""
+    return 0.0 if a == 0.0 and b == b else a * b
+
+
+@njit(**_cpu.CPU_JIT)
+def relu(m):
+    """max(0, m) that propagates NaN (Python's max(0, nan) returns 0)."""
+    return 0.0 if m <= 0.0 else m
+
+
+@njit(**_cpu.CPU_JIT)
+def sign(d):
+    """sign(d): -1, 0 or 1; NaN for NaN."""
+    return 1.0 if d > 0.0 else (-1.0 if d < 0.0 else d * 0.0)  # 0 for +-0, NaN for NaN
+
+
+@njit(**_cpu.CPU_JIT)
 def logaddexp(a, b):
     """log(e^a + e^b) without overflow; logaddexp(-inf, -inf) = -inf."""
-    if math.isnan(a) or math.isnan(b):
-        return a + b
-    hi = max(a, b)
-    if hi == -math.inf or hi == math.inf:
-        return hi
-    lo = min(a, b)
-    return hi + math.log1p(math.exp(lo - hi))
+    hi = a if a > b else b
+    lo = b if a > b else a
+    r = hi + log1p(exp(lo - hi))
+    r = hi if hi == -math.inf or hi == math.inf else r
+    return r if a == a and b == b else a + b

@@ -16,7 +16,7 @@ import math
 from numba import njit
 
 from fastloss._config import JIT
-from fastloss.math import log_sigmoid, logaddexp, relu, sigmoid, softplus, xmul
+from fastloss.math import exp, log, log1p, log_sigmoid, logaddexp, relu, sigmoid, softplus, xmul
 
 _TINY = 2.0**-960  # below this, pow(D, gamma) may lose D to underflow
 
@@ -29,7 +29,7 @@ def binary_cross_entropy(x, y, q, p0, p1, p2):
     No clamping: x = 0 with y > 0 gives +inf (PyTorch clamps the log at -100,
     pytorch#103316). The derivative's 0/0 at x = 0 or 1 is replaced by its
     limit (1 at x = y = 0, -1 at x = y = 1)."""
-    v = -(xmul(y, math.log(x)) + xmul(1.0 - y, math.log1p(-x)))
+    v = -(xmul(y, log(x)) + xmul(1.0 - y, log1p(-x)))
     if x > 0.0 and x < 1.0:
         g = (x - y) / (x * (1.0 - x))
     elif x == 0.0:
@@ -48,12 +48,16 @@ def binary_cross_entropy_with_logits(x, y, w, eps, p1, p2):
 
     This equals PyTorch's (1 - y) x + (1 + (w - 1) y) softplus(-x) since
     softplus(x) = x + softplus(-x), without its cancellation at x << 0.
-    Label smoothing (eps = p0) replaces y by y (1 - eps) + eps/2."""
+    Label smoothing (eps = p0) replaces y by y' = y (1 - eps) + eps/2; 1 - y'
+    is formed as (1 - y)(1 - eps) + eps/2 (a sum of two positive terms), not
+    as 1 - y', which cancels when y' ~ 1."""
+    omy = 1.0 - y
     if eps != 0.0:
+        omy = omy * (1.0 - eps) + 0.5 * eps
         y = y * (1.0 - eps) + 0.5 * eps
     wy = w * y
-    v = xmul(1.0 - y, softplus(x)) + xmul(wy, softplus(-x))
-    g = xmul(1.0 - y, sigmoid(x)) - xmul(wy, sigmoid(-x))
+    v = xmul(omy, softplus(x)) + xmul(wy, softplus(-x))
+    g = xmul(omy, sigmoid(x)) - xmul(wy, sigmoid(-x))
     return v, g
 
 
@@ -84,7 +88,7 @@ def sigmoid_focal(x, y, q, alpha, gamma, use_alpha):
         big_d, big_l, dl = sp, lp, sn
     else:
         big_d = y * sn + (1.0 - y) * sp
-        big_l = logaddexp(math.log(y) + ln, math.log1p(-y) + lp)
+        big_l = logaddexp(log(y) + ln, log1p(-y) + lp)
         dl = (1.0 - 2.0 * y) * sp * (sn / big_d)
     if gamma == 0.0:
         m = 1.0
@@ -92,7 +96,7 @@ def sigmoid_focal(x, y, q, alpha, gamma, use_alpha):
     else:
         # pow of the accurately computed D is accurate; exp(gamma L) only
         # where D underflows (gamma L is then ill-conditioned, cond ~ |gamma L|)
-        m = math.pow(big_d, gamma) if big_d > _TINY else math.exp(gamma * big_l)
+        m = math.pow(big_d, gamma) if big_d > _TINY else exp(gamma * big_l)
         g = m * (xmul(gamma * dl, ce) + dce)
     v = m * ce
     if use_alpha != 0.0:

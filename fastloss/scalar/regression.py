@@ -12,7 +12,7 @@ import math
 from numba import njit
 
 from fastloss._config import JIT
-from fastloss.math import LN2_HI, LN2_LO, sign, xmul
+from fastloss.math import LN2_HI, LN2_LO, exp, hypot, log, log1p, sign, sinh, tanh, xmul
 
 
 @njit(**JIT)
@@ -39,15 +39,21 @@ def msle(x, y, q, p0, p1, p2):
     The difference of logs cancels when x ~ y; it is computed as the log of
     the ratio R = (1 + x)/(1 + y): log1p((x - y)/(1 + y)) when R >= 1/2 (no
     cancellation in x - y's rounding), log(R) otherwise (R far from 1, where
-    log is well conditioned). Domain x, y > -1 (checked by validation)."""
+    log is well conditioned). Where (x - y)/(1 + y) overflows (x huge, 1 + y
+    < 1), r = log(1 + x) - log(1 + y) is a sum of two positive terms.
+    Domain x, y > -1 (checked by validation)."""
     if x == math.inf and y != math.inf:
         return math.inf, 0.0  # r -> inf, 2r/(1+x) -> 0
     ax = 1.0 + x
     ay = 1.0 + y
     if ax >= 0.5 * ay:
-        r = math.log1p((x - y) / ay)
+        t = (x - y) / ay
+        if t == math.inf and x != math.inf:
+            r = log(ax) - log(ay)
+        else:
+            r = log1p(t)
     else:
-        r = math.log(ax / ay)
+        r = log(ax / ay)
     return r * r, 2.0 * r / ax
 
 
@@ -55,12 +61,18 @@ def msle(x, y, q, p0, p1, p2):
 def huber(x, y, q, delta, p1, p2):
     """Huber: d^2/2 for |d| <= delta, else delta (|d| - delta/2); derivative
     clip(d, -delta, delta). Huber, "Robust estimation of a location parameter",
-    Ann. Math. Statist. 1964."""
+    Ann. Math. Statist. 1964.
+
+    Where x - y overflows between finite x and y, the linear branch is
+    2 delta (|x/2 - y/2| - delta/4), which does not."""
     d = x - y
     a = abs(d)
     if a <= delta:
         return 0.5 * d * d, d
     if a > delta:
+        if a == math.inf and abs(x) != math.inf and abs(y) != math.inf:
+            h = abs(0.5 * x - 0.5 * y)
+            return 2.0 * (delta * (h - 0.25 * delta)), delta * sign(d)
         return delta * (a - 0.5 * delta), delta * sign(d)
     return d, d  # NaN
 
@@ -82,15 +94,29 @@ def pseudo_huber(x, y, q, delta, p1, p2):
     d / sqrt(1 + u^2).
 
     sqrt(1 + u^2) - 1 cancels for small u; it is rewritten u^2/(h + 1) with
-    h = hypot(1, u) (no overflow of u^2), and the value as
-    delta * |d| * (|u| / (h + 1)) so that no intermediate overflows before the
-    result does."""
+    h = hypot(1, u) (no overflow of u^2), and the value as d^2/(h + 1) for
+    |u| <= 1 and delta * |d| * (|u| / (h + 1)) otherwise, so that no
+    intermediate overflows before the result does and none underflows first. Where u overflows (tiny delta) but d does not, the value is
+    delta |d| (delta^2 is below half an ULP of it) and the derivative
+    delta sign(d)."""
     d = x - y
     u = d / delta
-    h = math.hypot(1.0, u)
+    h = hypot(1.0, u)
+    if math.isinf(d) and abs(x) != math.inf and abs(y) != math.inf:
+        # d overflows, d/2 does not: delta |d| |u|/(h + 1) with halves
+        d2 = 0.5 * x - 0.5 * y
+        u2 = d2 / delta
+        r = 1.0 if math.isinf(u2) else abs(u2) / (hypot(0.5, u2) + 0.5)
+        return 2.0 * (delta * abs(d2) * r), delta * sign(d)
     if math.isinf(d):
         return math.inf, delta * sign(d)
-    return delta * (abs(d) * (abs(u) / (h + 1.0))), d / h
+    if math.isinf(u):
+        return delta * abs(d), delta * sign(d)
+    # |u| <= 1: d^2/(h + 1) rounds once even where the result is subnormal
+    # (delta * (|d| |u| ...) would round a deep-subnormal intermediate first)
+    small = abs(d) * (abs(d) / (h + 1.0))
+    large = delta * (abs(d) * (abs(u) / (h + 1.0)))
+    return small if abs(u) <= 1.0 else large, d / h
 
 
 @njit(**JIT)
@@ -103,22 +129,29 @@ def log_cosh(x, y, q, p0, p1, p2):
     log1p(2 sinh^2(d/2)), which keeps relative accuracy as d -> 0."""
     a = abs(x - y)
     if a > 1.0:
-        v = ((a - LN2_HI) - LN2_LO) + math.log1p(math.exp(-2.0 * a))
+        v = ((a - LN2_HI) - LN2_LO) + log1p(exp(-2.0 * a))
     else:
-        s = math.sinh(0.5 * a)
-        v = math.log1p(2.0 * s * s)
-    return v, math.tanh(x - y)
+        s = sinh(0.5 * a)
+        v = log1p(2.0 * s * s)
+    return v, tanh(x - y)
 
 
 @njit(**JIT)
 def quantile(x, y, q, tau, p1, p2):
     """Pinball loss max(tau r, (tau - 1) r), r = y - x; derivative -tau where
-    y > x, else 1 - tau. Koenker & Bassett, Econometrica 1978."""
+    y > x, else 1 - tau. Koenker & Bassett, Econometrica 1978.
+
+    Where y - x overflows between finite x and y, r/2 = y/2 - x/2 is used
+    (the value is then 2 (tau r/2), finite when tau < 1/2 or so)."""
     r = y - x
+    s = 1.0
+    if abs(r) == math.inf and abs(x) != math.inf and abs(y) != math.inf:
+        r = 0.5 * y - 0.5 * x
+        s = 2.0
     if r > 0.0:
-        return tau * r, -tau
+        return s * (tau * r), -tau
     if r <= 0.0:
-        return (tau - 1.0) * r, 1.0 - tau
+        return s * ((tau - 1.0) * r), 1.0 - tau
     return r, r  # NaN
 
 
@@ -130,10 +163,10 @@ def poisson_nll(x, y, q, log_input, p1, p2):
     otherwise:          x - y log x, derivative 1 - y/x, with 0 log 0 = 0.
     Exact: no epsilon is added to x (PyTorch adds 1e-8)."""
     if log_input != 0.0:
-        e = math.exp(x)
-        if x == math.inf:
-            return math.inf, math.inf - y
+        e = exp(x)
+        if e == math.inf:  # x > 709.78: e^x dominates y x (no limit if y = inf)
+            return (math.inf if y != math.inf else math.nan) + 0.0 * y, math.inf - y
         return e - xmul(y, x), e - y
     if x == math.inf:
         return math.inf, 1.0 - xmul(y, 0.0)
-    return x - xmul(y, math.log(x)), 1.0 - xmul(y, 1.0 / x)
+    return x - xmul(y, log(x)), 1.0 - xmul(y, 1.0 / x)

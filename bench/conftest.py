@@ -1,0 +1,136 @@
+"""pytest-benchmark suites of fastloss (run them with ``fastloss bench``).
+
+Everything these suites need lives in ``fastloss.benchmark``; this file adds
+the selection options, parametrises each suite from the catalogue, shows one
+line of progress per benchmark and writes the derived figures and the
+machine description into the JSON (``--benchmark-json``).
+
+    python -m pytest bench/ --benchmark-json=out.json            # default selection
+    python -m pytest bench/ --benchmark-disable --fl-smoke -q    # smoke: once each, checked
+    python -m pytest bench/ --fl-loss=mse,huber --fl-threads=1,2 --fl-dtype=float32
+
+Before numba is imported: NUMBA_CACHE_DIR is set (unless given) to a
+directory keyed by a hash of fastloss' sources, as in tests/conftest.py, so
+kernels compile once per source version and never come from a stale cache.
+"""
+
+import hashlib
+import os
+import pathlib
+import tempfile
+
+_ROOT = pathlib.Path(__file__).resolve().parents[1] / "fastloss"
+_h = hashlib.sha256()
+for _p in sorted(_ROOT.rglob("*.py")):
+    _h.update(_p.read_bytes())
+os.environ.setdefault(
+    "NUMBA_CACHE_DIR",
+    str(pathlib.Path(tempfile.gettempdir()) / f"fastloss-bench-cache-{_h.hexdigest()[:16]}"),
+)
+
+import pytest  # noqa: E402
+
+
+def _csv(s):
+    return tuple(v.strip() for v in s.split(",") if v.strip()) if s else None
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("fastloss", "fastloss benchmark selection")
+    g.addoption("--fl-loss", default=None, help="comma-separated losses (default: all "
+                "elementwise losses and cross_entropy; --fl-full: every loss)")
+    g.addoption("--fl-dtype", default="float32,float64", help="comma-separated dtypes")
+    g.addoption("--fl-threads", default=None,
+                help="comma-separated CPU thread counts (default: 1, 2, 4, ..., cores)")
+    g.addoption("--fl-backend", default=None, help="cpu,cuda (default: cpu, and cuda on a GPU)")
+    g.addoption("--fl-size", default="cache,dram", help="size classes: cache,dram")
+    g.addoption("--fl-peers", default="torch,numpy", help="peers to measure: torch,numpy or none")
+    g.addoption("--fl-full", action="store_true", help="every loss, every thread count 1..cores")
+    g.addoption("--fl-smoke", action="store_true", help="tiny sizes (with --benchmark-disable)")
+    g.addoption("--fl-budget", type=float, default=None,
+                help="timed seconds per benchmark (default 0.4; 2 with --fl-full)")
+    g.addoption("--fl-min-rounds", type=int, default=None,
+                help="fewest timed rounds per benchmark (default 2; 5 with --fl-full)")
+
+
+def _options(config):
+    from fastloss.benchmark.cases import Options
+
+    threads = _csv(config.getoption("--fl-threads"))
+    peers = _csv(config.getoption("--fl-peers")) or ()
+    return Options(
+        losses=_csv(config.getoption("--fl-loss")),
+        dtypes=_csv(config.getoption("--fl-dtype")),
+        threads=tuple(int(t) for t in threads) if threads else None,
+        backends=_csv(config.getoption("--fl-backend")),
+        sizes=_csv(config.getoption("--fl-size")),
+        peers=tuple(p for p in peers if p != "none"),
+        full=config.getoption("--fl-full"),
+        smoke=config.getoption("--fl-smoke"),
+    )
+
+
+def pytest_generate_tests(metafunc):
+    if "case" in metafunc.fixturenames:
+        from fastloss.benchmark.cases import plan
+
+        family = metafunc.module.FAMILY
+        cases = plan(family, _options(metafunc.config))
+        metafunc.parametrize("case", cases, ids=[c.id for c in cases])
+
+
+@pytest.fixture(scope="session")
+def budget(pytestconfig):
+    from fastloss.benchmark.runner import Budget
+
+    full = pytestconfig.getoption("--fl-full")
+    b = pytestconfig.getoption("--fl-budget")
+    r = pytestconfig.getoption("--fl-min-rounds")
+    return Budget(seconds=b if b is not None else (2.0 if full else 0.4),
+                  min_rounds=r if r is not None else (5 if full else 2))
+
+
+_progress = {"n": 0, "total": 0}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    _progress["total"] = len(items)
+
+
+@pytest.fixture
+def progress(request, pytestconfig):
+    """Prints one line per benchmark: its throughput, or that it ran (disabled)."""
+    _progress["n"] += 1
+    yield
+    tr = pytestconfig.pluginmanager.get_plugin("terminalreporter")
+    bench = request.node.funcargs.get("benchmark")
+    case = request.node.funcargs.get("case")
+    if tr is None or bench is None or case is None:
+        return
+    st = getattr(bench, "stats", None)
+    head = f"[{_progress['n']:>4}/{_progress['total']}] {case.id}"
+    if st is None:
+        line = f"{head}: ran once (timing disabled)"
+    else:
+        t = st.stats.min
+        line = (f"{head}: {t * 1e3:9.3f} ms  {case.elements / t / 1e9:7.3f} G elem/s  "
+                f"{case.compulsory_bytes / t / 1e9:7.2f} GB/s")
+    capman = pytestconfig.pluginmanager.getplugin("capturemanager")
+    with capman.global_and_fixture_disabled():
+        tr.write("\n" + line)
+
+
+def pytest_benchmark_update_machine_info(config, machine_info):
+    from fastloss.benchmark import machine
+
+    machine_info["fastloss"] = machine.info()
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    from fastloss.benchmark.derive import annotate
+
+    output_json["fastloss_options"] = {
+        k: (list(v) if isinstance(v, tuple) else v)
+        for k, v in vars(_options(config)).items()
+    }
+    annotate(output_json)

@@ -1,0 +1,473 @@
+"""The audit's grids of inputs: deterministic, documented, per loss and dtype.
+
+A grid is a list of ``Block``s. A block fixes the loss's scalar parameters
+and holds arrays of inputs ``x``, targets ``y`` and, where the loss has one,
+the per-element auxiliary ``q`` (``pos_weight`` of
+``binary_cross_entropy_with_logits``). Every value is representable in the
+audited dtype (the arrays *are* of that dtype), so the oracle sees exactly
+the numbers the implementations see.
+
+What the grids contain (``size="full"``; ``"quick"`` takes fewer magnitudes,
+targets and parameter values of the same kinds):
+
+- **magnitudes** ``m``: powers of two times a fixed set of mantissas, from
+  the smallest subnormal to the largest finite number of the dtype, with the
+  boundaries themselves (smallest subnormal, smallest normal, eps, 1, max);
+- **regression** (``x = y + s*m`` for signs ``s = +-1``): residuals of every
+  magnitude around targets 0, 1, -2.5, 1e3 and a large target, residuals of
+  a few ULPs (x adjacent to y), ``+-inf`` and ``+-max`` inputs and targets;
+  ``msle`` uses ``x = -1 + m`` (its domain x > -1) and ``poisson_nll`` its
+  own domains for both settings of ``log_input``;
+- **probabilities** (``binary_cross_entropy``): 0, the subnormals, 2^-k,
+  1 - 2^-k up to 1 - eps/2, 1, against hard (0, 1) and soft targets, with
+  ``x`` adjacent to ``y``;
+- **logits** (``..._with_logits``, ``sigmoid_focal``, hinge family):
+  ``+-m`` for every magnitude, 0, ``+-inf``, against hard and soft targets
+  (``{-1, 0, 1}`` for the hinge family, with x near the kink at +-1);
+- **parameters at their edges**: ``delta``/``beta`` tiny, 1 and large,
+  ``beta = 0``; ``tau`` near 0 and 1; ``label_smoothing`` 0 and 0.1;
+  ``pos_weight`` 1, small, large; focal ``gamma`` 0, 0.5, 2, 5 with and
+  without ``alpha``;
+- **known failures** of LOSSES.md (a block tagged ``known-failures``):
+  log-cosh at residual +-100, BCE with logits at +-inf and at -120 with
+  pos_weight=1, BCE on probabilities at p = 0 / 1 (PyTorch's -100 clamp),
+  focal at logits 1000 and +-100 with gamma 0 and 0.5, msle near x = -1.
+
+``mag`` is the abscissa of the plots: ``|x - y|`` for regression, ``|x|``
+for logits and the distance ``min(x, 1 - x)`` to {0, 1} for probabilities.
+
+Multiclass grids (rows) are in ``multiclass_grid``; they are used when the
+multiclass oracle is installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+GRID_VERSION = 1
+SIZES = ("quick", "full")
+
+
+@dataclass
+class Block:
+    """Inputs sharing one setting of the loss's scalar parameters."""
+
+    loss: str
+    params: dict
+    x: np.ndarray
+    y: np.ndarray
+    q: np.ndarray | None = None
+    mag: np.ndarray | None = None
+    tag: str = ""
+    #: "elementwise" (x, y 1-D) or "rows" (x (n, C), y (n,) labels or (n, C) probabilities)
+    kind: str = "elementwise"
+    meta: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def update_hash(self, h) -> None:
+        h.update(repr((self.loss, sorted(self.params.items()), self.tag, self.kind)).encode())
+        for a in (self.x, self.y, self.q):
+            if a is None:
+                h.update(b"-")
+            else:
+                h.update(str(a.dtype).encode() + str(a.shape).encode())
+                h.update(np.ascontiguousarray(a).tobytes())
+
+    def element(self, i: int) -> dict:
+        """The i-th input as plain Python values (for reports)."""
+        out = {"x": _plain(self.x[i]), "y": _plain(self.y[i])}
+        if self.q is not None:
+            out["pos_weight"] = _plain(self.q[i])
+        out.update({k: v for k, v in self.params.items()})
+        return out
+
+
+def _plain(v):
+    if isinstance(v, np.ndarray):
+        return [_plain(t) for t in v]
+    if isinstance(v, (np.integer,)):
+        return int(v)
+    return float(v)
+
+
+def grid_hash(blocks: list[Block]) -> str:
+    h = hashlib.sha256(f"grid-v{GRID_VERSION}".encode())
+    for b in blocks:
+        b.update_hash(h)
+    return h.hexdigest()[:20]
+
+
+# --------------------------------------------------------------------------
+# building blocks
+
+_MANTISSAS = (1.0, 1.3125, 1.7071067811865475)
+
+
+def _fmt(dtype):
+    fi = np.finfo(dtype)
+    return fi, int(fi.minexp), int(fi.maxexp) - 1, int(fi.nmant)
+
+
+def magnitudes(dtype, size: str) -> np.ndarray:
+    """Positive magnitudes from the smallest subnormal to the largest finite
+    number of ``dtype``, sorted, unique, all representable."""
+    fi, emin, emax, nmant = _fmt(dtype)
+    step = {"quick": 64, "full": 16}[size] if dtype == np.float64 else {"quick": 8, "full": 2}[size]
+    mants = _MANTISSAS[:1] if size == "quick" else _MANTISSAS[::2]
+    exps = list(range(emin - nmant, emax + 1, step)) + [-1, 0, 1, 3, 6]
+    vals = [math.ldexp(m, e) for e in exps for m in mants if e + (m > 1) <= emax]
+    vals += [
+        float(fi.smallest_subnormal), float(fi.smallest_normal), float(fi.eps),
+        1.0, 2.0, 0.5, 10.0, 100.0, float(fi.max),
+    ]
+    a = np.array(vals, dtype=np.float64).astype(dtype)
+    a = a[np.isfinite(a) & (a > 0)]
+    return np.unique(a)
+
+
+def _signed(m: np.ndarray) -> np.ndarray:
+    return np.concatenate([-m[::-1], np.zeros(1, m.dtype), m])
+
+
+def _near(v, dtype, k=3) -> list[float]:
+    """v and its k neighbours on each side in dtype."""
+    v = np.asarray(v, dtype=dtype)
+    out = [v]
+    up = dn = v
+    for _ in range(k):
+        up = np.nextafter(up, np.asarray(np.inf, dtype))
+        dn = np.nextafter(dn, np.asarray(-np.inf, dtype))
+        out += [up, dn]
+    return [float(t) for t in out]
+
+
+def _arr(vals, dtype) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.asarray(vals, dtype=np.float64).astype(dtype)
+
+
+def _cross(xs, ys, dtype):
+    xs, ys = _arr(xs, dtype), _arr(ys, dtype)
+    return np.repeat(xs, len(ys)), np.tile(ys, len(xs))
+
+
+# --------------------------------------------------------------------------
+# per-kind generators: each returns (x, y) arrays in dtype
+
+
+def _regression_xy(dtype, size, targets=None):
+    fi = np.finfo(dtype)
+    big = float(fi.max)
+    m = magnitudes(dtype, size)
+    if targets is None:
+        targets = [0.0, 1.0, -2.5, 1e3, float(np.sqrt(fi.max))] if size == "full" else [0.0, 1.0]
+    xs, ys = [], []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in targets:
+            t = float(np.asarray(t, dtype))
+            x = (t + _signed(m).astype(np.float64)).astype(dtype)
+            xs.append(x)
+            ys.append(np.full(x.shape, t, dtype))
+            near = _arr(_near(t, dtype, 3 if size == "full" else 1), dtype)
+            xs.append(near)
+            ys.append(np.full(near.shape, t, dtype))
+    inf = math.inf
+    sx = [inf, -inf, big, -big, inf, 0.0, -inf, 1.0, inf, big, -big, math.nan, 0.0]
+    sy = [0.0, 0.0, -big, big, inf, inf, -inf, -inf, -inf, big, -big, 0.0, math.nan]
+    xs.append(_arr(sx, dtype))
+    ys.append(_arr(sy, dtype))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _residual_mag(x, y):
+    with np.errstate(invalid="ignore", over="ignore"):
+        return np.abs(x.astype(np.float64) - y.astype(np.float64))
+
+
+def _msle_xy(dtype, size):
+    fi = np.finfo(dtype)
+    m = magnitudes(dtype, size)
+    targets = [0.0, -0.5, 1.0, 1e6, -1.0 + 2.0**-20] if size == "full" else [0.0, 1.0]
+    xs, ys = [], []
+    base = (-1.0 + m.astype(np.float64)).astype(dtype)
+    base = base[base > -1]
+    for t in targets:
+        t = float(np.asarray(t, dtype))
+        near = _arr(_near(t, dtype, 3 if size == "full" else 1), dtype)
+        near = near[near > -1]
+        x = np.concatenate([base, near, _arr([math.inf], dtype)])
+        xs.append(x)
+        ys.append(np.full(x.shape, t, dtype))
+    # the target near -1 too, x at ordinary values
+    xs.append(_arr([0.0, 1.0, 1e3, float(fi.max)], dtype))
+    ys.append(_arr([-1 + float(fi.eps)] * 4, dtype))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
+def _probabilities(dtype, size) -> np.ndarray:
+    fi, emin, emax, nmant = _fmt(dtype)
+    step = 1 if size == "full" else 8
+    lo = [math.ldexp(1.0, e) for e in range(emin - nmant, 0, step if dtype == np.float32 else 4 * step)]
+    hi = [1.0 - math.ldexp(1.0, -k) for k in range(1, nmant + 2, step)]
+    mid = [0.1, 0.25, 0.3, 0.5, 0.7, 0.9]
+    p = np.unique(_arr([0.0, 1.0, float(fi.smallest_subnormal), float(fi.smallest_normal)]
+                       + lo + hi + mid, dtype))
+    return p[(p >= 0) & (p <= 1)]
+
+
+def _bce_xy(dtype, size):
+    p = _probabilities(dtype, size)
+    targets = [0.0, 1.0, 0.5, 0.25, 2.0**-20, 1 - 2.0**-20] if size == "full" else [0.0, 1.0, 0.3]
+    x, y = _cross(p, targets, dtype)
+    near = []
+    for t in targets:
+        for v in _near(t, dtype, 2):
+            if 0 <= v <= 1:
+                near.append((v, t))
+    nx, ny = zip(*near, strict=True)
+    return np.concatenate([x, _arr(nx, dtype)]), np.concatenate([y, _arr(ny, dtype)])
+
+
+def _prob_mag(x, y):
+    x = x.astype(np.float64)
+    return np.minimum(x, 1.0 - x)
+
+
+def _logits(dtype, size) -> np.ndarray:
+    extra = [100.0, 120.0, 1000.0, 30.0, 88.0, 89.0, 709.0, 710.0, 745.0, 17.0, 37.0]
+    m = np.unique(np.concatenate([magnitudes(dtype, size), _arr(extra, dtype)]))
+    m = m[np.isfinite(m)]
+    return np.concatenate([_signed(m), _arr([math.inf, -math.inf], dtype)])
+
+
+def _logit_xy(dtype, size, targets):
+    return _cross(_logits(dtype, size), targets, dtype)
+
+
+def _abs_mag(x, y):
+    return np.abs(x.astype(np.float64))
+
+
+def _hinge_xy(dtype, size):
+    x = np.concatenate([_logits(dtype, size), _arr(_near(1.0, dtype, 2) + _near(-1.0, dtype, 2), dtype)])
+    return _cross(x, [-1.0, 1.0, 0.0] if size == "full" else [-1.0, 1.0], dtype)
+
+
+# --------------------------------------------------------------------------
+# the grids of the elementwise losses
+
+
+def _blocks_regression(name, dtype, size, params_list, xy=None, mag=_residual_mag):
+    """The first setting of the parameters on the whole grid; the others (the
+    edges) on the residuals around the targets 0 and 1 only."""
+    x, y = (xy or (lambda d, s: _regression_xy(d, s)))(dtype, size)
+    out = []
+    for k, (tag, p) in enumerate(params_list):
+        if k == 1 and xy is None:
+            x, y = _regression_xy(dtype, size, targets=[0.0, 1.0])
+        out.append(Block(name, dict(p), x, y, mag=mag(x, y), tag=tag))
+    return out
+
+
+def _edge(size, full, quick):
+    return full if size == "full" else quick
+
+
+def _regression(name, dtype, size) -> list[Block]:
+    tiny = 2.0**-40
+    huge = 2.0**40
+    if name in ("mse", "mae", "log_cosh"):
+        return _blocks_regression(name, dtype, size, [("residuals", {})])
+    if name in ("huber", "pseudo_huber"):
+        ps = _edge(size, [("delta=1", {"delta": 1.0}), ("delta tiny", {"delta": tiny}),
+                          ("delta large", {"delta": huge}), ("delta=0.1", {"delta": 0.1})],
+                   [("delta=1", {"delta": 1.0}), ("delta tiny", {"delta": tiny})])
+        return _blocks_regression(name, dtype, size, ps)
+    if name == "smooth_l1":
+        ps = _edge(size, [("beta=1", {"beta": 1.0}), ("beta=0", {"beta": 0.0}),
+                          ("beta tiny", {"beta": tiny}), ("beta large", {"beta": huge})],
+                   [("beta=1", {"beta": 1.0}), ("beta=0", {"beta": 0.0})])
+        return _blocks_regression(name, dtype, size, ps)
+    if name == "quantile":
+        ps = _edge(size, [("tau=0.5", {"tau": 0.5}), ("tau=0.1", {"tau": 0.1}),
+                          ("tau near 0", {"tau": 1e-6}), ("tau near 1", {"tau": 1 - 1e-6})],
+                   [("tau=0.5", {"tau": 0.5}), ("tau near 0", {"tau": 1e-6})])
+        return _blocks_regression(name, dtype, size, ps)
+    if name == "msle":
+        return _blocks_regression(name, dtype, size, [("x near -1 .. max", {})], xy=_msle_xy)
+    if name == "poisson_nll":
+        tg = [0.0, 1.0, 2.5, 1e6] if size == "full" else [0.0, 2.5]
+        xl, yl = _logit_xy(dtype, size, tg)
+        p = _probabilities(dtype, size)
+        xp = np.concatenate([p, magnitudes(dtype, size), _arr([math.inf], dtype)])
+        xn, yn = _cross(xp, tg, dtype)
+        return [
+            Block(name, {"log_input": True}, xl, yl, mag=_abs_mag(xl, yl), tag="log_input"),
+            Block(name, {"log_input": False}, xn, yn, mag=_abs_mag(xn, yn), tag="rate input"),
+        ]
+    return []
+
+
+def _binary(name, dtype, size) -> list[Block]:
+    hard_soft = [0.0, 1.0, 0.5, 0.1, 0.9, 1e-6] if size == "full" else [0.0, 1.0, 0.3]
+    if name == "binary_cross_entropy":
+        x, y = _bce_xy(dtype, size)
+        return [Block(name, {}, x, y, mag=_prob_mag(x, y), tag="probabilities")]
+    if name == "binary_cross_entropy_with_logits":
+        x, y = _logit_xy(dtype, size, hard_soft)
+        out = []
+        weights = _edge(size, [1.0, 0.25, 4.0, 1e-3], [1.0, 4.0])
+        # every (x, y) pair with pos_weight 1; then fewer targets, cycling through the weights
+        out.append(Block(name, {"label_smoothing": 0.0}, x, y, q=np.ones_like(x),
+                         mag=_abs_mag(x, y), tag="pos_weight=1"))
+        x, y = _logit_xy(dtype, size, hard_soft[:3])
+        qs = np.resize(_arr(weights, dtype), len(x))
+        out.append(Block(name, {"label_smoothing": 0.0}, x, y, q=qs, mag=_abs_mag(x, y),
+                         tag="pos_weight cycling " + ",".join(f"{w:g}" for w in weights)))
+        if size == "full":
+            out.append(Block(name, {"label_smoothing": 0.1}, x, y, q=np.ones_like(x),
+                             mag=_abs_mag(x, y), tag="label_smoothing=0.1"))
+        return out
+    if name == "sigmoid_focal":
+        x, y = _logit_xy(dtype, size, hard_soft)
+        x2, y2 = _logit_xy(dtype, size, hard_soft[:3])
+        settings = _edge(
+            size,
+            [{"alpha": 0.25, "gamma": 2.0}, {"alpha": None, "gamma": 0.0},
+             {"alpha": 0.25, "gamma": 0.5}, {"alpha": None, "gamma": 5.0}],
+            [{"alpha": 0.25, "gamma": 2.0}, {"alpha": None, "gamma": 0.5}],
+        )
+        return [Block(name, dict(p), *((x, y) if k == 0 else (x2, y2)),
+                      mag=_abs_mag(*((x, y) if k == 0 else (x2, y2))),
+                      tag=f"alpha={p['alpha']}, gamma={p['gamma']:g}")
+                for k, p in enumerate(settings)]
+    if name in ("hinge", "squared_hinge", "soft_margin"):
+        x, y = _hinge_xy(dtype, size)
+        return [Block(name, {}, x, y, mag=_abs_mag(x, y), tag="logits, y in {-1, 0, 1}")]
+    return []
+
+
+def _known_failures(name, dtype) -> list[Block]:
+    """LOSSES.md 'Known failures elsewhere', one block per loss that has them."""
+    inf = math.inf
+    cases: list[tuple[dict, list[float], list[float], list[float] | None]] = []
+    if name == "log_cosh":  # Keras PR 8524, torchmetrics 3488
+        cases.append(({}, [100.0, -100.0, 0.0, 1e4], [0.0, 0.0, 100.0, 0.0], None))
+    elif name == "msle":  # scikit-learn 29678 / 9963: domain x > -1
+        e = float(np.finfo(dtype).eps)
+        cases.append(({}, [-1 + e, -0.5, -1 + e], [0.0, -1 + e, -1 + e], None))
+    elif name == "binary_cross_entropy":  # PyTorch 103316 (log clamped at -100)
+        cases.append(({}, [0.0, 1.0, 0.0, 1.0, 1e-30, 1 - 2.0**-24],
+                      [1.0, 0.0, 0.0, 1.0, 1.0, 0.0], None))
+    elif name == "binary_cross_entropy_with_logits":  # PyTorch 102894, 49844, 135359, 13773
+        xs = [inf, -inf, inf, -inf, -120.0, -120.0, 120.0]
+        ys = [1.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0]
+        cases.append(({"label_smoothing": 0.0}, xs, ys, [1.0] * len(xs)))
+    elif name == "sigmoid_focal":  # optax 1267, kornia 918 / 2115
+        xs = [1000.0, -1000.0, 100.0, -100.0, 100.0, -100.0]
+        ys = [0.0, 1.0, 1.0, 0.0, 0.0, 1.0]
+        for g in (0.0, 0.5):
+            cases.append(({"alpha": 0.25, "gamma": g}, xs, ys, None))
+    elif name == "poisson_nll":  # PyTorch adds eps = 1e-8 to x when log_input=False
+        cases.append(({"log_input": False}, [0.0, 1e-9, 1e-30], [0.0, 1.0, 1.0], None))
+    out = []
+    for params, xs, ys, qs in cases:
+        x, y = _arr(xs, dtype), _arr(ys, dtype)
+        q = None if qs is None else _arr(qs, dtype)
+        mag = _prob_mag(x, y) if name == "binary_cross_entropy" else (
+            _residual_mag(x, y) if name in ("log_cosh", "msle") else _abs_mag(x, y))
+        out.append(Block(name, params, x, y, q=q, mag=mag, tag="known-failures"))
+    return out
+
+
+def elementwise_grid(name: str, dtype, size: str = "full") -> list[Block]:
+    """The grid of an elementwise loss (empty if the loss is not elementwise)."""
+    if size not in SIZES:
+        raise ValueError(f"size: one of {SIZES}; got {size!r}")
+    dtype = np.dtype(dtype)
+    blocks = _regression(name, dtype, size) or _binary(name, dtype, size)
+    if not blocks:
+        return []
+    blocks += _known_failures(name, dtype)
+    for b in blocks:
+        if b.q is None and name == "binary_cross_entropy_with_logits":
+            b.q = np.ones_like(b.x)
+    return blocks
+
+
+# --------------------------------------------------------------------------
+# multiclass rows
+
+
+def _row_logits(dtype, size, C=4) -> np.ndarray:
+    """Rows of C logits: spreads of every magnitude, shifts near the maximum,
+    ties, -inf entries."""
+    fi = np.finfo(dtype)
+    m = magnitudes(dtype, size)
+    m = m[m < float(fi.max) / 4]
+    rows = []
+    for s in m:
+        s = float(s)
+        rows.append([0.0, s, -s, 0.5 * s])
+        rows.append([s, s, -s, 0.0])
+    for shift in ([0.0, 1e4, -1e4] if size == "full" else [0.0, 1e4]):
+        rows.append([shift + 1.0, shift, shift - 1.0, shift + 2.0])
+    rows += [
+        [0.0, 0.0, 0.0, 0.0],
+        [0.0, -math.inf, 1.0, -math.inf],
+        [-math.inf, 0.0, -math.inf, 0.0],
+        [1000.0, -1000.0, 0.0, 1.0],
+        [float(fi.max) / 4, 0.0, -float(fi.max) / 4, 1.0],
+    ]
+    return _arr([r[:C] for r in rows], dtype)
+
+
+def multiclass_grid(name: str, dtype, size: str = "full") -> list[Block]:
+    """Rows for the multiclass losses: integer labels (every class, the
+    arg-max and arg-min) and probability targets (hard, soft, with zeros).
+    ``mag`` is the spread max - min of the finite logits of the row."""
+    dtype = np.dtype(dtype)
+    x = _row_logits(dtype, size)
+    n, C = x.shape
+    with np.errstate(invalid="ignore"):
+        fin = np.where(np.isfinite(x), x.astype(np.float64), np.nan)
+        mag = np.nanmax(fin, axis=1) - np.nanmin(fin, axis=1)
+    finite_label = np.argmax(np.isfinite(x) & (x == np.max(np.where(np.isfinite(x), x, -np.inf), 1, keepdims=True)), 1)
+    labels_all = [np.zeros(n, np.int64), finite_label.astype(np.int64)]
+    if size == "full":
+        labels_all.append(np.full(n, C - 1, np.int64))
+    blocks = []
+    if name in ("cross_entropy", "softmax_focal", "multi_margin"):
+        settings = {
+            "cross_entropy": [{}, {"label_smoothing": 0.1}] if size == "full" else [{}],
+            "softmax_focal": [{"gamma": 2.0}, {"gamma": 0.0}] if size == "full" else [{"gamma": 2.0}],
+            "multi_margin": [{"p": 1}, {"p": 2}] if size == "full" else [{"p": 1}],
+        }[name]
+        for p in settings:
+            for lab in labels_all:
+                # a label on a -inf logit has an infinite loss; keep it (the exact value is +inf)
+                blocks.append(Block(name, dict(p), x, lab, mag=mag, kind="rows", tag="int labels"))
+        if name == "cross_entropy":
+            t = _soft_targets(dtype, n, C)
+            blocks.append(Block(name, {}, x, t, mag=mag, kind="rows", tag="probability targets"))
+    elif name == "nll":
+        lp = x  # log-probabilities need not be normalised for nll
+        for lab in labels_all:
+            blocks.append(Block(name, {}, lp, lab, mag=mag, kind="rows", tag="int labels"))
+    return blocks
+
+
+def _soft_targets(dtype, n, C) -> np.ndarray:
+    base = [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.25, 0.25, 0.25, 0.25],
+        [0.7, 0.1, 0.1, 0.1],
+        [0.0, 0.5, 0.0, 0.5],
+    ]
+    return _arr([base[i % len(base)][:C] for i in range(n)], dtype)

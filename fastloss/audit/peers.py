@@ -1,0 +1,530 @@
+"""The implementations the audit measures side by side.
+
+Each implementation is an adapter: it maps a loss name and its parameters to
+one library's call *with that library's semantics* (PyTorch's BCE clamps the
+log at -100, its ``poisson_nll_loss`` adds ``eps=1e-8``; the adapter does not
+correct them: that is what is being measured), evaluates the values with
+``reduction="none"`` and the gradient of their sum, in the audited dtype.
+
+- ``fastloss-cpu``: ``fastloss.value_and_grad(..., reduction="none")``;
+- ``fastloss-cuda``: the same on device arrays, on a GPU, or under Numba's
+  CUDA simulator on a subsample of the grid (a subprocess, since the
+  simulator must be chosen before numba is imported);
+- ``numpy``: the textbook formula of each loss, written the obvious way
+  (``log(1 + exp(-x))``, ``log(cosh(d))``, the analytic gradient as printed),
+  evaluated in the dtype. It is the baseline the stable formulas improve on,
+  and the audit's proof that it can fail;
+- ``torch``: ``torch.nn.functional`` (and ``torchvision.ops`` for the focal
+  loss when installed), gradients by autograd;
+- ``jax``: ``optax.losses`` under ``jax_enable_x64``, gradients by ``jax.vjp``.
+
+A peer whose library is not installed is skipped with a line saying so; a
+loss a peer does not have is "n/a" for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+from fastloss.audit.grids import Block
+
+
+class Impl:
+    key = ""
+    label = ""
+    is_fastloss = False
+    #: evaluate at most this many elements per block (None: all); the CUDA simulator samples
+    sample: int | None = None
+
+    def unavailable(self) -> str | None:
+        """None if usable, else why not (a missing library...)."""
+        return None
+
+    def supports(self, block: Block) -> bool:
+        return True
+
+    def evaluate(self, block: Block) -> tuple[np.ndarray, np.ndarray]:
+        raise NotImplementedError
+
+    def evaluate_many(self, blocks: list[Block]) -> list:
+        """[(value, grad, index or None) or an Exception] per block."""
+        out = []
+        for b in blocks:
+            try:
+                v, g = self.evaluate(b)
+                out.append((np.asarray(v), np.asarray(g), None))
+            except Exception as e:  # noqa: BLE001 - reported per block
+                out.append(e)
+        return out
+
+
+def _fl_params(block: Block) -> dict:
+    p = dict(block.params)
+    if block.q is not None:
+        p["pos_weight"] = block.q
+    return p
+
+
+class FastlossCPU(Impl):
+    key = "fastloss-cpu"
+    label = "fastloss CPU"
+    is_fastloss = True
+
+    def evaluate(self, block):
+        import fastloss as fl
+
+        return fl.value_and_grad(block.loss, block.x, block.y, reduction="none", **_fl_params(block))
+
+
+def _sample_index(n: int, k: int) -> np.ndarray:
+    """k indices spread evenly over range(n) (all of them if n <= k), deterministic."""
+    if n <= k:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(np.int64))
+
+
+class FastlossCUDA(Impl):
+    """On a GPU: device arrays in this process. Without one: the CUDA
+    simulator in a subprocess, on ``sample`` elements per block."""
+
+    key = "fastloss-cuda"
+    is_fastloss = True
+
+    def __init__(self, sample: int = 48, simulator: bool | None = None):
+        self._sample = sample
+        self._sim = simulator
+
+    def _on_gpu(self) -> bool:
+        if self._sim is not None:
+            return not self._sim
+        if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+            return False
+        try:
+            from numba import cuda
+
+            return bool(cuda.is_available())
+        except Exception:  # noqa: BLE001
+            return False
+
+    @property
+    def sample(self):
+        return None if self._on_gpu() else self._sample
+
+    @property
+    def label(self):  # noqa: D401
+        return "fastloss CUDA" if self._on_gpu() else "fastloss CUDA (simulator)"
+
+    def unavailable(self):
+        try:
+            importlib.import_module("fastloss.cuda.api")
+        except ImportError as e:
+            return f"the CUDA backend (fastloss.cuda.api) is not in this build ({e})"
+        return None
+
+    def evaluate_many(self, blocks):
+        if self._on_gpu():
+            return _cuda_evaluate_blocks(blocks)
+        return self._simulate(blocks)
+
+    def _simulate(self, blocks):
+        with tempfile.TemporaryDirectory() as td:
+            src = os.path.join(td, "in.npz")
+            dst = os.path.join(td, "out.npz")
+            arrays, idxs = {}, []
+            for i, b in enumerate(blocks):
+                idx = _sample_index(len(b), self._sample)
+                idxs.append(idx)
+                arrays[f"x{i}"] = b.x[idx]
+                arrays[f"y{i}"] = b.y[idx]
+                if b.q is not None:
+                    arrays[f"q{i}"] = b.q[idx]
+                arrays[f"meta{i}"] = np.array(repr((b.loss, b.params, b.kind)))
+            np.savez(src, n=len(blocks), **arrays)
+            env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
+            r = subprocess.run([sys.executable, "-m", "fastloss.audit.peers", src, dst], env=env,
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                err = RuntimeError("CUDA simulator run failed: " + r.stderr.strip()[-500:])
+                return [err] * len(blocks)
+            out = []
+            with np.load(dst, allow_pickle=False) as z:
+                for i, idx in enumerate(idxs):
+                    if f"err{i}" in z:
+                        out.append(RuntimeError(str(z[f"err{i}"])))
+                    else:
+                        out.append((z[f"v{i}"], z[f"g{i}"], idx))
+            return out
+
+
+def _cuda_evaluate_blocks(blocks, idxs=None):
+    from numba import cuda
+
+    import fastloss as fl
+
+    out = []
+    for i, b in enumerate(blocks):
+        idx = None if idxs is None else idxs[i]
+        sel = slice(None) if idx is None else idx
+        try:
+            p = dict(b.params)
+            if b.q is not None:
+                p["pos_weight"] = cuda.to_device(np.ascontiguousarray(b.q[sel]))
+            x = cuda.to_device(np.ascontiguousarray(b.x[sel]))
+            y = cuda.to_device(np.ascontiguousarray(b.y[sel]))
+            v, g = fl.value_and_grad(b.loss, x, y, reduction="none", **p)
+            v = v.copy_to_host() if hasattr(v, "copy_to_host") else np.asarray(v)
+            g = g.copy_to_host() if hasattr(g, "copy_to_host") else np.asarray(g)
+            out.append((v, g, idx))
+        except Exception as e:  # noqa: BLE001
+            out.append(e)
+    return out
+
+
+def _simulator_main(src: str, dst: str) -> int:
+    """Subprocess entry: evaluate the blocks in ``src`` under the simulator."""
+    import ast
+
+    with np.load(src, allow_pickle=False) as z:
+        n = int(z["n"])
+        blocks = []
+        for i in range(n):
+            loss, params, kind = ast.literal_eval(str(z[f"meta{i}"]))
+            q = z[f"q{i}"] if f"q{i}" in z else None
+            blocks.append(Block(loss, params, z[f"x{i}"], z[f"y{i}"], q=q, kind=kind))
+    res = _cuda_evaluate_blocks(blocks)
+    arrays = {}
+    for i, r in enumerate(res):
+        if isinstance(r, Exception):
+            arrays[f"err{i}"] = np.array(f"{type(r).__name__}: {r}")
+        else:
+            arrays[f"v{i}"], arrays[f"g{i}"] = r[0], r[1]
+    np.savez(dst, **arrays)
+    return 0
+
+
+# ---------------------------------------------------------------------------
+# NumPy: the textbook formulas
+
+
+def _sig(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def _np_formulas():
+    def mse(x, y, q, p):
+        d = x - y
+        return d * d, 2 * d
+
+    def mae(x, y, q, p):
+        d = x - y
+        return np.abs(d), np.sign(d)
+
+    def msle(x, y, q, p):
+        r = np.log1p(x) - np.log1p(y)
+        return r * r, 2 * r / (1 + x)
+
+    def huber(x, y, q, p):
+        dl = x.dtype.type(p["delta"])
+        d = x - y
+        a = np.abs(d)
+        return np.where(a <= dl, 0.5 * d * d, dl * (a - 0.5 * dl)), np.clip(d, -dl, dl)
+
+    def smooth_l1(x, y, q, p):
+        b = x.dtype.type(p["beta"])
+        d = x - y
+        a = np.abs(d)
+        return np.where(a < b, 0.5 * d * d / b, a - 0.5 * b), np.where(a < b, d / b, np.sign(d))
+
+    def pseudo_huber(x, y, q, p):
+        dl = x.dtype.type(p["delta"])
+        d = x - y
+        s = np.sqrt(1 + (d / dl) ** 2)
+        return dl * dl * (s - 1), d / s
+
+    def log_cosh(x, y, q, p):
+        d = x - y
+        return np.log(np.cosh(d)), np.tanh(d)
+
+    def quantile(x, y, q, p):
+        t = x.dtype.type(p["tau"])
+        r = y - x
+        return np.maximum(t * r, (t - 1) * r), np.where(r > 0, -t, 1 - t)
+
+    def poisson_nll(x, y, q, p):
+        if p["log_input"]:
+            return np.exp(x) - y * x, np.exp(x) - y
+        return x - y * np.log(x), 1 - y / x
+
+    def bce(x, y, q, p):
+        return -(y * np.log(x) + (1 - y) * np.log(1 - x)), (x - y) / (x * (1 - x))
+
+    def bce_logits(x, y, q, p):
+        eps = x.dtype.type(p.get("label_smoothing", 0.0))
+        y = y * (1 - eps) + eps / 2
+        s = _sig(x)
+        v = -(q * y * np.log(s) + (1 - y) * np.log(1 - s))
+        return v, (1 - y) * s - q * y * (1 - s)
+
+    def focal(x, y, q, p):
+        g = x.dtype.type(p["gamma"])
+        s = _sig(x)
+        ce = -(y * np.log(s) + (1 - y) * np.log(1 - s))
+        one_m_pt = 1 - (s * y + (1 - s) * (1 - y))
+        m = one_m_pt**g
+        dce = s - y
+        dm = g * one_m_pt ** (g - 1) * (1 - 2 * y) * s * (1 - s)
+        v, gr = m * ce, dm * ce + m * dce
+        if p["alpha"] is not None:
+            a = x.dtype.type(p["alpha"])
+            at = a * y + (1 - a) * (1 - y)
+            v, gr = at * v, at * gr
+        return v, gr
+
+    def hinge(x, y, q, p):
+        y = np.where(y == 0, -1, y).astype(x.dtype)
+        return np.maximum(0, 1 - y * x), np.where(y * x < 1, -y, 0).astype(x.dtype)
+
+    def squared_hinge(x, y, q, p):
+        y = np.where(y == 0, -1, y).astype(x.dtype)
+        m = np.maximum(0, 1 - y * x)
+        return m * m, -2 * y * m
+
+    def soft_margin(x, y, q, p):
+        y = np.where(y == 0, -1, y).astype(x.dtype)
+        e = np.exp(-y * x)
+        return np.log(1 + e), -y * e / (1 + e)
+
+    return {
+        "mse": mse, "mae": mae, "msle": msle, "huber": huber, "smooth_l1": smooth_l1,
+        "pseudo_huber": pseudo_huber, "log_cosh": log_cosh, "quantile": quantile,
+        "poisson_nll": poisson_nll, "binary_cross_entropy": bce,
+        "binary_cross_entropy_with_logits": bce_logits, "sigmoid_focal": focal,
+        "hinge": hinge, "squared_hinge": squared_hinge, "soft_margin": soft_margin,
+    }
+
+
+def _np_rows():
+    def cross_entropy(x, y, p):
+        e = np.exp(x)
+        s = e / e.sum(axis=1, keepdims=True)
+        C = x.shape[1]
+        if y.ndim == 1:
+            t = np.eye(C, dtype=x.dtype)[y]
+        else:
+            t = y
+        eps = x.dtype.type(p.get("label_smoothing", 0.0))
+        t = t * (1 - eps) + eps / C
+        return -(t * np.log(s)).sum(axis=1), s * t.sum(axis=1, keepdims=True) - t
+
+    def nll(x, y, p):
+        C = x.shape[1]
+        t = np.eye(C, dtype=x.dtype)[y]
+        return -(t * x).sum(axis=1), -t
+
+    return {"cross_entropy": cross_entropy, "nll": nll}
+
+
+class NumpyTextbook(Impl):
+    key = "numpy"
+    label = "NumPy textbook"
+
+    def __init__(self):
+        self._f = _np_formulas()
+        self._r = _np_rows()
+
+    def supports(self, block):
+        return block.loss in (self._r if block.kind == "rows" else self._f)
+
+    def evaluate(self, block):
+        with np.errstate(all="ignore"):
+            if block.kind == "rows":
+                v, g = self._r[block.loss](block.x, block.y, block.params)
+            else:
+                q = block.q if block.q is not None else block.x.dtype.type(1)
+                v, g = self._f[block.loss](block.x, block.y, q, block.params)
+        dt = block.x.dtype
+        return np.asarray(v).astype(dt), np.broadcast_to(np.asarray(g), block.x.shape).astype(dt)
+
+
+# ---------------------------------------------------------------------------
+# PyTorch
+
+
+class Torch(Impl):
+    key = "torch"
+    label = "PyTorch"
+
+    def unavailable(self):
+        try:
+            import torch  # noqa: F401
+        except ImportError:
+            return "PyTorch is not installed (pip install torch)"
+        return None
+
+    def _fn(self, block):
+        import torch
+        import torch.nn.functional as F
+
+        p = block.params
+        name = block.loss
+        if block.kind == "rows":
+            if name == "cross_entropy":
+                return lambda x, y: F.cross_entropy(
+                    x, y, reduction="none", label_smoothing=p.get("label_smoothing", 0.0))
+            if name == "nll":
+                return lambda x, y: F.nll_loss(x, y, reduction="none")
+            if name == "multi_margin":
+                return lambda x, y: F.multi_margin_loss(x, y, p=p.get("p", 1),
+                                                        margin=p.get("margin", 1.0), reduction="none")
+            return None
+        simple = {
+            "mse": lambda x, y: F.mse_loss(x, y, reduction="none"),
+            "mae": lambda x, y: F.l1_loss(x, y, reduction="none"),
+            "binary_cross_entropy": lambda x, y: F.binary_cross_entropy(x, y, reduction="none"),
+        }
+        if name in simple:
+            return simple[name]
+        if name == "huber":
+            return lambda x, y: F.huber_loss(x, y, reduction="none", delta=p["delta"])
+        if name == "smooth_l1":
+            return lambda x, y: F.smooth_l1_loss(x, y, reduction="none", beta=p["beta"])
+        if name == "poisson_nll":
+            return lambda x, y: F.poisson_nll_loss(x, y, log_input=p["log_input"], full=False,
+                                                   reduction="none")
+        if name == "soft_margin":
+            return lambda x, y: F.soft_margin_loss(x, torch.where(y == 0, -1.0, y).to(y.dtype),
+                                                   reduction="none")
+        if name == "binary_cross_entropy_with_logits":
+            eps = p.get("label_smoothing", 0.0)
+            q = None if block.q is None else torch.from_numpy(np.ascontiguousarray(block.q))
+            return lambda x, y: F.binary_cross_entropy_with_logits(
+                x, y * (1 - eps) + eps / 2 if eps else y, pos_weight=q, reduction="none")
+        if name == "sigmoid_focal":
+            try:
+                from torchvision.ops import sigmoid_focal_loss
+            except ImportError:
+                return None
+            a = -1 if p["alpha"] is None else p["alpha"]
+            return lambda x, y: sigmoid_focal_loss(x, y, alpha=a, gamma=p["gamma"], reduction="none")
+        return None
+
+    def supports(self, block):
+        return self._fn(block) is not None
+
+    def evaluate(self, block):
+        import torch
+
+        f = self._fn(block)
+        x = torch.from_numpy(np.array(block.x)).requires_grad_(True)
+        y = torch.from_numpy(np.array(block.y))
+        v = f(x, y)
+        v.sum().backward()
+        return v.detach().numpy(), x.grad.numpy()
+
+
+# ---------------------------------------------------------------------------
+# JAX / optax
+
+
+class Optax(Impl):
+    key = "jax"
+    label = "JAX/optax"
+
+    def unavailable(self):
+        try:
+            import jax  # noqa: F401
+            import optax  # noqa: F401
+        except ImportError:
+            return "JAX/optax is not installed (pip install jax optax)"
+        return None
+
+    def _fn(self, block):
+        import jax.numpy as jnp
+        import optax
+
+        L = getattr(optax, "losses", optax)
+        p = block.params
+        name = block.loss
+        if block.kind == "rows":
+            if name == "cross_entropy" and block.y.ndim == 1 and not p.get("label_smoothing"):
+                return lambda x, y: L.softmax_cross_entropy_with_integer_labels(x, y)
+            if name == "cross_entropy" and block.y.ndim == 2 and not p.get("label_smoothing"):
+                return lambda x, y: L.softmax_cross_entropy(x, y)
+            return None
+        table = {
+            "mse": lambda x, y: L.squared_error(x, y),
+            "log_cosh": lambda x, y: L.log_cosh(x, y),
+            "huber": lambda x, y: L.huber_loss(x, y, delta=p["delta"]),
+            "hinge": lambda x, y: L.hinge_loss(x, jnp.where(y == 0, -1.0, y)),
+            "binary_cross_entropy_with_logits": (
+                (lambda x, y: L.sigmoid_binary_cross_entropy(x, y))
+                if not p.get("label_smoothing") and (block.q is None or np.all(block.q == 1))
+                else None),
+            "sigmoid_focal": lambda x, y: L.sigmoid_focal_loss(
+                x, y, alpha=p["alpha"], gamma=p["gamma"]),
+        }
+        return table.get(name)
+
+    def supports(self, block):
+        return self._fn(block) is not None
+
+    def evaluate(self, block):
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        f = self._fn(block)
+        y = jax.numpy.asarray(block.y)
+        v, vjp = jax.vjp(lambda x: f(x, y), jax.numpy.asarray(block.x))
+        (g,) = vjp(jax.numpy.ones_like(v))
+        return np.asarray(v), np.asarray(g)
+
+
+# ---------------------------------------------------------------------------
+# libraries that are reported but have no adapter yet
+
+
+class _Missing(Impl):
+    def __init__(self, key, label, module, why):
+        self.key, self.label, self._module, self._why = key, label, module, why
+
+    def unavailable(self):
+        try:
+            importlib.import_module(self._module)
+        except ImportError:
+            return f"{self.label} is not installed"
+        return self._why
+
+
+PEERS = {
+    "numpy": NumpyTextbook,
+    "torch": Torch,
+    "jax": Optax,
+    "tensorflow": lambda: _Missing(
+        "tensorflow", "TensorFlow/Keras", "tensorflow",
+        "TensorFlow/Keras is installed, but this build has no adapter for it yet"),
+    "sklearn": lambda: _Missing(
+        "sklearn", "scikit-learn", "sklearn",
+        "scikit-learn's metrics return means without gradients; no per-element adapter yet"),
+}
+
+IMPLS = {"fastloss-cpu": FastlossCPU, "fastloss-cuda": FastlossCUDA, **PEERS}
+
+
+def make(keys=None) -> list[Impl]:
+    """Instances of the implementations ``keys`` (all by default)."""
+    keys = list(IMPLS) if keys is None else list(keys)
+    unknown = [k for k in keys if k not in IMPLS]
+    if unknown:
+        raise ValueError(f"--impl: unknown implementation(s) {', '.join(unknown)}; "
+                         f"known: {', '.join(IMPLS)}")
+    return [IMPLS[k]() for k in keys]
+
+
+if __name__ == "__main__":  # the CUDA simulator subprocess
+    sys.exit(_simulator_main(sys.argv[1], sys.argv[2]))

@@ -1,0 +1,129 @@
+"""The CPU driver for row-wise (softmax) losses: one fused, parallel pass.
+
+``kernel`` (``fused`` behind ``fastloss.cpu.dispatch.LiteralDispatch``) runs
+a row formula of ``fastloss.scalar.multiclass`` on every row of an (N, C)
+array, writes the gradient rows (which may be the input rows
+themselves) and sums the per-row values in float64 per fixed-size chunk of
+rows (``fastloss.reduce``). The chunk is ``max(1, CHUNK // C)`` rows, a size
+that depends on the data's shape only, so the reduction is bitwise the same
+on any number of threads. The formula is chosen by ``fid``, an index into
+``ROW_FORMULAS`` that Numba treats as a compile-time literal (one cached
+kernel per loss and dtype).
+"""
+
+import numba
+import numpy as np
+from numba import njit, prange
+from numba.core import types
+from numba.extending import overload
+
+from fastloss._config import CHUNK, JIT, PARALLEL_JIT
+from fastloss.cpu.dispatch import LiteralDispatch
+from fastloss.reduce import neumaier_add
+from fastloss.scalar.multiclass import ROW_FORMULAS
+
+
+def row_apply(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):  # pragma: no cover
+    """ROW_FORMULAS[fid](...) inside compiled code."""
+    raise NotImplementedError
+
+
+@overload(row_apply, jit_options=JIT)
+def _row_apply(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
+    if not isinstance(fid, types.IntegerLiteral):
+        raise numba.errors.TypingError("row_apply: the formula id must be a compile-time literal")
+    formula = ROW_FORMULAS[fid.literal_value]
+
+    def impl(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
+        return formula(x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf)
+
+    return impl
+
+
+def rows_per_chunk(c: int) -> int:
+    """Rows per reduction chunk: depends on the row length only."""
+    return max(1, CHUNK // max(c, 1))
+
+
+@njit(**PARALLEL_JIT)
+def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, vals,
+           hi, lo, rpc, store_grad, store_vals, nscratch):
+    """Fused pass over the rows of x (N, C), C-contiguous.
+
+    lab (N,) int64 labels (zeros when the loss has none); t (N, C) targets or
+    (N, 0); w (C,) class weights; grad (N, C) or (N, 0); vals (N,) float64 or
+    (0,); hi/lo: one compensated partial per chunk of ``rpc`` rows;
+    nscratch: ``scratch_size(C)``, the float64 scratch per thread. A row
+    whose label equals ``ignore`` (when ``use_ignore``) has value 0 and a zero
+    gradient.
+    """
+    numba.literally(fid)
+    n = x.shape[0]
+    for ch in prange(hi.size):
+        start = ch * rpc
+        stop = min(start + rpc, n)
+        # the formulas' block buffers and kept terms (contents never outlive
+        # a row). Per chunk: numba.get_thread_id() would make the kernel
+        # uncacheable (a dynamic global)
+        buf = np.empty(nscratch, dtype=np.float64)
+        s = 0.0
+        comp = 0.0
+        for r in range(start, stop):
+            y = lab[r]
+            if use_ignore and y == ignore:
+                v = 0.0
+                if store_grad:
+                    gr = grad[r]
+                    for j in range(gr.size):
+                        gr[j] = 0.0
+            else:
+                v = row_apply(fid, x[r], y, t[r], w, p0, p1, p2, p3, gdiv, grad[r], store_grad,
+                              buf)
+            if store_vals:
+                vals[r] = v
+            s, comp = neumaier_add(s, comp, v)
+        hi[ch] = s
+        lo[ch] = comp if np.isfinite(s) else 0.0
+
+
+#: the parallel row driver (see ``fused``); ``LiteralDispatch`` avoids Numba's
+#: per-call re-typing of literal-dispatched kernels, and runs inputs of a few
+#: chunks on the calling thread
+kernel = LiteralDispatch(fused, nchunks_arg=13)
+
+
+@njit(**JIT)
+def check_labels(lab, c, ignore, use_ignore, w, use_w):
+    """(index of the first label outside [0, c) that is not ignored, or -1;
+    compensated sum of w[label] (or count) over the rows not ignored)."""
+    s = 0.0
+    comp = 0.0
+    for i in range(lab.size):
+        y = lab[i]
+        if use_ignore and y == ignore:
+            continue
+        if y < 0 or y >= c:
+            return i, 0.0
+        s, comp = neumaier_add(s, comp, np.float64(w[y]) if use_w else 1.0)
+    if np.isfinite(s):
+        s += comp
+    return -1, s
+
+
+@njit(**JIT)
+def first_dead_row(x, lab, ignore, use_ignore):
+    """Index of the first row (not ignored) whose logits are all -inf, or -1.
+    Stops at each row's first element that is not -inf, so it costs O(N) on
+    ordinary data."""
+    n, c = x.shape
+    for r in range(n):
+        if use_ignore and lab[r] == ignore:
+            continue
+        dead = True
+        for j in range(c):
+            if x[r, j] != -np.inf:
+                dead = False
+                break
+        if dead:
+            return r
+    return -1

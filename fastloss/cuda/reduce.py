@@ -1,0 +1,72 @@
+"""Deterministic reductions on the GPU (the GPU half of ``fastloss.reduce``).
+
+- ``tree_sum``: all threads of a block sum ``width`` (hi, lo) pairs held in
+  shared memory by a fixed pairwise tree in which every addition is Knuth's
+  TwoSum (``reduce.two_sum``), the same scheme as the CPU's
+  ``reduce.block_sum``. The pairing depends on ``width`` only, never on
+  ``blockDim``: any number of threads gives the same bits. It uses only
+  shared memory and ``syncthreads`` (no warp shuffles), so it also runs
+  under the CUDA simulator.
+- ``combine_kernel``: the second pass. One block sums the per-chunk
+  partials in ``COMBINE_THREADS`` lanes (a fixed number: it is part of the
+  summation order): lane l takes chunks l, l + COMBINE_THREADS, ... in order
+  (Neumaier), then ``tree_sum``; the block may have any number of threads. The result is one float64 on the
+  device; only those 8 bytes go to the host.
+"""
+
+import math
+
+from numba import cuda, float64
+
+from fastloss.cuda.config import COMBINE_THREADS
+from fastloss.reduce import finish, neumaier_add, two_sum
+
+
+@cuda.jit(device=True)
+def tree_sum(sh, se, width, tid, nthreads):
+    """sh[0] + se[0] = sum of sh[0:width] + se[0:width] (width a power of two),
+    in place; every thread of the block must call it. Ends with a barrier."""
+    step = width >> 1
+    while step > 0:
+        j = tid
+        while j < step:
+            s, e = two_sum(sh[j], sh[j + step])
+            se[j] = (se[j] + se[j + step]) + e
+            sh[j] = s
+            j += nthreads
+        cuda.syncthreads()
+        step >>= 1
+
+
+@cuda.jit
+def combine_kernel(hi, lo, out):
+    """out[0] = the compensated sum of the partials hi[k] + lo[k], in a fixed
+    order; launch as [1, any number of threads]: lane l (of COMBINE_THREADS)
+    sums chunks l, l + COMBINE_THREADS, ..., and thread t runs lanes t,
+    t + blockDim, ..., so the bits do not depend on the thread count."""
+    sh = cuda.shared.array(COMBINE_THREADS, float64)
+    se = cuda.shared.array(COMBINE_THREADS, float64)
+    t = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    for lane in range(t, COMBINE_THREADS, nt):
+        s = 0.0
+        c = 0.0
+        for k in range(lane, hi.size, COMBINE_THREADS):
+            s, c = neumaier_add(s, c, hi[k])
+            c += lo[k]
+        sh[lane] = s
+        se[lane] = c if math.isfinite(s) else 0.0
+    cuda.syncthreads()
+    tree_sum(sh, se, COMBINE_THREADS, t, nt)
+    if t == 0:
+        out[0] = finish(sh[0], se[0])
+
+
+def combine(hi, lo, stream):
+    """The sum of the partials, as a 1-element float64 device array."""
+    from fastloss.cuda.arrays import scratch
+    from fastloss.cuda.config import threads_per_block
+
+    out = scratch(1, "float64", stream)
+    combine_kernel[1, min(threads_per_block(), COMBINE_THREADS), stream](hi, lo, out)
+    return out

@@ -1,0 +1,215 @@
+"""Row-wise (multiclass) losses on the CPU: validation, driver, reductions.
+
+``evaluate(spec, input, target, reduction, params, want_grad, out=None)`` is
+the family runner ``fastloss.api`` calls for specs whose family is
+"multiclass". Input is an (N, C) array of scores; target is (N,) integer
+labels (int32 or int64) or an (N, C) array of the input's dtype, depending on
+the loss (``cross_entropy`` takes both).
+
+Semantics (PyTorch where PyTorch has the loss, LOSSES.md "Multiclass"):
+- ``reduction="none"`` gives one value per row; ``value_and_grad`` then gives
+  the gradient of their sum.
+- ``cross_entropy`` with labels and ``nll``: "mean" is
+  sum_i w_{y_i} l_i / sum_i w_{y_i} over rows whose label is not
+  ``ignore_index`` (the count of those rows without ``weight``); ignored rows
+  have value 0 and gradient 0, also in the label-smoothing term. The
+  ``z_loss`` term z lse^2 is not weighted and is part of each row's value.
+- ``cross_entropy`` with probability targets, ``categorical_cross_entropy``,
+  ``softmax_focal``, ``multi_margin``: "mean" divides by N.
+- ``kl_div``: "mean" divides by N*C (PyTorch's element mean, pytorch#2259),
+  "batchmean" by N (the true KL mean).
+- A row of logits that are all -inf has no softmax (0/0): for
+  ``cross_entropy`` and ``softmax_focal`` such a row (unless its label is
+  ignored) is a ValueError. A -inf logit elsewhere is fine: its class has
+  probability 0 and contributes 0 unless its target is positive.
+- Every check runs before any kernel reads or writes data, so ``out`` (which
+  may be the input itself) is untouched when a call fails.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+
+from fastloss import validate
+from fastloss.catalog import Interval
+from fastloss.validate import FLOAT_DTYPES, as_float_array, check_domain
+
+#: loss -> (row formula index for integer labels, for (N, C) targets)
+FIDS = {
+    "cross_entropy": (0, 1),
+    "nll": (2, None),
+    "categorical_cross_entropy": (None, 3),
+    "kl_div": (None, 4),
+    "softmax_focal": (5, None),
+    "multi_margin": (6, None),
+}
+#: formulas that need a softmax of the row (all -inf rows are errors)
+_SOFTMAX = (0, 1, 5)
+_INT_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+_NONNEG = Interval(0.0)
+_NONNEG_FINITE = Interval(0.0, math.inf, hi_open=True)
+_BELOW_INF = Interval(-math.inf, math.inf, hi_open=True)
+_EMPTY_LAB = np.zeros(0, dtype=np.int64)
+
+
+def _input(x) -> np.ndarray:
+    x = as_float_array("input", x)
+    if x.ndim != 2:
+        raise ValueError(
+            f"input: must be 2-D (N, C) scores, one row per sample; got shape {x.shape}"
+        )
+    if x.shape[1] < 1:
+        raise ValueError(f"input: needs at least one class (C >= 1); got shape {x.shape}")
+    return np.ascontiguousarray(x)
+
+
+def _labels(target, n: int) -> np.ndarray:
+    if not isinstance(target, np.ndarray):
+        raise TypeError(
+            f"target: must be a NumPy array of int32/int64 labels; got {type(target).__name__}"
+        )
+    if target.dtype not in _INT_DTYPES:
+        raise TypeError(f"target: class labels must be int32 or int64; got {target.dtype}")
+    if target.shape != (n,):
+        raise ValueError(f"target: labels must have shape ({n},) (one per row); got {target.shape}")
+    return np.ascontiguousarray(target, dtype=np.int64)
+
+
+def _class_vector(name: str, a, c: int, dtype) -> np.ndarray:
+    a = as_float_array(name, a, dtype)
+    if a.shape != (c,):
+        raise ValueError(f"{name}: must have shape ({c},), one value per class; got {a.shape}")
+    a = np.ascontiguousarray(a)
+    check_domain(name, a, _NONNEG)
+    return a
+
+
+def _gdiv_and_denominator(name, reduction, n, c, wsum_rows, use_weighted):
+    """(gradient divisor, mean denominator)."""
+    if reduction in ("sum", "none"):
+        return 1.0, None
+    if reduction == "batchmean":
+        return float(n), float(n)
+    if name == "kl_div":
+        return float(n * c), float(n * c)
+    if use_weighted:
+        return wsum_rows, wsum_rows
+    return float(n), float(n)
+
+
+def evaluate(spec, input, target, reduction, params, want_grad, out=None):
+    """(value, grad or None) of a row-wise loss; see the module doc."""
+    from fastloss.cpu.rowwise import check_labels, first_dead_row, kernel, rows_per_chunk
+    from fastloss.reduce import combine
+    from fastloss.scalar.multiclass import scratch_size
+
+    name = spec.name
+    reduction = validate.check_reduction(spec, reduction)
+    p = validate.check_params(spec, params)
+    x = _input(input)
+    n, c = x.shape
+    dtype = x.dtype
+    fid_lab, fid_prob = FIDS[name]
+
+    # target: labels or a (N, C) array
+    is_float_target = isinstance(target, np.ndarray) and target.dtype in FLOAT_DTYPES
+    if fid_lab is not None and is_float_target and target.ndim == 1:
+        raise TypeError(
+            f"target: {name} takes int32/int64 class labels of shape ({n},) or an (N, C) array "
+            f"of probabilities; got {target.dtype} of shape {target.shape}"
+        )
+    if fid_prob is not None and (fid_lab is None or is_float_target):
+        fid = fid_prob
+        t = as_float_array("target", target, dtype)
+        if t.shape != x.shape:
+            raise ValueError(
+                f"target: must have the input's shape {x.shape} (one row of "
+                f"{'probabilities' if name != 'kl_div' else 'targets'} per sample); got {t.shape}"
+            )
+        t = np.ascontiguousarray(t)
+        lab = np.zeros(n, dtype=np.int64)
+    else:
+        fid = fid_lab
+        if is_float_target:
+            raise TypeError(
+                f"target: {name} takes int32/int64 class labels of shape ({n},); got {target.dtype}"
+            )
+        lab = _labels(target, n)
+        t = np.empty((n, 0), dtype=dtype)
+
+    use_ignore = fid in (0, 2)  # cross_entropy with labels, nll
+    ignore = int(p.get("ignore_index", -100))
+
+    wname = spec.weight_param
+    w_given = wname is not None and p.get(wname) is not None
+    w = _class_vector(wname, p[wname], c, dtype) if w_given else np.ones(c, dtype=dtype)
+
+    # labels before anything reads the data by them
+    d_rows = float(n)
+    if fid in (0, 2, 5, 6):
+        bad, d_rows = check_labels(lab, c, ignore, use_ignore, w, w_given)
+        if bad >= 0:
+            extra = f" and is not ignore_index ({ignore})" if use_ignore else ""
+            raise ValueError(
+                f"target: label {int(lab[bad])} at row {bad} is outside [0, {c}){extra}"
+            )
+
+    # data domains
+    if name == "categorical_cross_entropy":
+        check_domain("input", x.reshape(-1), Interval(0.0, 1.0), x.shape)
+        check_domain("target", t.reshape(-1), _NONNEG_FINITE, x.shape)
+    elif name == "kl_div":
+        dom = _BELOW_INF if p["log_target"] else _NONNEG_FINITE
+        check_domain("target", t.reshape(-1), dom, x.shape)
+    elif fid == 1:
+        check_domain("target", t.reshape(-1), _NONNEG_FINITE, x.shape)
+    if fid in _SOFTMAX and c > 0:
+        dead = first_dead_row(x, lab, ignore, use_ignore)
+        if dead >= 0:
+            raise ValueError(
+                f"input: row {dead} has all logits -inf; its softmax (and the loss) is "
+                "undefined (mask the row with ignore_index, or give it a finite logit)"
+            )
+
+    if out is not None:
+        validate.check_out(out, x, input, target, *(p[k] for k in spec.param_names
+                                                     if isinstance(p.get(k), np.ndarray)))
+
+    gdiv, denom = _gdiv_and_denominator(name, reduction, n, c, d_rows, fid in (0, 2))
+    if gdiv == 0.0:
+        gdiv_k = math.nan  # every row ignored or weighted 0: mean is 0/0
+    else:
+        gdiv_k = gdiv
+
+    p0, p1, p2 = spec.pack(p)
+    p3 = float(np.sum(w, dtype=np.float64)) if fid == 0 else 0.0
+
+    if want_grad:
+        grad = out if out is not None else np.empty_like(x)
+    else:
+        grad = np.empty((n, 0), dtype=dtype)
+    vals = np.empty(n, dtype=np.float64) if reduction == "none" else np.empty(0, np.float64)
+    rpc = rows_per_chunk(c)
+    nch = -(-n // rpc)
+    hi = np.empty(nch, dtype=np.float64)
+    lo = np.empty(nch, dtype=np.float64)
+    kernel(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv_k, grad, vals,
+           hi, lo, rpc, want_grad, reduction == "none", scratch_size(c))
+    total = combine(hi, lo)
+
+    if reduction == "none":
+        value = vals.astype(dtype)
+    elif reduction == "sum":
+        value = float(total)
+    else:
+        if n == 0:
+            warnings.warn("fastloss: mean of an empty input is NaN", RuntimeWarning, stacklevel=4)
+            value = math.nan
+        elif denom == 0.0:
+            value = math.nan
+        else:
+            value = float(total) / denom
+    return value, (grad if want_grad else None)

@@ -1,0 +1,255 @@
+"""The stability audit: its ULP metric on hand-checked cases, its grids, its
+cache, its Dask path, its reports, and that it fails a broken implementation.
+
+The audit's machinery is tested against a small stand-in oracle
+(tests/audit_stub_oracle.py) so these tests do not depend on the real oracle;
+the expected ULP distances below are worked out by hand from the IEEE
+formats, not taken from the code under test.
+"""
+
+import json
+import math
+
+import mpmath
+import numpy as np
+import pytest
+
+from fastloss.audit import core, grids, oracle, peers, report
+from fastloss.audit.ulp import round_to_dtype, ulp_distance
+
+STUB = "tests.audit_stub_oracle"
+F32, F64 = np.float32, np.float64
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FASTLOSS_CACHE", str(tmp_path / "cache"))
+
+
+def ulp(a, b, dt):
+    return float(ulp_distance(np.asarray([a], dt), np.asarray([b], dt), dt)[0])
+
+
+# --------------------------------------------------------------------------
+# the metric
+
+
+@pytest.mark.parametrize("dt", [F32, F64])
+def test_ulp_adjacent_floats(dt):
+    one = dt(1)
+    up = np.nextafter(one, dt(2))
+    down = np.nextafter(one, dt(0))
+    assert ulp(one, up, dt) == 1
+    assert ulp(down, one, dt) == 1  # across the binade boundary: still one step
+    assert ulp(down, up, dt) == 2
+    eps = np.finfo(dt).eps
+    assert ulp(one, one + 4 * eps, dt) == 4
+    assert ulp(-one, -(one + eps), dt) == 1
+
+
+@pytest.mark.parametrize("dt", [F32, F64])
+def test_ulp_signed_zeros_and_subnormals(dt):
+    tiny = np.finfo(dt).smallest_subnormal
+    assert ulp(0.0, -0.0, dt) == 0
+    assert ulp(0.0, tiny, dt) == 1
+    assert ulp(-0.0, tiny, dt) == 1
+    assert ulp(-tiny, tiny, dt) == 2  # -tiny, 0, tiny
+    norm = np.finfo(dt).smallest_normal
+    assert ulp(np.nextafter(norm, dt(0)), norm, dt) == 1  # largest subnormal -> smallest normal
+    nsub = 2 ** (np.finfo(dt).nmant) - 1  # positive subnormals
+    assert ulp(0.0, np.nextafter(norm, dt(0)), dt) == nsub
+
+
+@pytest.mark.parametrize("dt", [F32, F64])
+def test_ulp_infinities_and_nan(dt):
+    big = np.finfo(dt).max
+    assert ulp(math.inf, big, dt) == 1
+    assert ulp(math.inf, math.inf, dt) == 0
+    assert ulp(-math.inf, -big, dt) == 1
+    n_pos = 2 ** (np.finfo(dt).bits - 1) - 2 ** np.finfo(dt).nmant  # 0 .. +inf in steps
+    assert ulp(-math.inf, math.inf, dt) == 2 * n_pos
+    assert ulp(math.nan, math.nan, dt) == 0
+    assert ulp(math.nan, 1.0, dt) == math.inf
+    assert ulp(1.0, math.nan, dt) == math.inf
+
+
+def test_round_to_dtype_hand_cases():
+    mp = mpmath.mpf
+    with mpmath.workdps(60):
+        # ties to even at 1 + half an ULP (float32 ULP of 1 is 2^-23)
+        assert round_to_dtype(1 + mp(2) ** -24, F32) == 1.0
+        assert round_to_dtype(1 + 3 * mp(2) ** -24, F32) == 1 + 2.0**-22
+        assert round_to_dtype(mp(1) / 3, F64) == 1 / 3
+        assert round_to_dtype(-mp(1) / 3, F32) == float(np.float32(-1 / 3))
+        # subnormals: half the smallest subnormal ties to 0 (even), 3/4 of it rounds up
+        assert round_to_dtype(mp(2) ** -150, F32) == 0.0
+        assert round_to_dtype(3 * mp(2) ** -151, F32) == 2.0**-149
+        assert round_to_dtype(mp(2) ** -1075 * 3, F64) == 2.0**-1074 * 2
+        # overflow: halfway between max and 2^128 rounds (to even) to inf; just below stays max
+        assert round_to_dtype(mp(2) ** 128 * (1 - mp(2) ** -25), F32) == math.inf
+        assert round_to_dtype(mp(2) ** 128 * (1 - mp(2) ** -24), F32) == float(np.finfo(F32).max)
+        assert round_to_dtype(mpmath.inf, F64) == math.inf
+        assert math.isnan(round_to_dtype(mpmath.nan, F32))
+
+
+def test_error_stats_counts():
+    c = np.array([np.nan, np.inf, 1.0, 5.0, -np.inf, 2.0, np.nan])
+    e = np.array([1.0, 2.0, np.inf, 5.0, np.inf, np.nextafter(2.0, 3.0), np.nan])
+    s, u = core.error_stats(c, e, F64)
+    assert s["n"] == 7
+    assert s["nan"] == 1  # the last NaN is right (exact NaN)
+    assert s["wrong_inf"] == 2  # inf for 2.0, -inf for +inf
+    assert s["finite_for_inf"] == 1
+    assert s["max_ulp"] == "inf"
+    assert list(u[[3, 5, 6]]) == [0, 1, 0]
+    # sorted: 0, 0, 1, then three wrong infinities (~1e18 ULP), then NaN (inf)
+    assert s["median_ulp"] > 1e18 and s["p99_ulp"] == "inf"
+
+
+# --------------------------------------------------------------------------
+# grids
+
+
+@pytest.mark.parametrize("name", ["mse", "binary_cross_entropy", "sigmoid_focal", "msle",
+                                  "poisson_nll", "hinge"])
+@pytest.mark.parametrize("dt", [F32, F64])
+def test_grids_deterministic_and_in_domain(name, dt):
+    from fastloss import catalog, validate
+
+    a = grids.elementwise_grid(name, dt, "quick")
+    b = grids.elementwise_grid(name, dt, "quick")
+    assert a and grids.grid_hash(a) == grids.grid_hash(b)
+    assert grids.grid_hash(a) != grids.grid_hash(grids.elementwise_grid(name, dt, "full"))
+    for blk in a:
+        assert blk.x.dtype == dt and blk.y.dtype == dt and len(blk.mag) == len(blk)
+        p = dict(blk.params)
+        if blk.q is not None:
+            p["pos_weight"] = blk.q
+        validate.prepare(catalog.get(name), blk.x, blk.y, "none", p)  # accepted as valid input
+
+
+def test_grid_covers_extremes():
+    x = np.concatenate([b.x for b in grids.elementwise_grid("binary_cross_entropy_with_logits",
+                                                            F32, "quick")])
+    fi = np.finfo(F32)
+    for v in (np.inf, -np.inf, fi.max, -fi.max, fi.smallest_subnormal, 0.0, -120.0):
+        assert np.any(x == F32(v)), v
+    p = np.concatenate([b.x for b in grids.elementwise_grid("binary_cross_entropy", F64, "quick")])
+    assert 0.0 in p and 1.0 in p and np.nextafter(1.0, 0) in p
+    assert np.finfo(F64).smallest_subnormal in p
+
+
+# --------------------------------------------------------------------------
+# the audit end to end (stand-in oracle)
+
+
+def test_audit_quick_measures_and_caches():
+    kw = dict(losses=["mse", "binary_cross_entropy_with_logits", "binary_cross_entropy"],
+              impls=["fastloss-cpu", "numpy", "torch"], dtypes=["float64"], size="quick",
+              oracle=STUB, workers=1, log=lambda s: None)
+    r1 = core.audit(**kw)
+    rep = r1.report
+    assert rep["meta"]["oracle_computed_elements"] > 0
+    mse = rep["losses"]["mse"]["results"]["fastloss-cpu"]["dtypes"]
+    for dt in ("float64",):
+        for kind in ("value", "grad"):
+            st = mse[dt][kind]
+            assert st["n"] > 100 and st["nan"] == 0 and st["wrong_inf"] == 0
+            assert float(st["max_ulp"]) <= 2
+    # the textbook formula of BCE with logits overflows: NaN / inf where the exact value is finite
+    npv = rep["losses"]["binary_cross_entropy_with_logits"]["results"]["numpy"]["dtypes"]
+    assert npv["float64"]["value"]["nan"] + npv["float64"]["value"]["wrong_inf"] > 0
+    # PyTorch's BCE clamps the log at -100: finite where the exact value is +inf
+    tv = rep["losses"]["binary_cross_entropy"]["results"]["torch"]["dtypes"]["float64"]["value"]
+    assert tv["finite_for_inf"] > 0
+    # second run: everything from the cache, the same numbers
+    r2 = core.audit(**kw)
+    assert r2.report["meta"]["oracle_computed_elements"] == 0
+    assert r2.report["losses"] == rep["losses"]
+
+
+class _BrokenFastloss(peers.NumpyTextbook):
+    """The naive formulas, posing as a fastloss implementation."""
+
+    key = "broken"
+    label = "naive posing as fastloss"
+    is_fastloss = True
+
+
+def test_fail_over_gate(tmp_path, monkeypatch, capsys):
+    from fastloss.cli import main
+
+    monkeypatch.setitem(peers.IMPLS, "broken", _BrokenFastloss)
+    common = ["audit", "--quick", "--oracle", STUB, "--workers", "1", "--no-plots",
+              "--no-progress", "--fail-over", "2", "--out", str(tmp_path / "r")]
+    # the naive formulas fail the gate: the audit can fail
+    assert main(common + ["--loss", "binary_cross_entropy_with_logits,soft_margin",
+                          "--impl", "broken"]) == 1
+    err = capsys.readouterr().err
+    assert "FAIL" in err and "soft_margin broken" in err
+    # fastloss passes it where it is accurate
+    assert main(common + ["--loss", "mse,soft_margin", "--impl", "fastloss-cpu,numpy",
+                          "--dtype", "float64"]) == 0
+    data = json.loads((tmp_path / "r" / "stability.json").read_text())
+    assert set(data["losses"]) == {"mse", "soft_margin"}
+    md = (tmp_path / "r" / "stability.md").read_text()
+    assert "## `soft_margin`" in md and "NumPy textbook" in md
+
+
+def test_unknown_loss_and_impl_are_errors(tmp_path):
+    from fastloss.cli import main
+
+    base = ["audit", "--quick", "--oracle", STUB, "--no-plots", "--out", str(tmp_path)]
+    assert main(base + ["--loss", "nope"]) == 2
+    assert main(base + ["--impl", "nope"]) == 2
+
+
+def test_dask_gives_identical_values():
+    distributed = pytest.importorskip("distributed")
+    jobs = [(n, "float32", grids.elementwise_grid(n, F32, "quick"))
+            for n in ("binary_cross_entropy_with_logits", "soft_margin")]
+    local, _ = oracle.exact_values(jobs, module=STUB, workers=1, use_cache=False)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster:
+        remote, info = oracle.exact_values(jobs, module=STUB, scheduler=cluster.scheduler_address,
+                                           use_cache=False)
+    assert info["computed_elements"] == sum(len(b) for _, _, bl in jobs for b in bl)
+    for key in local:
+        for a, b in zip(local[key], remote[key], strict=True):
+            np.testing.assert_array_equal(a.value, b.value)
+            np.testing.assert_array_equal(a.grad, b.grad)
+            np.testing.assert_array_equal(a.ok, b.ok)
+
+
+def test_oracle_failure_is_reported_not_hidden():
+    blk = grids.Block("mse", {}, np.array([1.0, 2.0]), np.array([0.0, 1.0]))
+    bad = grids.Block("no_such_loss", {}, np.array([1.0]), np.array([0.0]))
+    out, _ = oracle.exact_values([("mse", "float64", [blk]), ("no_such_loss", "float64", [bad])],
+                                 module=STUB, workers=1, use_cache=False)
+    assert out[("mse", "float64")][0].ok.all()
+    e = out[("no_such_loss", "float64")][0]
+    assert not e.ok.any() and "KeyError" in e.error
+
+
+def test_plots_written(tmp_path):
+    pytest.importorskip("matplotlib")
+    r = core.audit(losses=["mse", "soft_margin"], impls=["fastloss-cpu", "numpy"],
+                   dtypes=["float64"], size="quick", oracle=STUB, workers=1, log=lambda s: None)
+    files = report.write_all(r, tmp_path)
+    pngs = [f for f in files if f.suffix == ".png"]
+    assert {p.name for p in pngs} == {"stability_regression_float64.png",
+                                      "stability_binary_float64.png"}
+    assert all(p.stat().st_size < 500_000 for p in pngs)
+
+
+def test_cuda_simulator_impl():
+    pytest.importorskip("fastloss.cuda.api")
+    impl = peers.FastlossCUDA(sample=8, simulator=True)
+    blocks = grids.elementwise_grid("soft_margin", F64, "quick")
+    res = impl.evaluate_many(blocks)
+    for b, r in zip(blocks, res, strict=True):
+        assert not isinstance(r, Exception), r
+        v, g, idx = r
+        cv, cg = peers.FastlossCPU().evaluate(b)
+        assert np.all(ulp_distance(v, cv[idx], F64) <= 2)
+        assert np.all(ulp_distance(g, cg[idx], F64) <= 2)

@@ -1,0 +1,143 @@
+"""The benchmark machinery: the regression gate on synthetic runs, the
+derived figures, and a tiny ``fastloss bench --smoke`` run end to end (each
+benchmark once, results checked; no timing is asserted: tests check results,
+bench/ measures speed)."""
+
+import copy
+import json
+import pathlib
+import sys
+
+import pytest
+
+from fastloss.benchmark import cases, compare, derive
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _bench(family, loss, impl, threads, t, *, dtype="float32", n=1 << 24, size="dram"):
+    c = cases.Case(family, loss, dtype, (n,), threads, "cpu", impl, size)
+    return {"name": f"test[{c.id}]", "stats": {"min": t, "median": t * 1.1},
+            "extra_info": c.info()}
+
+
+def _run(scale_loss=1.0, scale_triad=1.0, slower=()):
+    """A synthetic run: triad at 1 and 2 threads, two losses with peers."""
+    b = []
+    n = 1 << 25
+    for th, t in ((1, 0.10), (2, 0.06)):
+        b.append(_bench("bandwidth", "triad", "triad", th, t * scale_triad, dtype="float64", n=n))
+    for loss, t in (("mse", 0.020), ("huber", 0.025)):
+        for th in (1, 2):
+            k = 1.5 if loss in slower else 1.0
+            b.append(_bench("elementwise", loss, "fastloss", th, t / th * scale_loss * k))
+            b.append(_bench("elementwise", loss, "torch", th, 3 * t / th * scale_loss))
+        b.append(_bench("elementwise", loss, "numpy", 1, 10 * t * scale_loss))
+    return {"benchmarks": b}
+
+
+def test_derived_figures():
+    doc = derive.annotate(_run())
+    e = {x["extra_info"]["key"]: x["extra_info"] for x in doc["benchmarks"]}
+    mse2 = e["cpu/elementwise/mse/float32/16777216/t2/fastloss"]
+    n = 1 << 24
+    assert mse2["g_elem_s"] == pytest.approx(n / 0.010 / 1e9)
+    assert mse2["gb_s"] == pytest.approx(12 * n / 0.010 / 1e9)
+    triad2 = 24 * (1 << 25) / 0.06 / 1e9
+    assert mse2["bandwidth_gb_s"] == pytest.approx(triad2)
+    assert mse2["fraction_of_bandwidth"] == pytest.approx(mse2["gb_s"] / triad2)
+    assert mse2["speedup"]["torch"] == pytest.approx(3.0)
+    assert mse2["speedup"]["numpy"] == pytest.approx(20.0)  # NumPy measured once, at 1 thread
+    assert e["cpu/elementwise/mse/float32/16777216/t2/torch"]["speedup"]["fastloss"] == \
+        pytest.approx(1 / 3)
+
+
+def test_gate_fails_on_a_regression_and_names_it():
+    base = _run()
+    cur = _run(slower=("huber",))  # huber 1.5x slower: -33% throughput, triad unchanged
+    res = compare.compare(base, cur, compare.parse_fraction("10%"))
+    assert not res.ok
+    keys = {c.key for c in res.regressions}
+    assert keys == {"cpu/elementwise/huber/float32/16777216/t1/fastloss",
+                    "cpu/elementwise/huber/float32/16777216/t2/fastloss"}
+    assert "huber" in res.text() and "FAIL" in res.text()
+
+
+def test_gate_20_percent_regression_fails_at_10_percent():
+    base = _run()
+    cur = copy.deepcopy(base)
+    for b in cur["benchmarks"]:
+        if b["extra_info"]["key"] == "cpu/elementwise/mse/float32/16777216/t2/fastloss":
+            b["stats"]["min"] /= 0.8  # 20% less throughput
+    res = compare.compare(base, cur, 0.10)
+    assert [c.key for c in res.regressions] == ["cpu/elementwise/mse/float32/16777216/t2/fastloss"]
+    assert res.regressions[0].ratio == pytest.approx(0.8)
+
+
+def test_gate_passes_a_uniformly_slower_machine():
+    base = _run()
+    cur = _run(scale_loss=1.7, scale_triad=1.7)  # everything 1.7x slower, bandwidth too
+    res = compare.compare(base, cur, 0.10)
+    assert res.ok, res.text()
+    assert len(res.unchanged) == 4 and "PASS" in res.text()
+
+
+def test_gate_ignores_peers_and_reports_missing():
+    base = _run()
+    cur = _run()
+    cur["benchmarks"] = [b for b in cur["benchmarks"]
+                         if b["extra_info"]["loss"] != "huber" or b["extra_info"]["impl"] != "fastloss"]
+    for b in cur["benchmarks"]:
+        if b["extra_info"]["impl"] == "torch":
+            b["stats"]["min"] *= 5  # a slower peer is no regression of fastloss
+    res = compare.compare(base, cur, 0.10)
+    assert res.ok and len(res.missing) == 2
+
+
+def test_parse_fraction():
+    assert compare.parse_fraction("10%") == pytest.approx(0.10)
+    assert compare.parse_fraction("0.25") == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="fail-over"):
+        compare.parse_fraction("150%")
+
+
+def test_cli_gate_on_json_files(tmp_path, capsys):
+    from fastloss.cli import main
+
+    base, cur = tmp_path / "base.json", tmp_path / "cur.json"
+    base.write_text(json.dumps(_run()))
+    cur.write_text(json.dumps(_run(slower=("mse",))))
+    rc = main(["bench", "--input", str(cur), "--compare", str(base), "--fail-over", "10%",
+               "--no-report"])
+    out = capsys.readouterr().out
+    assert rc == 1 and "cpu/elementwise/mse/float32/16777216/t1/fastloss" in out
+    cur.write_text(json.dumps(_run(scale_loss=0.5, scale_triad=0.5)))
+    assert main(["bench", "--input", str(cur), "--compare", str(base), "--no-report"]) == 0
+
+
+def test_plan_covers_the_catalogue():
+    from fastloss import catalog
+
+    opts = cases.Options(threads=(1, 2), peers=(), smoke=True)
+    ew = {c.loss for c in cases.plan("elementwise", opts)}
+    assert ew == {s.name for s in catalog.SPECS if s.family in ("regression", "binary")}
+    mc = cases.plan("multiclass", cases.Options(threads=(1,), peers=(), smoke=True, full=True))
+    assert {c.loss for c in mc} == {s.name for s in catalog.SPECS if s.family == "multiclass"}
+    for c in cases.plan("elementwise", opts):
+        x, y = cases.make_data(c)
+        assert x.shape == c.shape and x.dtype == c.dtype
+
+
+def test_smoke_run_end_to_end(tmp_path):
+    """A tiny `fastloss bench --smoke`: each benchmark once, results checked."""
+    import subprocess
+
+    cmd = [sys.executable, "-m", "fastloss.cli", "bench", "--smoke", "--threads", "1",
+           "--loss", "mse,cross_entropy", "--dtype", "float32", "--size", "cache",
+           "--suite", "elementwise,multiclass", "--bench-dir", str(ROOT / "bench"),
+           "--out-dir", str(tmp_path)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "passed" in r.stdout and "failed" not in r.stdout
+    assert "smoke run passed" in r.stdout
+    assert "cpu-mse-float32-1024-t1-fastloss" in r.stdout

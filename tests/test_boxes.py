@@ -1,0 +1,351 @@
+"""Box losses (iou_loss, giou_loss, diou_loss, ciou_loss): mpmath oracle,
+finite differences, determinism, degenerate geometry, bad input, torchvision.
+
+Accuracy, measured on ``box_grid`` against ``fastloss.reference.boxes`` (the
+truth rounded to the dtype; ULP = units in the last place of the dtype):
+
+| loss      | dtype   | value | gradient, per component | gradient, in ULPs of the row's largest component |
+|-----------|---------|-------|-------------------------|----------------------------------------------------|
+| all four  | float32 | <= 1  | <= 1                    | <= 1                                               |
+| iou_loss  | float64 | <= 2  | <= 4 (exception)        | <= 3                                               |
+| giou_loss | float64 | <= 2  | unbounded (exception)   | <= 3                                               |
+| diou_loss | float64 | <= 2  | unbounded (exception)   | <= 4                                               |
+| ciou_loss | float64 | <= 2  | unbounded (exception)   | <= 4                                               |
+
+Exceptions (float64 gradients): the IoU gradient is a ratio of sums of
+non-negative products (no cancellation) but chains about six roundings, up to
+4 ULP. The GIoU/DIoU/CIoU gradients add the IoU term's gradient to the
+penalty's; where the two nearly cancel, the component is small compared with
+the row's gradient and its relative error grows with the cancellation (the
+condition number of that sum), e.g. 7e-50 computed as 2e-49 for boxes whose
+aspect ratios differ by one rounding (CIoU). The bound that holds is the
+row-scaled one: every component within 4 ULP of the largest component of its
+row. Float32 data is evaluated in float64 and rounded once, hence <= 1 ULP.
+"""
+
+import math
+
+import numba
+import numpy as np
+import pytest
+
+import fastloss as fl
+from fastloss.audit.ulp import round_to_dtype, ulp_distance
+from fastloss.cpu.boxes import BOX_CHUNK
+from fastloss.reference import boxes as ref
+
+NAMES = ["iou_loss", "giou_loss", "diou_loss", "ciou_loss"]
+DTYPES = [np.float32, np.float64]
+
+#: (dtype, loss) -> (value ULP, gradient ULP of the row's largest component)
+ROW_BOUND = {np.float32: 2, np.float64: 4}
+#: per-component gradient bound where it holds (see the module table)
+COMPONENT_BOUND = {(np.float32, n): 2 for n in NAMES} | {(np.float64, "iou_loss"): 4}
+
+
+def box_grid(seed=0, n=24):
+    """(pred, target) float64 (M, 4) arrays: general, near-identical, nested,
+    disjoint, touching, concentric, equal-aspect, zero-width/height/area boxes,
+    and copies at scales 1e30 and 1e-30 and at offsets 1e30 and 1."""
+    rng = np.random.default_rng(seed)
+    pred, targ = [], []
+
+    def add(p, t):
+        pred.append(np.asarray(p, float))
+        targ.append(np.asarray(t, float))
+
+    def rbox():
+        c = rng.uniform(-1, 1, 2)
+        wh = np.exp(rng.uniform(-3, 1, 2))
+        return np.array([c[0] - wh[0] / 2, c[1] - wh[1] / 2, c[0] + wh[0] / 2, c[1] + wh[1] / 2])
+
+    for _ in range(n):
+        add(rbox(), rbox())
+    for rel in (1e-12, 1e-6, 1e-2):
+        for _ in range(n // 4):
+            p = rbox()
+            t = p + rng.uniform(-rel, rel, 4) * (p[2] - p[0] + p[3] - p[1])
+            add(p, [min(t[0], t[2]), min(t[1], t[3]), max(t[0], t[2]), max(t[1], t[3])])
+    for _ in range(n // 4):
+        p = rbox()
+        s = rng.uniform(0.1, 0.9, 4)
+        w, h = p[2] - p[0], p[3] - p[1]
+        t = np.array([p[0] + s[0] * w / 2, p[1] + s[1] * h / 2, p[2] - s[2] * w / 2,
+                      p[3] - s[3] * h / 2])
+        add(p, t)
+        add(t, p)
+        add(p, p + [w + 1, 0, w + 1, 0])
+        add(p, p + [w, 0.3 * h, w, 0.3 * h])
+        add(p, p + [0.2 * w, h, 0.2 * w, h])
+        add(p, p + [0.5 * w, 0.5 * h, 0.5 * w, 0.5 * h])
+        c = (p[:2] + p[2:]) / 2
+        add(p, [c[0] - 0.3 * w, c[1] - 0.7 * h, c[0] + 0.3 * w, c[1] + 0.7 * h])
+    for p, t in DEGENERATE:
+        add(p, t)
+    base, baset = np.array(pred[:n // 2]), np.array(targ[:n // 2])
+    for p, t in zip(base, baset):
+        add(p * 1e30, t * 1e30)
+        add(p * 1e-30, t * 1e-30)
+        add(p + 1e30, t + 1e30)
+        add(p * 1e-30 + 1.0, t * 1e-30 + 1.0)
+    return np.array(pred), np.array(targ)
+
+
+DEGENERATE = [
+    ([0, 0, 0, 0], [0, 0, 0, 0]),        # torchvision#7746
+    ([1, 1, 1, 1], [1, 1, 1, 1]),
+    ([0, 0, 0, 0], [1, 1, 1, 1]),
+    ([0, 0, 0, 2], [0, 0, 0, 2]),        # identical zero-width
+    ([0, 0, 0, 2], [0, 1, 0, 3]),
+    ([0, 0, 2, 0], [0, 0, 2, 1]),        # zero-height vs box on its edge
+    ([0, 0, 1, 1], [0.5, 0, 0.5, 1]),    # zero-width inside a box
+    ([0, 0, 0, 1], [1, 0, 2, 1]),
+    ([0, 0, 1, 0], [0, 0, 0, 1]),
+    ([0, 0, 1, 1], [0, 0, 1, 1]),        # identical
+    ([0, 0, 1, 1], [1, 1, 2, 2]),        # corner touching
+    ([0, 0, 1, 1], [1, 0, 2, 1]),        # edge touching
+    ([0.25, 0.25, 0.25, 0.25], [0, 0, 1, 1]),  # point inside (mmdetection#3394)
+    ([0, 0, 1, 1], [0.25, 0.25, 0.25, 0.25]),
+    ([2, 3, 2, 3], [0, 0, 1, 1]),        # point outside
+]
+
+
+@pytest.fixture(scope="module")
+def grid():
+    return box_grid()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_against_mpmath(name, dtype, grid):
+    p, t = (a.astype(dtype) for a in grid)
+    v, g = fl.value_and_grad(name, p, t, reduction="none")
+    assert v.dtype == dtype and g.dtype == dtype and g.shape == p.shape
+    ev = np.empty(len(p))
+    eg = np.empty((len(p), 4))
+    for i in range(len(p)):
+        rv, rg = ref.value_and_grad(name, p[i], t[i])
+        ev[i] = round_to_dtype(rv, dtype)
+        eg[i] = [round_to_dtype(x, dtype) for x in rg]
+    dv = ulp_distance(v, ev, dtype)
+    assert dv.max() <= 2, (name, int(np.argmax(dv)), dv.max())
+    bound = COMPONENT_BOUND.get((dtype, name))
+    if bound is not None:
+        dg = ulp_distance(g, eg, dtype)
+        assert dg.max() <= bound, (name, np.unravel_index(np.argmax(dg), dg.shape), dg.max())
+    scale = np.abs(eg).max(axis=1, keepdims=True)
+    unit = np.spacing(scale.astype(dtype)).astype(np.float64)
+    err = np.abs(g.astype(np.float64) - eg)
+    rows = np.where(scale > 0, err / np.where(unit > 0, unit, 1.0), err)
+    assert rows.max() <= ROW_BOUND[dtype], (name, int(np.argmax(rows.max(axis=1))), rows.max())
+
+
+def _random_boxes(rng, n, scale=1.0):
+    c = rng.uniform(-1, 1, (n, 2)) * scale
+    wh = np.exp(rng.uniform(-2, 1, (n, 2))) * scale
+    return np.concatenate([c - wh / 2, c + wh / 2], axis=1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_finite_differences(name):
+    rng = np.random.default_rng(1)
+    p = _random_boxes(rng, 32)
+    t = _random_boxes(rng, 32)
+    t[:8] = p[:8] + rng.uniform(-0.1, 0.1, (8, 4))  # overlapping
+    t[:8, 2:] = np.maximum(t[:8, 2:], t[:8, :2])
+    _, g = fl.value_and_grad(name, p, t, reduction="sum")
+    h = 1e-6
+    for k in range(4):
+        e = np.zeros_like(p)
+        e[:, k] = h
+        up = fl.value_and_grad(name, p + e, t, reduction="none")[0]
+        dn = fl.value_and_grad(name, p - e, t, reduction="none")[0]
+        fd = (up - dn) / (2 * h)
+        if name == "ciou_loss":
+            # alpha is a constant in the gradient: subtract the d(alpha) v part
+            fd = fd - _ciou_dalpha_v(p, t, k, h)
+        np.testing.assert_allclose(g[:, k], fd, rtol=1e-6, atol=1e-7, err_msg=f"{name} coord {k}")
+
+
+def _ciou_dalpha_v(p, t, k, h):
+    """Central difference of alpha along coordinate k, times v: the part
+    v d(alpha) of d(alpha v) that the held-constant-alpha gradient leaves out."""
+    def alpha_v(q):
+        w, hh = q[:, 2] - q[:, 0], q[:, 3] - q[:, 1]
+        wt, ht = t[:, 2] - t[:, 0], t[:, 3] - t[:, 1]
+        v = 4 / math.pi**2 * (np.arctan2(wt, ht) - np.arctan2(w, hh)) ** 2
+        return v / (fl.iou_loss(q, t, reduction="none") + v), v
+    e = np.zeros_like(p)
+    e[:, k] = h
+    a_up, _ = alpha_v(p + e)
+    a_dn, _ = alpha_v(p - e)
+    return (a_up - a_dn) / (2 * h) * alpha_v(p)[1]
+
+
+@pytest.fixture
+def threads():
+    before = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bitwise_across_threads(dtype, threads):
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 Numba threads")
+    rng = np.random.default_rng(5)
+    n = 3 * BOX_CHUNK + 11
+    p = _random_boxes(rng, n).astype(dtype)
+    t = _random_boxes(rng, n).astype(dtype)
+    for name in NAMES:
+        seen = {}
+        for nt in (1, 2, 1, 2):
+            numba.set_num_threads(nt)
+            for r in ("mean", "sum"):
+                v, g = fl.value_and_grad(name, p, t, reduction=r)
+                if r in seen:
+                    assert v == seen[r][0], (name, r, nt)
+                    np.testing.assert_array_equal(g, seen[r][1])
+                seen[r] = (v, g)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_reductions_agree(dtype):
+    rng = np.random.default_rng(2)
+    p = _random_boxes(rng, 50).astype(dtype)
+    t = _random_boxes(rng, 50).astype(dtype)
+    for name in NAMES:
+        vn, gn = fl.value_and_grad(name, p, t, reduction="none")
+        vs, gs = fl.value_and_grad(name, p, t, reduction="sum")
+        vm, gm = fl.value_and_grad(name, p, t)
+        assert isinstance(vs, float) and isinstance(vm, float)
+        assert vs == pytest.approx(float(np.sum(vn, dtype=np.float64)), rel=1e-6)
+        assert vm == pytest.approx(vs / 50, rel=1e-12)
+        np.testing.assert_array_equal(gn, gs)
+        np.testing.assert_allclose(gm, (gs.astype(np.float64) / 50).astype(dtype), rtol=2e-7)
+        assert getattr(fl, name)(p, t) == vm
+        np.testing.assert_array_equal(fl.grad(name, p, t), gm)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", NAMES)
+def test_degenerate_geometry_is_exact(name, dtype):
+    p = np.array([d[0] for d in DEGENERATE], dtype=dtype)
+    t = np.array([d[1] for d in DEGENERATE], dtype=dtype)
+    v, g = fl.value_and_grad(name, p, t, reduction="none")
+    assert np.isfinite(v).all() and np.isfinite(g).all()
+    # identical boxes, zero-area ones included: IoU = 1, every loss 0
+    same = (p == t).all(axis=1)
+    assert (v[same] == 0).all()
+    # torchvision#7746: GIoU loss of [0, 0, 0, 0] with itself is 0, not 1
+    assert v[0] == 0.0
+    # disjoint and touching: IoU = 0
+    iou = 1 - fl.iou_loss(p, t, reduction="none")
+    assert iou[10] == 0 and iou[11] == 0 and iou[2] == 0
+    assert iou[9] == 1
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_mmdetection_3394_zero_area_box_no_nan(dtype):
+    # a zero-area predicted box (and zero-width / zero-height ones) inside,
+    # beside and equal to a target: finite values and gradients everywhere
+    p = np.array([[5, 5, 5, 5], [5, 5, 5, 8], [5, 5, 8, 5], [0, 0, 0, 0], [3, 3, 4, 4]], dtype=dtype)
+    t = np.array([[0, 0, 10, 10], [0, 0, 10, 10], [9, 9, 9, 9], [0, 0, 0, 0], [3, 3, 3, 3]],
+                 dtype=dtype)
+    for name in NAMES:
+        v, g = fl.value_and_grad(name, p, t, reduction="none")
+        assert np.isfinite(v).all() and np.isfinite(g).all(), name
+        assert fl.value_and_grad(name, p, t)[0] == pytest.approx(float(np.mean(v, dtype=np.float64)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_extreme_coordinates_are_finite(dtype):
+    rng = np.random.default_rng(9)
+    for scale in (1e30, 1e-30):
+        p = (_random_boxes(rng, 16) * scale).astype(dtype)
+        t = (_random_boxes(rng, 16) * scale).astype(dtype)
+        for name in NAMES:
+            v, g = fl.value_and_grad(name, p, t, reduction="none")
+            assert np.isfinite(v).all() and np.isfinite(g).all(), (name, scale)
+            v1 = fl.value_and_grad(name, (p.astype(np.float64) / scale),
+                                   (t.astype(np.float64) / scale), reduction="none")[0]
+            np.testing.assert_allclose(v, v1, rtol=1e-5 if dtype == np.float32 else 1e-13)
+
+
+def test_gradient_conventions_at_ties():
+    # identical boxes: right derivatives (each coordinate moved up):
+    # px1 up shrinks both I and U's pred part -> d(1 - IoU)/dpx1 = 1/w;
+    # px2 up grows U only -> 1/w as well; likewise for y (h)
+    p = np.array([[0.0, 0.0, 2.0, 4.0]])
+    _, g = fl.value_and_grad("iou_loss", p, p.copy(), reduction="sum")
+    np.testing.assert_allclose(g, [[0.5, 0.25, 0.5, 0.25]])
+    for name in NAMES:
+        rv, rg = ref.value_and_grad(name, p[0], p[0])
+        np.testing.assert_allclose(fl.grad(name, p, p.copy(), reduction="sum")[0],
+                                   [float(x) for x in rg], rtol=1e-15, atol=1e-300)
+
+
+def test_nan_propagates_per_pair():
+    p = np.array([[0, 0, 1, 1], [np.nan, 0, 1, 1]], dtype=np.float64)
+    t = np.array([[0, 0, 2, 2], [0, 0, 2, 2]], dtype=np.float64)
+    for name in NAMES:
+        v, g = fl.value_and_grad(name, p, t, reduction="none")
+        assert np.isfinite(v[0]) and np.isfinite(g[0]).all()
+        assert np.isnan(v[1]) and np.isnan(g[1]).all()
+        assert math.isnan(getattr(fl, name)(p, t))
+
+
+def test_bad_input():
+    good = np.array([[0.0, 0.0, 1.0, 1.0]] * 3)
+    with pytest.raises(ValueError, match=r"input: .*\(N, 4\)"):
+        fl.giou_loss(good[:, :3], good[:, :3])
+    with pytest.raises(ValueError, match=r"input: .*\(N, 4\)"):
+        fl.giou_loss(good.reshape(-1), good.reshape(-1))
+    with pytest.raises(ValueError, match="target: shape"):
+        fl.giou_loss(good, good[:2])
+    with pytest.raises(TypeError, match="target: dtype float32 differs"):
+        fl.iou_loss(good, good.astype(np.float32))
+    with pytest.raises(TypeError, match="input: dtype"):
+        fl.iou_loss(good.astype(np.int64), good)
+    with pytest.raises(TypeError, match="input: must be a NumPy array"):
+        fl.iou_loss(good.tolist(), good)
+    bad = good.copy()
+    bad[2] = [0.0, 0.0, -1.0, 1.0]
+    with pytest.raises(ValueError, match=r"input: row 2 .*x2 < x1"):
+        fl.ciou_loss(bad, good)
+    bad = good.copy()
+    bad[1] = [0.0, 1.0, 1.0, 0.5]
+    with pytest.raises(ValueError, match=r"target: row 1 .*y2 < y1"):
+        fl.value_and_grad("diou_loss", good, bad)
+    with pytest.raises(ValueError, match="reduction"):
+        fl.iou_loss(good, good, reduction="batchmean")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        fl.iou_loss(good, good, eps=1e-7)
+
+
+def test_empty_input():
+    e = np.zeros((0, 4))
+    assert fl.giou_loss(e, e, reduction="sum") == 0.0
+    assert fl.giou_loss(e, e, reduction="none").shape == (0,)
+    with pytest.warns(RuntimeWarning):
+        assert math.isnan(fl.giou_loss(e, e))
+
+
+TV = {"giou_loss": "generalized_box_iou_loss", "diou_loss": "distance_box_iou_loss",
+      "ciou_loss": "complete_box_iou_loss"}
+
+
+@pytest.mark.parametrize("name", sorted(TV))
+def test_agrees_with_torchvision(name):
+    torch = pytest.importorskip("torch")
+    ops = pytest.importorskip("torchvision.ops")
+    rng = np.random.default_rng(4)
+    p = _random_boxes(rng, 64)
+    t = _random_boxes(rng, 64)
+    t[:16] = p[:16] + 0.05
+    pt = torch.tensor(p, requires_grad=True)
+    loss = getattr(ops, TV[name])(pt, torch.tensor(t), reduction="sum", eps=0.0)
+    loss.backward()
+    v, g = fl.value_and_grad(name, p, t, reduction="sum")
+    assert v == pytest.approx(loss.item(), rel=1e-12)
+    np.testing.assert_allclose(g, pt.grad.numpy(), rtol=1e-9, atol=1e-12)

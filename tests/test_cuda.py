@@ -1,0 +1,365 @@
+"""The CUDA backend against the CPU kernels: values and gradients within 2 ULP,
+bitwise-deterministic reductions across launch configurations and runs, the
+same validation errors, results of the caller's kind.
+
+Without a GPU (the default: tests/conftest.py sets NUMBA_ENABLE_CUDASIM=1)
+these run under Numba's CUDA simulator with tiny inputs (it runs ~3*10^4
+elements/s); with FASTLOSS_TEST_GPU=1 the same tests run on the real device
+with larger shapes.
+"""
+
+import math
+import os
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+from fastloss import catalog
+from fastloss._config import CHUNK
+from fastloss.audit.ulp import ulp_distance
+from tests.test_contract import sample
+
+SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+
+cuda = pytest.importorskip("numba.cuda")
+if not SIM and not cuda.is_available():  # pragma: no cover - real-GPU runs only
+    pytest.skip("FASTLOSS_TEST_GPU=1 but no CUDA device", allow_module_level=True)
+
+from fastloss.cuda import config  # noqa: E402
+from fastloss.cuda.arrays import broadcast_period, is_device_array  # noqa: E402
+
+ELEMENTWISE = [s.name for s in catalog.SPECS if s.family in ("regression", "binary")]
+DTYPES = [np.float32, np.float64]
+#: elements per agreement test: one chunk (ragged) in the simulator
+N = 97 if SIM else 3 * CHUNK + 1001
+
+
+def dev(a):
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def host(a):
+    return a.copy_to_host() if hasattr(a, "copy_to_host") else np.asarray(a)
+
+
+def extreme_sample(name, n, dtype, seed=0):
+    """``sample`` plus extreme values in the loss's domain (large logits and
+    residuals, exact 0 and 1 probabilities, +-inf where allowed)."""
+    x, y = sample(name, (n,), dtype, seed=seed)
+    big = np.array([1e4, -1e4, 100.0, -100.0, 30.0, -30.0, 1e-30, 0.0], dtype=dtype)
+    if name in ("binary_cross_entropy_with_logits", "sigmoid_focal", "hinge", "squared_hinge",
+                "soft_margin"):
+        x[: big.size] = big
+        x[big.size: big.size + 2] = [np.inf, -np.inf]
+    elif name == "binary_cross_entropy":
+        x[:6] = [0.0, 1.0, 0.0, 1.0, 1e-30, 1 - 2**-20]
+        y[:6] = [0.0, 1.0, 1.0, 0.0, 0.5, 1.0]
+    elif name in ("mse", "mae", "huber", "smooth_l1", "pseudo_huber", "log_cosh", "quantile"):
+        x[: big.size] = big
+    elif name == "msle":
+        x[:3] = [-0.999, 1e6, 0.0]
+    elif name == "poisson_nll":
+        x[:4] = [30.0, -30.0, 0.0, 1e-30]
+    return x, y
+
+
+def assert_ulp(got, want, dtype, bound=2, what=""):
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.shape == want.shape and got.dtype == want.dtype, what
+    d = ulp_distance(got, want, dtype)
+    assert np.all(d <= bound), (what, float(np.max(d)), got[d > bound][:5], want[d > bound][:5])
+
+
+def scalar_close(got, want, bound=2):
+    """Two float64 sums within ``bound`` ULP (different but compensated
+    orders: the CPU sums blocks pairwise, the GPU by lanes)."""
+    assert isinstance(got, float)
+    if math.isnan(want):
+        assert math.isnan(got)
+        return
+    assert ulp_distance(np.float64(got), np.float64(want), np.float64) <= bound, (got, want)
+
+
+# --- agreement with the CPU kernels -------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ELEMENTWISE)
+def test_agrees_with_cpu(name, dtype):
+    x, y = extreme_sample(name, N, dtype, seed=1)
+    xd, yd = dev(x), dev(y)
+    if name == "rmse":
+        v, g = fl.value_and_grad(name, xd, yd)
+        vc, gc = fl.value_and_grad(name, x, y)
+        scalar_close(v, vc)
+        assert_ulp(host(g), gc, dtype, what="rmse grad")
+        return
+    # "none": per-element values and the gradient of the sum
+    v, g = fl.value_and_grad(name, xd, yd, reduction="none")
+    vc, gc = fl.value_and_grad(name, x, y, reduction="none")
+    assert is_device_array(v) and is_device_array(g)
+    assert v.shape == x.shape and g.shape == x.shape and g.dtype == x.dtype
+    assert_ulp(host(v), vc, dtype, what=f"{name} values")
+    assert_ulp(host(g), gc, dtype, what=f"{name} grad")
+    # "mean": the fused reduction and the divided gradient
+    m, gm = fl.value_and_grad(name, xd, yd)
+    mc, gmc = fl.value_and_grad(name, x, y)
+    scalar_close(m, mc)
+    assert_ulp(host(gm), gmc, dtype, what=f"{name} mean grad")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_array_parameters(dtype):
+    """pos_weight as a last-axis vector, weight as a full device array and as a
+    NumPy array, label smoothing: all through the same kernel."""
+    name = "binary_cross_entropy_with_logits"
+    shape = (7, 5) if SIM else (1001, 37)
+    x, y = sample(name, shape, dtype, seed=2)
+    rng = np.random.default_rng(0)
+    pw = rng.uniform(0.5, 3, size=shape[-1]).astype(dtype)
+    w = rng.uniform(0, 2, size=shape).astype(dtype)
+    kw_cpu = dict(pos_weight=pw, weight=w, label_smoothing=0.1)
+    vc, gc = fl.value_and_grad(name, x, y, reduction="sum", **kw_cpu)
+    for kw in ({**kw_cpu, "pos_weight": dev(pw), "weight": dev(w)}, kw_cpu):
+        v, g = fl.value_and_grad(name, dev(x), dev(y), reduction="sum", **kw)
+        scalar_close(v, vc)
+        assert_ulp(host(g), gc, dtype)
+    vc, gc = fl.value_and_grad("sigmoid_focal", x, y, alpha=None, gamma=0.5, weight=w[0])
+    v, g = fl.value_and_grad("sigmoid_focal", dev(x), dev(y), alpha=None, gamma=0.5,
+                             weight=dev(w[0]))
+    scalar_close(v, vc)
+    assert_ulp(host(g), gc, dtype)
+
+
+def test_rmse_rescaled_sum():
+    """float64 residuals whose squares overflow: rmse rescales, as on the CPU."""
+    x = np.array([1e200, -3e200, 2e200, 0.0])
+    y = np.zeros(4)
+    v, g = fl.value_and_grad("rmse", dev(x), dev(y))
+    vc, gc = fl.value_and_grad("rmse", x, y)
+    assert math.isfinite(v)
+    scalar_close(v, vc)
+    assert_ulp(host(g), gc, np.float64)
+
+
+def test_empty_input():
+    x = np.zeros(0)
+    assert fl.mse(dev(x), dev(x), reduction="sum") == 0.0
+    with pytest.warns(RuntimeWarning, match="empty"):
+        assert math.isnan(fl.mse(dev(x), dev(x)))
+    v = fl.mse(dev(x), dev(x), reduction="none")
+    assert v.shape == (0,)
+
+
+def test_out_in_place_and_separate():
+    x, y = sample("huber", (6, 5) if SIM else (513, 77), np.float32, seed=4)
+    gc = fl.grad("huber", x, y, delta=0.5)
+    xd, yd = dev(x), dev(y)
+    buf = cuda.device_array(x.shape, np.float32)
+    assert fl.grad("huber", xd, yd, delta=0.5, out=buf) is buf
+    np.testing.assert_array_equal(host(buf), gc)
+    assert fl.grad("huber", xd, yd, delta=0.5, out=xd) is xd  # in place over the input
+    np.testing.assert_array_equal(host(xd), gc)
+    with pytest.raises(TypeError, match="out: dtype"):
+        fl.grad("huber", dev(x), yd, out=cuda.device_array(x.shape, np.float64))
+    with pytest.raises(ValueError, match="out: shape"):
+        fl.grad("huber", dev(x), yd, out=cuda.device_array((1,), np.float32))
+    with pytest.raises(ValueError, match="overlaps the target"):
+        fl.grad("huber", dev(x), yd, out=yd)
+
+
+# --- determinism ------------------------------------------------------------------
+
+CONFIGS = [dict(threads=1, blocks=1), dict(threads=8, blocks=2), dict(threads=96, blocks=7)]
+if not SIM:
+    CONFIGS += [dict(threads=256, blocks=None), dict(threads=1024, blocks=13),
+                dict(threads=128, blocks=1000)]
+
+
+def _sum_pass_bits(name, x, y, chunk, **launch):
+    """(loss sum, gradient) from the elementwise driver with a given chunk
+    size (test hook) and launch configuration."""
+    from fastloss.cuda.elementwise import sum_pass
+
+    spec = catalog.get(name)
+    xd, yd = dev(x), dev(y)
+    one = dev(np.ones(1, dtype=x.dtype))
+    g = cuda.device_array(x.size, x.dtype)
+    stream = cuda.default_stream()
+    with config.launch(**launch):
+        tot = sum_pass(catalog.formula_id(spec), xd, yd, one, 1, one, 1,
+                       spec.pack({p.name: p.default for p in spec.params}), 1.0, g, None,
+                       stream, chunk=chunk)
+    return float(tot.copy_to_host()[0]), host(g)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["log_cosh", "binary_cross_entropy_with_logits"])
+def test_bitwise_across_launch_configurations(name, dtype):
+    """Many chunks (a small chunk size through the test hook) and a ragged
+    tail: every launch configuration, run after run, gives the same bits."""
+    chunk = 512 if SIM else CHUNK
+    n = 5 * chunk + 77 if SIM else 40 * CHUNK + 77
+    x, y = sample(name, (n,), dtype, seed=5)
+    x[::7] *= 1e3  # terms of very different magnitudes
+    ref = None
+    for cfg in CONFIGS + CONFIGS[:1]:
+        tot, g = _sum_pass_bits(name, x, y, chunk, **cfg)
+        if ref is None:
+            ref = (tot, g)
+            vc = fl.value_and_grad(name, x, y, reduction="sum")[0]
+            scalar_close(tot, vc)
+        else:
+            assert tot == ref[0], cfg
+            np.testing.assert_array_equal(g, ref[1])
+
+
+def test_public_path_bitwise_with_library_chunk():
+    """The library's own CHUNK, several chunks: two launch configurations and
+    a repeat give the same loss bits through fl.value_and_grad."""
+    n = 2 * CHUNK + 5 if SIM else 50 * CHUNK + 5
+    x, y = sample("mse", (n,), np.float32, seed=6)
+    xd, yd = dev(x), dev(y)
+    seen = set()
+    t = 8 if SIM else 256
+    for cfg in (dict(threads=t, blocks=1), dict(threads=64, blocks=3), dict(threads=t, blocks=1)):
+        with config.launch(**cfg):
+            seen.add(fl.mse(xd, yd, reduction="sum"))
+    assert len(seen) == 1
+    scalar_close(seen.pop(), fl.mse(x, y, reduction="sum"))
+
+
+def test_atomic_option_is_explicit_and_close():
+    x, y = sample("mse", (700,), np.float64, seed=7)
+    with config.launch(atomic=True, threads=32, blocks=2):
+        v = fl.mse(dev(x), dev(y), reduction="sum")
+    assert config.current().atomic is False
+    assert v == pytest.approx(fl.mse(x, y, reduction="sum"), rel=1e-14)
+
+
+def test_launch_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="threads"):
+        with config.launch(threads=0):
+            pass
+
+
+# --- validation on the device -----------------------------------------------------
+
+
+def test_domain_errors_match_cpu():
+    x = np.full((3, 4), 0.5)
+    x[1, 2] = 1.5
+    x[2, 0] = -1.0  # a later offender: the first one is reported
+    y = np.full((3, 4), 0.5)
+    with pytest.raises(ValueError) as cpu:
+        fl.binary_cross_entropy(x, y)
+    with pytest.raises(ValueError) as gpu:
+        fl.binary_cross_entropy(dev(x), dev(y))
+    assert str(gpu.value) == str(cpu.value)
+    assert "element (1, 2) is 1.5" in str(gpu.value)
+    t = np.array([1.0, -1.0, np.nan, 0.5, 2.0])  # NaN passes; 0.5 is the first offender
+    with pytest.raises(ValueError, match=r"target: values must be in \{-1, 0, 1\}; element 3 is 0.5"):
+        fl.hinge(dev(np.zeros(5)), dev(t))
+    with pytest.raises(ValueError, match="input: values must be in"):
+        fl.poisson_nll(dev(-np.ones(3)), dev(np.ones(3)), log_input=False)
+    fl.poisson_nll(dev(-np.ones(3)), dev(np.ones(3)))  # log_input: any real input
+
+
+def test_argument_errors():
+    x32, x64 = dev(np.zeros(3, np.float32)), dev(np.zeros(3))
+    with pytest.raises(TypeError, match="differs from input's"):
+        fl.mse(x32, x64)
+    with pytest.raises(TypeError, match="target: must be a GPU array"):
+        fl.mse(x64, np.zeros(3))
+    with pytest.raises(TypeError, match="dtype must be float32 or float64"):
+        fl.mse(dev(np.zeros(3, np.int32)), dev(np.zeros(3, np.int32)))
+    with pytest.raises(ValueError, match="must equal input's shape"):
+        fl.mse(x64, dev(np.zeros(4)))
+    with pytest.raises(ValueError, match="reduction"):
+        fl.mse(x64, x64, reduction="max")
+    with pytest.raises(ValueError, match="unknown parameter"):
+        fl.mse(x64, x64, delta=1.0)
+    with pytest.raises(ValueError, match="delta"):
+        fl.huber(x64, x64, delta=-1.0)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        fl.binary_cross_entropy_with_logits(x64, x64, weight=dev(np.ones(2)))
+
+
+def test_not_yet_on_gpu_family_is_a_clear_error():
+    spec = [s for s in catalog.SPECS if s.family not in ("regression", "binary")]
+    if not spec:
+        pytest.skip("no row-wise losses in this build")
+    import importlib.util
+
+    if importlib.util.find_spec("fastloss.cuda.rowwise") is not None:
+        pytest.skip("row-wise CUDA kernels present")
+    with pytest.raises(TypeError, match="no CUDA kernel"):
+        fl.value_and_grad(spec[0].name, dev(np.zeros((2, 3))), dev(np.zeros(2, np.int64)))
+
+
+# --- arrays ---------------------------------------------------------------------------
+
+
+def test_is_device_array_is_duck_typed():
+    class CAI:
+        __cuda_array_interface__ = {"shape": (1,), "typestr": "<f8", "data": (0, False),
+                                    "version": 3}
+
+    class CPUDLPack:
+        def __dlpack_device__(self):
+            return (1, 0)
+
+    class GPUDLPack:
+        def __dlpack_device__(self):
+            return (2, 0)
+
+    assert is_device_array(CAI()) and is_device_array(GPUDLPack())
+    assert is_device_array(dev(np.zeros(1)))
+    assert not is_device_array(np.zeros(1)) and not is_device_array(CPUDLPack())
+    assert not is_device_array([1.0])
+
+
+def test_broadcast_period():
+    assert broadcast_period("w", (1,), (4, 5)) == 1
+    assert broadcast_period("w", (5,), (4, 5)) == 5
+    assert broadcast_period("w", (1, 5), (4, 5)) == 5
+    assert broadcast_period("w", (4, 5), (4, 5)) == 20
+    assert broadcast_period("w", (3, 1, 5), (3, 4, 5)) is None
+    with pytest.raises(ValueError, match="does not broadcast"):
+        broadcast_period("w", (4,), (4, 5))
+
+
+def test_importable_without_gpu_libraries():
+    """fastloss.cuda.arrays imports no GPU library (checked in a fresh process)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, fastloss, fastloss.cuda.arrays;"
+            "bad = [m for m in ('cupy', 'torch', 'numba.cuda') if m in sys.modules];"
+            "assert not bad, bad")
+    env = {**os.environ}
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env)
+
+
+# --- real GPU only ------------------------------------------------------------------
+
+
+@pytest.mark.skipif(SIM, reason="PTX needs NVVM; the simulator runs Python")
+def test_gpu_kernels_use_libdevice_not_cpu_polynomials():  # pragma: no cover
+    """The CPU-only polynomial exp (Taylor coefficient 1/13! = 0x3de6124613a86d09)
+    must not appear in the PTX of a kernel that calls exp/log1p."""
+    import numba
+
+    from fastloss.cuda.elementwise import make_elementwise_kernel
+
+    spec = catalog.get("sigmoid_focal")
+    k = make_elementwise_kernel(spec.formula)
+    arr = numba.float32[::1]
+    sig = (arr, arr, arr, numba.int64, arr, numba.int64, numba.float64, numba.float64,
+           numba.float64, numba.float64, arr, arr, numba.float64[::1], numba.float64[::1],
+           numba.boolean, numba.boolean)
+    ptx, _ = cuda.compile_ptx_for_current_device(k.py_func, sig)
+    assert "3de6124613a86d09" not in ptx.lower()
+

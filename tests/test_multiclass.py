@@ -1,0 +1,407 @@
+"""Multiclass (row-wise) losses: mpmath oracle, gradients, determinism,
+in-place gradients, validation, known failures elsewhere, PyTorch semantics."""
+
+import math
+
+import numpy as np
+import pytest
+
+import fastloss as fl
+from fastloss.audit.ulp import round_to_dtype
+from fastloss.reference.multiclass import row_value_and_grad
+
+DTYPES = (np.float32, np.float64)
+RNG = np.random.default_rng(1234)
+
+
+def ulps(computed, exact, dtype):
+    """Exact ULP distances (integer arithmetic on the ordered bit patterns)."""
+    dt = np.dtype(dtype)
+    it = np.int32 if dt == np.float32 else np.int64
+    top = 1 << (8 * dt.itemsize - 1)
+    c = np.asarray(computed, dtype=dt).ravel()
+    e = np.asarray(exact, dtype=dt).ravel()
+    out = []
+    for a, b, ia, ib in zip(c, e, c.view(it), e.view(it)):
+        if np.isnan(a) or np.isnan(b):
+            out.append(0.0 if np.isnan(a) and np.isnan(b) else math.inf)
+            continue
+        oa = -top - int(ia) if ia < 0 else int(ia)
+        ob = -top - int(ib) if ib < 0 else int(ib)
+        out.append(float(abs(oa - ob)))
+    return np.array(out)
+
+
+def oracle_ulps(name, x, target, dtype, **params):
+    """Worst ULP error over rows of (value, gradient) against mpmath."""
+    v, g = fl.value_and_grad(name, x, target, reduction="none", **params)
+    ref_params = {k: (list(p) if isinstance(p, np.ndarray) else p) for k, p in params.items()}
+    worst_v = worst_g = 0.0
+    for r in range(x.shape[0]):
+        tr = int(target[r]) if target.ndim == 1 else target[r]
+        ev, eg = row_value_and_grad(name, x[r], tr, **ref_params)
+        worst_v = max(worst_v, ulps([v[r]], [round_to_dtype(ev, dtype)], dtype).max())
+        worst_g = max(worst_g, ulps(g[r], [round_to_dtype(e, dtype) for e in eg], dtype).max())
+    return worst_v, worst_g
+
+
+def extreme_logits(n, c, dtype):
+    """Rows spanning the dtype's range: tiny, huge, mixed-sign, -inf entries,
+    near-ties, one dominant logit."""
+    big = float(np.finfo(dtype).max) / 4
+    rows = [
+        RNG.standard_normal(c),
+        RNG.standard_normal(c) * 30,
+        RNG.standard_normal(c) * 1e3,
+        RNG.standard_normal(c) * 1e-30,
+        np.r_[50.0, RNG.standard_normal(c - 1)],      # p_y next to 1
+        np.r_[RNG.standard_normal(c - 1) * 1e-3, 0.0],
+        np.r_[big, -big, RNG.standard_normal(c - 2)],
+        np.r_[-np.inf, RNG.standard_normal(c - 1)],
+        np.r_[1e4, 1e4 - 1e-3, RNG.standard_normal(c - 2) + 1e4],  # large shift, near tie
+    ]
+    x = np.array(rows[:n], dtype=dtype)
+    return x
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_oracle_extreme(dtype):
+    x = extreme_logits(9, 12, dtype)
+    y = np.array([0, 3, 5, 7, 0, 11, 0, 4, 1])
+    vu, gu = oracle_ulps("cross_entropy", x, y, dtype)
+    assert vu <= 2 and gu <= 2, (vu, gu)
+
+
+# (loss, builder of (x, target) for n rows, params, value bound, gradient bound)
+# Bounds above 2 ULP are the documented cancellations of the gradient:
+# A p_j - B_j with smoothing or soft targets, h = margin - x_y + x_j near 0.
+def _labels(n, c):
+    return RNG.integers(0, c, n)
+
+
+def _probs(n, c, dtype):
+    return RNG.dirichlet(np.full(c, 0.5), n).astype(dtype)
+
+
+CASES = [
+    ("cross_entropy", "labels", {}, 2, 2),
+    ("cross_entropy", "labels", {"label_smoothing": 0.1, "z_loss": 1e-3, "weight": "W"}, 2, None),
+    ("cross_entropy", "probs", {}, 2, None),
+    ("nll", "labels", {"weight": "W"}, 2, 2),
+    ("categorical_cross_entropy", "cce", {}, 2, 2),
+    ("kl_div", "kl", {}, 2, 2),
+    ("kl_div", "kl", {"log_target": True}, None, 2),
+    ("softmax_focal", "labels", {}, 2, 4),
+    ("softmax_focal", "labels", {"gamma": 0.5, "alpha": "W"}, 2, 4),
+    ("multi_margin", "labels", {}, 2, 2),
+    ("multi_margin", "labels", {"p": 2, "margin": 0.5, "weight": "W"}, 2, None),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[1]}-{'-'.join(c[2])}")
+def test_oracle(case, dtype):
+    name, kind, params, vb, gb = case
+    n, c = 6, 9
+    x = np.concatenate([RNG.standard_normal((3, c)), RNG.standard_normal((3, c)) * 40])
+    params = {k: (RNG.uniform(0.1, 2.0, c).astype(dtype) if v == "W" else v)
+              for k, v in params.items()}
+    if kind == "labels":
+        t = _labels(n, c)
+    elif kind == "probs":
+        t = _probs(n, c, dtype)
+    elif kind == "cce":
+        x, t = _probs(n, c, np.float64), _probs(n, c, dtype)
+    else:
+        x, t = np.log(_probs(n, c, np.float64)), _probs(n, c, dtype)
+        if params.get("log_target"):
+            t = np.log(t).astype(dtype)
+    x = x.astype(dtype)
+    vu, gu = oracle_ulps(name, x, t, dtype, **params)
+    if dtype == np.float32:  # float64 evaluation, rounded once
+        assert vu <= 1 and gu <= 1, (vu, gu)
+    else:
+        assert vb is None or vu <= vb, vu
+        assert gb is None or gu <= gb, gu
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_huge_c_and_long_rows(dtype):
+    """C = 2^15 with a spread of logits: value within 2 ULP (compensated row
+    sums), gradient spot-checked against mpmath."""
+    c = 1 << 15
+    x = (RNG.standard_normal((1, c)) * 8).astype(dtype)
+    x[0, 5] = -np.inf
+    y = np.array([17])
+    v, g = fl.value_and_grad("cross_entropy", x, y, reduction="none")
+    ev, eg = row_value_and_grad("cross_entropy", x[0], 17)
+    assert ulps([v[0]], [round_to_dtype(ev, dtype)], dtype).max() <= 2
+    for j in (0, 5, 17, 1000, c - 1):
+        assert ulps([g[0, j]], [round_to_dtype(eg[j], dtype)], dtype).max() <= 2
+
+
+def test_finite_differences():
+    x = RNG.standard_normal((3, 5))
+    y = RNG.integers(0, 5, 3)
+    w = RNG.uniform(0.5, 2.0, 5)
+    for name, t, params in [
+        ("cross_entropy", y, {"weight": w, "label_smoothing": 0.2, "z_loss": 0.01}),
+        ("cross_entropy", _probs(3, 5, np.float64), {"label_smoothing": 0.1}),
+        ("softmax_focal", y, {"gamma": 1.5, "alpha": w}),
+        ("multi_margin", y, {"p": 2, "weight": w}),
+    ]:
+        for red in ("mean",):
+            _, g = fl.value_and_grad(name, x, t, reduction=red, **params)
+            h = 1e-6
+            fd = np.empty_like(x)
+            for idx in np.ndindex(*x.shape):
+                xp, xm = x.copy(), x.copy()
+                xp[idx] += h
+                xm[idx] -= h
+                fd[idx] = (fl.value_and_grad(name, xp, t, reduction=red, **params)[0]
+                           - fl.value_and_grad(name, xm, t, reduction=red, **params)[0]) / (2 * h)
+            np.testing.assert_allclose(g, fd, rtol=1e-5, atol=1e-8, err_msg=f"{name} {red}")
+
+
+def test_deterministic_across_threads():
+    import numba
+
+    x = (RNG.standard_normal((300, 257)) * 5).astype(np.float32)
+    y = RNG.integers(0, 257, 300)
+    y[::7] = -100
+    w = RNG.uniform(0.1, 2, 257).astype(np.float32)
+    old = numba.get_num_threads()
+    try:
+        res = []
+        for nt in (1, min(2, numba.config.NUMBA_NUM_THREADS)):
+            numba.set_num_threads(nt)
+            res.append(fl.value_and_grad("cross_entropy", x, y, weight=w, label_smoothing=0.1))
+    finally:
+        numba.set_num_threads(old)
+    (v1, g1), (v2, g2) = res
+    assert v1 == v2 and np.array_equal(g1.view(np.int32), g2.view(np.int32))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", ["cross_entropy", "softmax_focal", "multi_margin", "nll"])
+def test_in_place_same_bits(name, dtype):
+    x = (RNG.standard_normal((33, 70)) * 4).astype(dtype)
+    y = RNG.integers(0, 70, 33)
+    v1, g1 = fl.value_and_grad(name, x, y)
+    buf = np.empty_like(x)
+    v2, g2 = fl.value_and_grad(name, x, y, out=buf)
+    assert g2 is buf
+    xin = x.copy()
+    v3, g3 = fl.value_and_grad(name, xin, y, out=xin)
+    assert g3 is xin
+    assert v1 == v2 == v3
+    it = np.int32 if dtype == np.float32 else np.int64
+    assert np.array_equal(g1.view(it), g2.view(it)) and np.array_equal(g1.view(it), g3.view(it))
+
+
+def test_out_checks_and_elementwise_out():
+    x = RNG.standard_normal((4, 5))
+    y = RNG.integers(0, 5, 4)
+    with pytest.raises(TypeError, match="out"):
+        fl.value_and_grad("cross_entropy", x, y, out=np.empty((4, 5), np.float32))
+    with pytest.raises(ValueError, match="out"):
+        fl.value_and_grad("cross_entropy", x, y, out=np.empty((5, 4)))
+    with pytest.raises(ValueError, match="out"):
+        fl.value_and_grad("cross_entropy", x, y, out=np.empty((5, 4)).T)
+    big = np.empty((5, 5))
+    with pytest.raises(ValueError, match="out"):
+        fl.value_and_grad("cross_entropy", big[:4], y, out=big[1:])
+    # elementwise losses take out= too, in place included
+    a, b = RNG.standard_normal(10), RNG.standard_normal(10)
+    _, g = fl.value_and_grad("mse", a, b)
+    a2 = a.copy()
+    _, g2 = fl.value_and_grad("mse", a2, b, out=a2)
+    assert g2 is a2 and np.array_equal(g, a2)
+
+
+def test_bad_input_untouched_out():
+    x = RNG.standard_normal((3, 4))
+    keep = x.copy()
+    with pytest.raises(ValueError, match="label 4 at row 1"):
+        fl.value_and_grad("cross_entropy", x, np.array([0, 4, 1]), out=x)
+    assert np.array_equal(x, keep)
+
+
+@pytest.mark.parametrize("call,err,match", [
+    (lambda x, y: fl.cross_entropy(x, np.array([0, -1, 2])), ValueError, "label -1 at row 1"),
+    (lambda x, y: fl.nll(x, np.array([0, 9, 2])), ValueError, "outside"),
+    (lambda x, y: fl.multi_margin(x, np.array([0, -100, 2])), ValueError, "outside"),
+    (lambda x, y: fl.cross_entropy(x, y.astype(np.float64)), TypeError, "labels"),
+    (lambda x, y: fl.cross_entropy(x, y, weight=np.ones(3)), ValueError, "weight.*shape"),
+    (lambda x, y: fl.cross_entropy(x, y, weight=-np.ones(4)), ValueError, "weight"),
+    (lambda x, y: fl.cross_entropy(x, y, label_smoothing=1.5), ValueError, "label_smoothing"),
+    (lambda x, y: fl.cross_entropy(x, y, ignore_index=1.5), TypeError, "ignore_index"),
+    (lambda x, y: fl.cross_entropy(x, -np.ones((3, 4))), ValueError, "target"),
+    (lambda x, y: fl.kl_div(x, -np.ones((3, 4))), ValueError, "target"),
+    (lambda x, y: fl.kl_div(x, np.full((3, 4), np.inf)), ValueError, "target"),
+    (lambda x, y: fl.categorical_cross_entropy(x + 5, np.ones((3, 4))), ValueError, "input"),
+    (lambda x, y: fl.multi_margin(x, y, p=3), ValueError, "p"),
+    (lambda x, y: fl.kl_div(x, np.ones((3, 4)), reduction="avg"), ValueError, "reduction"),
+    (lambda x, y: fl.cross_entropy(x, y, reduction="batchmean"), ValueError, "reduction"),
+    (lambda x, y: fl.cross_entropy(x[0], y), ValueError, "2-D"),
+    (lambda x, y: fl.cross_entropy(np.full((3, 4), -np.inf), y), ValueError, "all logits -inf"),
+])
+def test_bad_input(call, err, match):
+    x = RNG.standard_normal((3, 4))
+    y = np.array([0, 1, 3])
+    with pytest.raises(err, match=match):
+        call(x, y)
+
+
+def test_all_neg_inf_row_allowed_when_ignored():
+    x = RNG.standard_normal((3, 4))
+    x[1] = -np.inf
+    v, g = fl.value_and_grad("cross_entropy", x, np.array([0, -100, 2]))
+    assert math.isfinite(v) and np.all(g[1] == 0)
+
+
+# --- known failures elsewhere (LOSSES.md) ----------------------------------
+
+def _ce_reference_mean(x, y, w, eps, ignore):
+    """PyTorch's documented semantics, in float64 NumPy."""
+    c = x.shape[1]
+    lp = x - np.log(np.exp(x - x.max(1, keepdims=True)).sum(1, keepdims=True)) - x.max(1, keepdims=True)
+    keep = y != ignore
+    yk = y[keep]
+    lpk = lp[keep]
+    nll = -(w[yk] * lpk[np.arange(len(yk)), yk]).sum()
+    smooth = -(lpk * w).sum()
+    return ((1 - eps) * nll + eps / c * smooth) / w[yk].sum()
+
+
+def test_pytorch_73205_69339_smoothing_with_ignore_and_weight():
+    x = RNG.standard_normal((8, 5))
+    y = np.array([0, -100, 2, 3, -100, 4, 1, 1])
+    w = RNG.uniform(0.2, 3.0, 5)
+    v = fl.cross_entropy(x, y, weight=w, label_smoothing=0.3)
+    assert v == pytest.approx(_ce_reference_mean(x, y, w, 0.3, -100), rel=1e-13)
+
+
+def test_pytorch_2259_kl_mean_vs_batchmean():
+    t = _probs(4, 6, np.float64)
+    x = np.log(_probs(4, 6, np.float64))
+    s = fl.kl_div(x, t, reduction="sum")
+    assert fl.kl_div(x, t, reduction="batchmean") == pytest.approx(s / 4, rel=1e-15)
+    assert fl.kl_div(x, t, reduction="mean") == pytest.approx(s / 24, rel=1e-15)
+
+
+def test_pytorch_89558_kl_gradient_finite_at_zero_target():
+    t = np.array([[0.0, 0.5, 0.5]])
+    x = np.array([[-np.inf, np.log(0.5), np.log(0.5)]])
+    v, g = fl.value_and_grad("kl_div", x, t, reduction="sum")
+    assert v == 0.0 and np.all(np.isfinite(g))
+
+
+def test_optax_896_neg_inf_logits_no_nan():
+    x = np.array([[-np.inf, 0.0, 1.0, -np.inf]], dtype=np.float32)
+    v, g = fl.value_and_grad("cross_entropy", x, np.array([2]))
+    assert np.isfinite(v) and np.all(np.isfinite(g)) and g[0, 0] == 0 and g[0, 3] == 0
+    v, g = fl.value_and_grad("cross_entropy", x, np.array([[0.0, 0.5, 0.5, 0.0]], np.float32))
+    assert np.isfinite(v) and np.all(np.isfinite(g))
+    v, g = fl.value_and_grad("softmax_focal", x, np.array([2]))
+    assert np.isfinite(v) and np.all(np.isfinite(g))
+
+
+def test_optax_1786_large_logits_exact():
+    """Cross entropy of huge, nearly tied logits: no overflow, log1p keeps
+    the tiny loss of a dominant class (lse - x_y would round to 0)."""
+    x = np.array([[1e30, 1e30, 0.0], [700.0, 0.0, -700.0]])  # a tie: log 2
+    v = fl.cross_entropy(x, np.array([0, 0]), reduction="none")
+    assert v[0] == pytest.approx(math.log(2.0), rel=1e-15)
+    assert v[1] == pytest.approx(math.exp(-700.0), rel=1e-14)
+
+
+def test_keras_13747_kl_nonnegative_normalised():
+    t = _probs(5, 8, np.float64)
+    x = np.log(_probs(5, 8, np.float64))
+    assert np.all(fl.kl_div(x, t, reduction="none") >= 0)
+
+
+def test_reductions_and_empty():
+    x = RNG.standard_normal((5, 3))
+    y = RNG.integers(0, 3, 5)
+    none = fl.cross_entropy(x, y, reduction="none")
+    assert fl.cross_entropy(x, y, reduction="sum") == pytest.approx(none.sum())
+    assert fl.cross_entropy(x, y) == pytest.approx(none.mean())
+    v = fl.cross_entropy(x, np.full(5, -100))
+    assert math.isnan(v)
+    with pytest.warns(RuntimeWarning):
+        assert math.isnan(fl.cross_entropy(np.zeros((0, 3)), np.zeros(0, np.int64)))
+
+
+def test_cuda_pieces_online_matches_blocked():
+    """lse_step / lse_merge (the GPU's per-thread and tree steps) agree with the
+    CPU's blocked pass 1."""
+    from numba import njit
+
+    from fastloss.scalar import multiclass as M
+
+    @njit
+    def online(x, split):
+        a = (-np.inf, 0.0, 0.0, 0.0)
+        b = (-np.inf, 0.0, 0.0, 0.0)
+        for j in range(split):
+            a = M.lse_step(a[0], a[1], a[2], a[3], x[j], True)
+        for j in range(split, x.size):
+            b = M.lse_step(b[0], b[1], b[2], b[3], x[j], True)
+        m, s, c, k = M.lse_merge(a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3], True)
+        return m, M.lse_others(s, c, k)
+
+    x = RNG.standard_normal(1000) * 20
+    m1, o1 = M.row_lse(x, np.empty(M.SCRATCH), False)
+    m2, o2 = online(x, 337)
+    assert m1 == m2 and o2 == pytest.approx(o1, rel=1e-15)
+
+
+# --- PyTorch semantics --------------------------------------------------------
+
+try:  # not a hard dependency
+    import torch  # noqa: F811
+except ImportError:  # pragma: no cover
+    torch = None
+
+needs_torch = pytest.mark.skipif(torch is None, reason="torch not installed")
+
+
+def _torch_vg(fn, x, *args, **kw):
+    xt = torch.tensor(np.array(x), requires_grad=True)
+    v = fn(xt, *args, **kw)
+    v.backward()
+    return float(v), xt.grad.numpy()
+
+
+@needs_torch
+@pytest.mark.parametrize("red", ["mean", "sum"])
+def test_torch_agreement(red):
+    F = torch.nn.functional
+    x = RNG.standard_normal((16, 6))
+    y = RNG.integers(0, 6, 16)
+    y[3] = y[9] = -100
+    w = RNG.uniform(0.2, 2, 6)
+    yt, wt = torch.tensor(y), torch.tensor(w)
+    t = _probs(16, 6, np.float64)
+    checks = [
+        (("cross_entropy", x, y), dict(weight=w, label_smoothing=0.2),
+         (F.cross_entropy, x, yt), dict(weight=wt, label_smoothing=0.2)),
+        (("cross_entropy", x, t), dict(weight=w, label_smoothing=0.1),
+         (F.cross_entropy, x, torch.tensor(t)), dict(weight=wt, label_smoothing=0.1)),
+        (("nll", x, y), dict(weight=w), (F.nll_loss, x, yt), dict(weight=wt)),
+        (("multi_margin", x, np.where(y < 0, 0, y)), dict(p=2, margin=0.7, weight=w),
+         (F.multi_margin_loss, x, torch.tensor(np.where(y < 0, 0, y))), dict(p=2, margin=0.7, weight=wt)),
+        (("kl_div", np.log(t[::-1].copy()), t), dict(),
+         (F.kl_div, np.log(t[::-1].copy()), torch.tensor(t)), dict()),
+    ]
+    for (name, a, b), kw, (fn, ta, tb), tkw in checks:
+        v, g = fl.value_and_grad(name, a, b, reduction=red, **kw)
+        tv, tg = _torch_vg(fn, ta, tb, reduction=red, **tkw)
+        assert v == pytest.approx(tv, rel=1e-12), name
+        np.testing.assert_allclose(g, tg, rtol=1e-10, atol=1e-15, err_msg=name)
+    v, g = fl.value_and_grad("kl_div", np.log(t[::-1].copy()), t, reduction="batchmean")
+    tv, tg = _torch_vg(F.kl_div, np.log(t[::-1].copy()), torch.tensor(t), reduction="batchmean")
+    assert v == pytest.approx(tv, rel=1e-12)
+    np.testing.assert_allclose(g, tg, rtol=1e-10)

@@ -1,0 +1,347 @@
+"""Accuracy of the 16 elementwise losses against the mpmath oracle, in ULPs.
+
+For every loss, float32 and float64, ``reduction="none"`` values and
+gradients are compared with the oracle (``fastloss.reference``) rounded to the
+dtype, on ordinary inputs and on the extreme grid of the numerics policy
+(DESIGN.md): logits and residuals from the smallest subnormal to the dtype's
+maximum with both signs, probabilities from the smallest subnormal to
+1 - eps, hard and soft targets, parameters at their edges, +-inf and NaN.
+
+The bound is 2 ULP (the policy's goal) times the oracle's condition number
+(``fastloss.reference.condition``, 1 except where the exact problem is
+ill-conditioned), unless ``TOLERANCE`` below says otherwise; every entry
+there is also in docs/ACCURACY.md with its cause. NaN where the exact value is
+a number, or a number where it is NaN, counts as an infinite error.
+
+The oracle is slow, so its values are cached for the session (``_oracle``)
+and the grids are a few hundred points per case. ``FASTLOSS_ULP_REPORT=1``
+prints the measured maxima (``pytest -s``).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+
+import mpmath as mp
+import numpy as np
+import pytest
+
+import fastloss as fl
+from fastloss import reference as ref
+from fastloss.audit.ulp import round_to_dtype, ulp_distance
+from tests import grids as G
+
+GOAL = 2.0
+
+#: (loss, dtype, "value" | "grad") -> (allowed ULP, cause). Everything absent
+#: is held to GOAL (times the condition number where the oracle gives one).
+TOLERANCE: dict[tuple[str, str, str], tuple[float, str]] = {
+    ("msle", "float64", "value"): (
+        4, "r = log(R), R = (1+x)/(1+y) < 1/2: the rounding of 1+x, 1+y and R is "
+           "amplified by 1/|log R| <= 1.5 and doubled by the square"),
+    ("sigmoid_focal", "float64", "value"): (
+        8, "(1 - p_t)^gamma multiplies the relative error of 1 - p_t (a sum of two "
+           "rounded products for soft targets) by gamma (up to 5 on the grid)"),
+    ("sigmoid_focal", "float64", "grad"): (
+        8, "as the value, plus the sum gamma L' BCE + BCE' (times its condition number)"),
+}
+
+#: losses whose exact problem is ill-conditioned somewhere: the allowance is
+#: GOAL x condition number (fastloss.reference.condition)
+CONDITIONED = {"poisson_nll", "binary_cross_entropy_with_logits", "sigmoid_focal"}
+
+DTYPES = [np.float32, np.float64]
+
+
+# --- the cases ------------------------------------------------------------------
+
+
+def _residuals(dtype, ys, n=40, seed=0):
+    """x = y + s m for residual magnitudes m of every size, both signs, and
+    x adjacent to y (a few ULPs), for each target y; +-inf and NaN."""
+    m = G.signed(dtype, n, seed, special=False)
+    xs, yv = [], []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for y in ys:
+            y = np.dtype(dtype).type(y)
+            x = (y + m).astype(dtype)
+            x = np.concatenate([x, G.adjacent(np.array([y], dtype), 3)])
+            xs.append(x)
+            yv.append(np.full(x.size, y, dtype))
+    fi = G.finfo(dtype)
+    sp = np.array([np.inf, -np.inf, np.nan, fi.max, -fi.max, 0.0, 1.0], dtype)
+    sx, sy = G.cross(sp, sp, dtype)
+    o = G.ordinary(dtype, 60)
+    o2 = G.ordinary(dtype, 60, seed=2)
+    return np.concatenate(xs + [sx, o]), np.concatenate(yv + [sy, o2])
+
+
+def _regression(dtype):
+    fi = G.finfo(dtype)
+    return _residuals(dtype, [0.0, 1.0, -2.5, 1e3, float(fi.max) / 4])
+
+
+def _regression_small(dtype):
+    return _residuals(dtype, [0.0, 1.5], n=20, seed=3)
+
+
+def _msle(dtype):
+    t = np.dtype(dtype).type
+    p = G.probabilities(dtype, 60)
+    near_m1 = (p[(p > 0) & (p < 1)] - t(1)).astype(dtype)  # -1 + p: (-1, 0)
+    near_m1 = near_m1[near_m1 > -1]
+    pos = G.magnitudes(dtype, 50, seed=4)
+    xs = np.unique(np.concatenate([near_m1, pos, [0.0, np.inf, np.nan]]).astype(dtype))
+    ys = np.array([0.0, -0.5, 3.0, 1e6, -1 + 2.0**-20], dtype)
+    x, y = G.cross(xs, ys, dtype)
+    close = G.adjacent(np.array([0.0, -0.5, 3.0, 1e6, -0.75, 1e-30], dtype), 2)
+    o = np.abs(G.ordinary(dtype, 60))
+    return G.cat((x, y), (close, np.repeat(np.array([0.0, -0.5, 3.0, 1e6, -0.75, 1e-30], dtype), 1)[
+        np.arange(close.size) % 6]), (o, np.abs(G.ordinary(dtype, 60, seed=2))))
+
+
+def _logits(dtype, ys, n=50, seed=0):
+    xs = np.concatenate([G.signed(dtype, n, seed), G.ordinary(dtype, 40)]).astype(dtype)
+    xs = np.concatenate([xs, np.array([-120, 100, -100, 1000, -1000, 88, 89, 709, 710, 36, 37, -37],
+                                      dtype)])
+    return G.cross(xs, ys, dtype)
+
+
+def _hinge_targets(dtype):
+    x, y = _logits(dtype, [-1.0, 0.0, 1.0], n=40)
+    k = G.adjacent(np.array([1.0, -1.0], dtype), 3)
+    kx, ky = G.cross(k, [-1.0, 1.0], dtype)
+    return G.cat((x, y), (kx, ky))
+
+
+def _poisson_log(dtype):
+    ys = [0.0, 1.0, 2.5, float(np.dtype(dtype).type(math.e)), 0.3, 1e6]
+    x, y = _logits(dtype, ys, n=30)
+    # around the minimum x = log y
+    lx = G.adjacent(np.log(np.array([2.5, 0.3, 1e6], dtype)).astype(dtype), 4)
+    ly = np.repeat(np.array([2.5, 0.3, 1e6], dtype)[None, :], 9, axis=0).ravel()
+    return G.cat((x, y), (lx, ly))
+
+
+def _poisson_lin(dtype):
+    xs = np.concatenate([G.magnitudes(dtype, 50), [0.0, np.inf, np.nan], np.abs(G.ordinary(dtype, 30))])
+    ys = [0.0, 1.0, 2.5, 0.3, 1e6]
+    x, y = G.cross(xs, ys, dtype)
+    ax = G.adjacent(np.array([2.5, 0.3, 1e6], dtype), 4)
+    ay = np.tile(np.array([2.5, 0.3, 1e6], dtype), 9)
+    return G.cat((x, y), (ax, ay))
+
+
+def _probs(dtype):
+    p = np.concatenate([G.probabilities(dtype, 100), [np.nan]]).astype(dtype)
+    x, y = G.cross(p, [0.0, 1.0, 0.5, 0.3, 1e-3], dtype)
+    s = G.adjacent(np.array([0.3, 0.5, 1e-3, 0.999], dtype), 2)
+    sy = np.tile(np.array([0.3, 0.5, 1e-3, 0.999], dtype), 5)
+    return G.cat((x, y), (s, sy))
+
+
+_SOFT = [0.0, 1.0, 0.5, 0.3, 0.999]
+
+#: (case id, loss, params, builder(dtype) -> (x, y) or (x, y, q))
+CASES = [
+    ("mse", "mse", {}, _regression),
+    ("mae", "mae", {}, _regression),
+    ("msle", "msle", {}, _msle),
+    ("huber", "huber", {}, _regression),
+    ("huber-d1e-3", "huber", {"delta": 1e-3}, _regression_small),
+    ("huber-d1e30", "huber", {"delta": 1e30}, _regression_small),
+    ("smooth_l1", "smooth_l1", {}, _regression),
+    ("smooth_l1-b0", "smooth_l1", {"beta": 0.0}, _regression_small),
+    ("smooth_l1-b1e-20", "smooth_l1", {"beta": 1e-20}, _regression_small),
+    ("pseudo_huber", "pseudo_huber", {}, _regression),
+    ("pseudo_huber-d1e-20", "pseudo_huber", {"delta": 1e-20}, _regression_small),
+    ("pseudo_huber-d1e20", "pseudo_huber", {"delta": 1e20}, _regression_small),
+    ("log_cosh", "log_cosh", {}, _regression),
+    ("quantile", "quantile", {}, _regression),
+    ("quantile-t0.1", "quantile", {"tau": 0.1}, _regression_small),
+    ("quantile-t1e-12", "quantile", {"tau": 1e-12}, _regression_small),
+    ("poisson_nll", "poisson_nll", {}, _poisson_log),
+    ("poisson_nll-lin", "poisson_nll", {"log_input": False}, _poisson_lin),
+    ("bce", "binary_cross_entropy", {}, _probs),
+    ("bcel", "binary_cross_entropy_with_logits", {}, lambda dt: _logits(dt, _SOFT)),
+    ("bcel-pw", "binary_cross_entropy_with_logits", {"pos_weight": "q"},
+     lambda dt: _logits(dt, [0.0, 1.0, 0.3], n=30, seed=5)),
+    ("bcel-ls", "binary_cross_entropy_with_logits", {"label_smoothing": 0.1},
+     lambda dt: _logits(dt, [0.0, 1.0, 0.3], n=30, seed=6)),
+    ("focal", "sigmoid_focal", {}, lambda dt: _logits(dt, [0.0, 1.0, 0.5, 0.3])),
+    ("focal-g0", "sigmoid_focal", {"gamma": 0.0, "alpha": None},
+     lambda dt: _logits(dt, [0.0, 1.0, 0.3], n=30, seed=7)),
+    ("focal-g0.5", "sigmoid_focal", {"gamma": 0.5}, lambda dt: _logits(dt, [0.0, 1.0, 0.3], n=30, seed=8)),
+    ("focal-g5", "sigmoid_focal", {"gamma": 5.0, "alpha": 0.9},
+     lambda dt: _logits(dt, [0.0, 1.0, 0.7], n=30, seed=9)),
+    ("hinge", "hinge", {}, _hinge_targets),
+    ("squared_hinge", "squared_hinge", {}, _hinge_targets),
+    ("soft_margin", "soft_margin", {}, _hinge_targets),
+]
+
+_PW = (1.0, 3.0, 0.25, 1e-3)
+
+
+def _build(case, dtype):
+    cid, loss, params, builder = case
+    x, y = builder(dtype)[:2]
+    params = dict(params)
+    q = None
+    if params.get("pos_weight") == "q":
+        q = np.array([_PW[i % len(_PW)] for i in range(x.size)], dtype)
+        params["pos_weight"] = q
+    return loss, params, x.astype(dtype), y.astype(dtype), q
+
+
+# --- oracle, cached for the session ----------------------------------------------------
+
+
+@functools.cache
+def _oracle_point(loss, x, y, q, items):
+    params = dict(items)
+    v, g = ref.value_and_grad(loss, x, y, q, **params)
+    if loss in CONDITIONED:
+        cv, cg = ref.condition(loss, x, y, q, **params)
+    else:
+        cv = cg = 1.0
+    return v, g, cv, cg
+
+
+@functools.cache
+def _oracle(cid, dtype_name):
+    case = next(c for c in CASES if c[0] == cid)
+    dtype = np.dtype(dtype_name)
+    loss, params, x, y, q = _build(case, dtype)
+    items = tuple(sorted((k, v) for k, v in params.items() if k != "pos_weight"))
+    n = x.size
+    ev, eg, cv, cg = np.empty(n), np.empty(n), np.empty(n), np.empty(n)
+    exact = []
+    for i in range(n):
+        qi = 1.0 if q is None else float(q[i])
+        v, g, cv[i], cg[i] = _oracle_point(loss, float(x[i]), float(y[i]), qi, items)
+        exact.append(v)
+        ev[i] = round_to_dtype(v, dtype)
+        eg[i] = round_to_dtype(g, dtype)
+    return (loss, params, x, y), ev, eg, cv, cg, exact
+
+
+def _allowed(loss, dtype, kind, cond):
+    tol = TOLERANCE.get((loss, np.dtype(dtype).name, kind), (GOAL, ""))[0]
+    return tol * np.maximum(cond, 1.0)
+
+
+def _measure(cid, dtype):
+    (loss, params, x, y), ev, eg, cv, cg, _ = _oracle(cid, np.dtype(dtype).name)
+    v, g = fl.value_and_grad(loss, x, y, reduction="none", **params)
+    assert v.dtype == dtype and g.dtype == dtype
+    ue = _error(v, ev, cv, dtype)
+    ug = _error(g, eg, cg, dtype)
+    return (loss, x, y, v, g, ev, eg), (ue, ug), (cv, cg)
+
+
+def _error(got, exact, cond, dtype):
+    """Error in ULPs of the dtype. Where the problem is ill-conditioned
+    (cond > 1) the error may be as large as the result itself, and is then
+    counted in units of the spacing at the exact value (|got - exact| /
+    ulp(exact)) rather than in representable numbers in between, which would
+    count every binade down to 0."""
+    d = ulp_distance(got, exact.astype(dtype), dtype)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = exact.astype(dtype)
+        rel = np.abs(got.astype(np.float64) - e.astype(np.float64)) / np.spacing(np.abs(e)).astype(np.float64)
+    rel = np.where(np.isfinite(rel), rel, np.inf)
+    return np.where(cond > 1, np.minimum(d, rel), d)
+
+
+def _fail_lines(kind, x, y, got, want, ulps, allowed, k=8):
+    bad = np.nonzero(~(ulps <= allowed))[0]
+    lines = [f"{kind}: {bad.size} of {x.size} points over the bound"]
+    order = bad[np.argsort(-(ulps[bad] / np.maximum(allowed[bad], 1e-300)))][:k]
+    for i in order:
+        lines.append(f"  x={x[i]!r} y={y[i]!r} got={got[i]!r} exact={want[i]!r} "
+                     f"ulp={ulps[i]:g} allowed={allowed[i]:g}")
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_none_matches_oracle(case, dtype):
+    (loss, x, y, v, g, ev, eg), (ue, ug), (cv, cg) = _measure(case[0], dtype)
+    av = _allowed(loss, dtype, "value", cv)
+    ag = _allowed(loss, dtype, "grad", cg)
+    if os.environ.get("FASTLOSS_ULP_REPORT"):
+        fin = lambda a: np.max(a[np.isfinite(a)], initial=0)  # noqa: E731
+        print(f"\nULP {case[0]:22s} {np.dtype(dtype).name}: value max {np.max(ue):g} "
+              f"(/cond {fin(ue / np.maximum(cv, 1)):g}), grad max {np.max(ug):g} "
+              f"(/cond {fin(ug / np.maximum(cg, 1)):g}), n={x.size}")
+    msg = []
+    if not np.all(ue <= av):
+        msg.append(_fail_lines("value", x, y, v, ev, ue, av))
+    if not np.all(ug <= ag):
+        msg.append(_fail_lines("grad", x, y, g, eg, ug, ag))
+    assert not msg, f"{case[0]} {np.dtype(dtype).name}:\n" + "\n".join(msg)
+
+
+# --- reductions -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("case", [c for c in CASES if "-" not in c[0]], ids=lambda c: c[0])
+def test_sum_and_mean_match_oracle(case, dtype):
+    """"sum" and "mean" against the exact sum of the exact per-element values,
+    over the points of the grid whose exact value is finite."""
+    (loss, params, x, y), ev, eg, cv, cg, exact = _oracle(case[0], np.dtype(dtype).name)
+    keep = np.array([mp.isfinite(e) for e in exact]) & np.isfinite(ev) & (np.abs(ev) < 1e300)
+    keep &= np.isfinite(x) & np.isfinite(y)
+    if loss in CONDITIONED:
+        keep &= cv < 1e3
+    idx = np.nonzero(keep)[0]
+    xs, ys = x[idx], y[idx]
+    p = dict(params)
+    if isinstance(p.get("pos_weight"), np.ndarray):
+        p["pos_weight"] = p["pos_weight"][idx]
+    with mp.workdps(80):
+        s_exact = mp.fsum(exact[i] for i in idx)
+        s_abs = float(mp.fsum(abs(exact[i]) for i in idx))
+    s_exact = float(s_exact)
+    u = float(G.finfo(dtype).eps) / 2
+    tol = 4 * u * s_abs + 1e-300
+    s = fl.value_and_grad(loss, xs, ys, reduction="sum", **p)[0]
+    m, gm = fl.value_and_grad(loss, xs, ys, reduction="mean", **p)
+    assert abs(s - s_exact) <= tol, (s, s_exact, tol)
+    assert abs(m - s_exact / idx.size) <= tol / idx.size, (m, s_exact / idx.size)
+    # the gradient of the mean is the exact gradient divided by n
+    items = tuple(sorted((k, v) for k, v in params.items() if k != "pos_weight"))
+    qs = p["pos_weight"] if isinstance(p.get("pos_weight"), np.ndarray) else None
+    want = np.array([round_to_dtype(_oracle_point(loss, float(xs[j]), float(ys[j]),
+                                                  1.0 if qs is None else float(qs[j]), items)[1]
+                                    / idx.size, dtype) for j in range(idx.size)])
+    err = _error(gm, want, cg[idx], dtype)
+    assert np.all(err <= _allowed(loss, dtype, "grad", cg[idx]) + 1), np.max(err)
+
+
+# --- rmse (scalar only) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("scale", [1.0, 1e-30, 1e30, 1e-300, 1e300])
+def test_rmse_matches_oracle(dtype, scale):
+    fi = G.finfo(dtype)
+    rng = np.random.default_rng(G.SEED + 5)
+    with np.errstate(over="ignore", under="ignore"):
+        x = (rng.standard_normal(50) * scale).astype(dtype)
+        y = (rng.standard_normal(50) * scale).astype(dtype)
+    if not (np.all(np.isfinite(x)) and np.abs(x).max() > fi.tiny):
+        pytest.skip("scale outside the dtype's range")
+    v, g = fl.value_and_grad("rmse", x, y)
+    ev, eg = ref.rmse([float(t) for t in x], [float(t) for t in y])
+    assert ulp_distance(np.array([v], dtype), np.array([round_to_dtype(ev, dtype)], dtype), dtype)[0] <= GOAL
+    eg = np.array([round_to_dtype(t, dtype) for t in eg], dtype)
+    assert np.max(ulp_distance(g, eg, dtype)) <= GOAL + 1  # the 1/n of the mean
+
+
+def test_rmse_zero():
+    v, g = fl.value_and_grad("rmse", np.ones(4), np.ones(4))
+    assert v == 0.0 and np.all(g == 0.0)
