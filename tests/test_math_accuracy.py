@@ -19,7 +19,8 @@ References:
 Measured maxima (ULP, this machine; see MAX_ULP below for the asserted table):
   exp 0.52/0.50, expm1 0.70/0.50, log 0.72/0.50, log1p 0.75/0.50,
   sigmoid 0.54/0.50, softplus 0.97/0.50, log_sigmoid 0.97/0.50,
-  tanh 0.61/0.50, sinh 0.97/0.50, hypot 0.50/0.50, pow_pos (float64/float32).
+  tanh 0.61/0.50, sinh 0.97/0.50, hypot 0.50/0.50, pow_pos (float64/float32);
+  logistic: its four outputs as softplus/sigmoid; logistic32 (float32 only) 0.50.
 """
 
 import math
@@ -46,6 +47,23 @@ def _mp_softplus(z):
     return mpmath.log1p(mpmath.exp(z))
 
 
+def _component(f, k):
+    """z -> f(z)[k] as a compiled function (f returns a tuple)."""
+    return njit(lambda z: f(z)[k])
+
+
+def _ld_sigmoid(z):
+    with np.errstate(all="ignore"):
+        return 1 / (1 + np.exp(-z))
+
+
+_LOGISTIC_REFS = [
+    (_ld_softplus, _mp_softplus),
+    (lambda z: _ld_softplus(-z), lambda z: _mp_softplus(-z)),
+    (_ld_sigmoid, lambda z: 1 / (1 + mpmath.exp(-z))),
+    (lambda z: _ld_sigmoid(-z), lambda z: 1 / (1 + mpmath.exp(z))),
+]
+
 # name: (cpu implementation, arity, long-double reference, mpmath reference, interesting range)
 FUNCS = {
     "exp": (_cpu.exp, 1, np.exp, mpmath.exp, (-750.0, 712.0)),
@@ -57,6 +75,12 @@ FUNCS = {
     "softplus": (_cpu.softplus, 1, _ld_softplus, _mp_softplus, (-750.0, 40.0)),
     "log_sigmoid": (njit(lambda z: -_cpu.softplus(-z)), 1, lambda z: -_ld_softplus(-z),
                     lambda z: -_mp_softplus(-z), (-40.0, 750.0)),
+    # logistic(z) = (softplus(z), softplus(-z), sigmoid(z), sigmoid(-z)): each output
+    **{f"logistic[{k}]": (_component(_cpu.logistic, k), 1, *_LOGISTIC_REFS[k], (-750.0, 750.0))
+       for k in range(4)},
+    # its float32-grade variant (F32_VARIANTS): asserted for float32 only
+    **{f"logistic32[{k}]": (_component(_cpu.logistic32, k), 1, *_LOGISTIC_REFS[k], (-750.0, 750.0))
+       for k in range(4)},
     "tanh": (_cpu.tanh, 1, np.tanh, mpmath.tanh, (-20.0, 20.0)),
     "sinh": (_cpu.sinh, 1, np.sinh, mpmath.sinh, (-712.0, 712.0)),
     "hypot": (_cpu.hypot, 2, np.hypot, mpmath.hypot, (-4.0, 4.0)),
@@ -151,6 +175,8 @@ _POW_XFAIL = pytest.mark.xfail(
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_POW_XFAIL) if n == "pow_pos" else n for n in FUNCS])
 def test_within_one_ulp(name, dtype):
+    if name.startswith("logistic32") and dtype == np.float64:
+        pytest.skip("float32-grade variant: used for float32 data only")
     f, arity, ld_ref, mp_ref, (lo, hi) = FUNCS[name]
     pts = _points(dtype, lo, hi, arity, seed=hash((name, dtype.__name__)) & 0xFFFF)
     assert pts.shape[0] >= N
@@ -232,3 +258,13 @@ def test_special_values_exact():
     assert _cpu.hypot(5e-324, 5e-324) == 5e-324 and _cpu.hypot(1e308, 1e308) == 1.4142135623730952e308
     assert math.isfinite(_cpu.sinh(710.4758600739439)) and math.isfinite(_cpu.exp(709.782712893384))
     assert _cpu.pow_pos(1.0, math.inf) == 1.0 and _cpu.pow_pos(0.0, 2.0) == 0.0 and _cpu.pow_pos(0.5, 0.0) == 1.0 and _cpu.pow_pos(0.0, 0.0) == 1.0
+
+
+@pytest.mark.parametrize("f", [_cpu.logistic, _cpu.logistic32], ids=["logistic", "logistic32"])
+def test_logistic_special_values(f):
+    inf = math.inf
+    assert f(inf) == (inf, 0.0, 1.0, 0.0)
+    assert f(-inf) == (0.0, inf, 0.0, 1.0)
+    assert f(0.0) == (math.log(2.0), math.log(2.0), 0.5, 0.5)
+    assert f(-1e4) == (0.0, 1e4, 0.0, 1.0)
+    assert all(math.isnan(v) for v in f(math.nan))

@@ -38,6 +38,8 @@ every call also pays the thread pool's wake-up, which single-chunk inputs now
 skip (``_LiteralDispatch``).
 """
 
+import types as pytypes
+
 import numba
 import numpy as np
 from numba import njit, prange
@@ -47,7 +49,8 @@ from numba.extending import overload
 from fastloss._config import CHUNK, JIT, PARALLEL_JIT
 from fastloss.catalog import FORMULAS
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
-from fastloss.math import xmul
+from fastloss.math import F32_VARIANTS, xmul
+from fastloss.math._intrin import fma
 from fastloss.reduce import block_sum
 
 #: elements per vectorized block = number of running accumulators per chunk
@@ -67,19 +70,32 @@ _U0 = np.uint64(0)
 _INLINED = {}
 
 
-def _inlined(fid):
+def _inlined(fid, f32):
     """FORMULAS[fid] recompiled with LLVM ``alwaysinline``: a formula left to
     LLVM's inliner may stay a call inside the loop (BCE with logits does),
     and a call blocks vectorization. Not cached on its own (its machine code
     is cached inside each kernel), so the flag cannot be lost to a cached
-    copy compiled without it."""
-    if fid not in _INLINED:
-        _INLINED[fid] = njit(**{**JIT, "cache": False, "forceinline": True})(FORMULAS[fid].py_func)
-    return _INLINED[fid]
+    copy compiled without it.
+
+    For float32 data (``f32``) the same code object is compiled against
+    globals in which the primitives of ``fastloss.math.F32_VARIANTS`` are
+    rebound to their float32-grade versions: one formula text, two
+    precisions."""
+    key = (fid, f32)
+    if key not in _INLINED:
+        py = FORMULAS[fid].py_func
+        if f32:
+            names = set(py.__code__.co_names) & set(F32_VARIANTS)
+            if names:
+                env = {**py.__globals__, **{k: F32_VARIANTS[k] for k in names}}
+                py = pytypes.FunctionType(py.__code__, env, py.__name__, py.__defaults__, py.__closure__)
+        _INLINED[key] = njit(**{**JIT, "cache": False, "forceinline": True})(py)
+    return _INLINED[key]
 
 
 def apply(fid, x, y, q, p0, p1, p2):  # pragma: no cover - replaced by the overload
-    """formula[fid](x, y, q, p0, p1, p2) inside compiled code."""
+    """formula[fid](x, y, q, p0, p1, p2) inside compiled code, x and y the
+    data's elements (float32 or float64), evaluated in float64."""
     raise NotImplementedError
 
 
@@ -87,10 +103,10 @@ def apply(fid, x, y, q, p0, p1, p2):  # pragma: no cover - replaced by the overl
 def _apply(fid, x, y, q, p0, p1, p2):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("apply: the formula id must be a compile-time literal")
-    formula = _inlined(fid.literal_value)
+    formula = _inlined(fid.literal_value, x == types.float32)
 
     def impl(fid, x, y, q, p0, p1, p2):
-        return formula(x, y, q, p0, p1, p2)
+        return formula(np.float64(x), np.float64(y), q, p0, p1, p2)
 
     return impl
 
@@ -132,6 +148,21 @@ def _acc(S, E, j, v):
     S[j] = t
 
 
+@njit(**{**JIT, "forceinline": True})
+def _div(g, d, dinv):
+    """g/d for 2^-1000 <= |d| <= 2^1000, dinv = fl(1/d), without a division:
+    q = g dinv, the exact remainder r = g - q d (fma), then q + r dinv, which
+    is the correctly rounded quotient (Markstein, IBM J. Res. Dev. 34(1),
+    1990; Muller et al., Handbook of Floating-Point Arithmetic, Thm. 4.10)
+    outside the subnormal range. A division costs the vectorized loops more
+    than the three multiply-adds. g = +-inf or NaN: r is NaN and q is the
+    answer."""
+    q = g * dinv
+    r = fma(-q, d, g)
+    res = fma(r, dinv, q)
+    return res if r == r else q
+
+
 @njit(**PARALLEL_JIT)
 def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
           store_grad, store_vals):
@@ -150,6 +181,11 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
     # (out=input): then through a block buffer (keeps the loop vectorized)
     g_direct = store_grad and not (_overlap(grad, x) or _overlap(grad, y))
     v_direct = store_vals and not (_overlap(vals, x) or _overlap(vals, y))
+    # unit weight and a divisor whose reciprocal is safe: the common case, a
+    # loop without the weight's products and with g/gdiv as _div (no vdivpd)
+    ginv = 1.0 / gdiv
+    plain = (not periodic and np.float64(w[0]) == 1.0 and abs(gdiv) >= 2.0**-1000
+             and abs(gdiv) <= 2.0**1000)
     for grp in prange(ngroups):
         c0 = grp * GROUP
         c1 = min(c0 + GROUP, nchunks)
@@ -178,15 +214,21 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                     _fill(qb, m, q, qper, b0 % qper)
                     _fill(wb, m, w, wper, b0 % wper)
                     for j in range(mu):
-                        v, g = apply(fid, np.float64(x[off + j]), np.float64(y[off + j]), qb[j], p0, p1, p2)
+                        v, g = apply(fid, x[off + j], y[off + j], qb[j], p0, p1, p2)
                         wi = wb[j]
                         v = xmul(wi, v)
                         ga[goff + j] = xmul(wi, g) / gdiv
                         va[voff + j] = v
                         _acc(S, E, j, v)
+                elif plain:
+                    for j in range(mu):
+                        v, g = apply(fid, x[off + j], y[off + j], qv, p0, p1, p2)
+                        ga[goff + j] = _div(g, gdiv, ginv)
+                        va[voff + j] = v
+                        _acc(S, E, j, v)
                 else:
                     for j in range(mu):
-                        v, g = apply(fid, np.float64(x[off + j]), np.float64(y[off + j]), qv, p0, p1, p2)
+                        v, g = apply(fid, x[off + j], y[off + j], qv, p0, p1, p2)
                         v = xmul(wv, v)
                         ga[goff + j] = xmul(wv, g) / gdiv
                         va[voff + j] = v

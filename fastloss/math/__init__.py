@@ -36,7 +36,7 @@ LN2_LO = 1.90821492927058770002e-10
 
 __all__ = [
     "LN2_HI", "LN2_LO", "exp", "exp32", "expm1", "log", "log1p", "softplus", "log_sigmoid",
-    "sigmoid", "tanh", "sinh", "hypot", "pow_pos", "logaddexp", "xmul", "relu", "sign",
+    "sigmoid", "logistic", "tanh", "sinh", "hypot", "pow_pos", "logaddexp", "xmul", "relu", "sign",
 ]
 
 
@@ -128,6 +128,13 @@ def sigmoid(z):
     return e / (1.0 + e) if z == z else z
 
 
+def logistic(z):
+    """(softplus(z), softplus(-z), sigmoid(z), sigmoid(-z)) in one call: what
+    the logit losses need, from one exponential and one logarithm on the CPU.
+    float32 data gets a float32-grade version (``F32_VARIANTS``)."""
+    return softplus(z), softplus(-z), sigmoid(z), sigmoid(-z)
+
+
 def tanh(x):
     """Hyperbolic tangent."""
     return math.tanh(x)
@@ -186,6 +193,18 @@ def _g_sigmoid(x):
     return e / (1.0 + e)
 
 
+def _g_logistic(x):
+    a = abs(x)
+    e = math.exp(-a)
+    small = math.log1p(e)
+    big = a + small
+    pos = 1.0 / (1.0 + e)
+    neg = e * pos
+    if x >= 0.0:
+        return big, small, pos, neg
+    return small, big, neg, pos
+
+
 def _g_tanh(x):
     return math.tanh(x)
 
@@ -215,10 +234,19 @@ _targets(log1p, _cpu.log1p, _g_log1p)
 _targets(softplus, _cpu.softplus, _g_softplus)
 _targets(log_sigmoid, _cpu_log_sigmoid, _g_log_sigmoid)
 _targets(sigmoid, _cpu.sigmoid, _g_sigmoid)
+_targets(logistic, _cpu.logistic, _g_logistic)
 _targets(tanh, _cpu.tanh, _g_tanh)
 _targets(sinh, _cpu.sinh, _g_sinh)
 _targets(hypot, _cpu.hypot, _g_hypot)
 _targets(pow_pos, _cpu.pow_pos, _g_pow_pos)
+
+
+#: float32-grade CPU variants: a formula compiled for float32 data has these
+#: names rebound in its globals (``fastloss.cpu.elementwise``); each is
+#: tested to round to within 1 ULP of float32 (tests/test_math_accuracy.py)
+#: and keeps the float64 version's special values. The formula's text is the
+#: same for both dtypes.
+F32_VARIANTS = {"logistic": _cpu.logistic32}
 
 
 # --- helpers without transcendental functions ---------------------------------

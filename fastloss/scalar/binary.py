@@ -16,7 +16,7 @@ import math
 from numba import njit
 
 from fastloss._config import JIT
-from fastloss.math import exp, log, log1p, log_sigmoid, logaddexp, relu, sigmoid, softplus, xmul
+from fastloss.math import exp, log, log1p, logaddexp, logistic, relu, xmul
 
 _TINY = 2.0**-960  # below this, pow(D, gamma) may lose D to underflow
 
@@ -56,8 +56,9 @@ def binary_cross_entropy_with_logits(x, y, w, eps, p1, p2):
         omy = omy * (1.0 - eps) + 0.5 * eps
         y = y * (1.0 - eps) + 0.5 * eps
     wy = w * y
-    v = xmul(omy, softplus(x)) + xmul(wy, softplus(-x))
-    g = xmul(omy, sigmoid(x)) - xmul(wy, sigmoid(-x))
+    sp, sn, gp, gn = logistic(x)
+    v = xmul(omy, sp) + xmul(wy, sn)
+    g = xmul(omy, gp) - xmul(wy, gn)
     return v, g
 
 
@@ -75,10 +76,9 @@ def sigmoid_focal(x, y, q, alpha, gamma, use_alpha):
 
     Derivative: alpha_t m (gamma (dL/dx) BCE + dBCE/dx), where
     dL/dx = (1 - 2y) sigma(x) sigma(-x) / (1 - p_t)."""
-    lp = log_sigmoid(x)
-    ln = log_sigmoid(-x)
-    sp = sigmoid(x)
-    sn = sigmoid(-x)
+    spp, spn, sp, sn = logistic(x)
+    lp = -spn  # log sigma(x)
+    ln = -spp  # log sigma(-x)
     ce = -(xmul(1.0 - y, ln) + xmul(y, lp))
     dce = xmul(1.0 - y, sp) - xmul(y, sn)
     # D = 1 - p_t, L = log D, dl = dL/dx
@@ -137,4 +137,5 @@ def soft_margin(x, y, q, p0, p1, p2):
     """Logistic loss softplus(-y x); derivative -y sigma(-y x)."""
     s = _pm1(y)
     z = -s * x
-    return softplus(z), -s * sigmoid(z)
+    sp, _, gp, _ = logistic(z)
+    return sp, -s * gp
