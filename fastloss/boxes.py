@@ -39,12 +39,18 @@ def check_boxes(name: str, a: np.ndarray) -> None:
 
     i = first_bad_box(a) if a.shape[0] else -1
     if i >= 0:
-        x1, y1, x2, y2 = (float(v) for v in a[i])
-        which = "x2 < x1" if x2 < x1 else "y2 < y1"
-        raise ValueError(
-            f"{name}: row {i} is not a box (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2: "
-            f"{which} in {[x1, y1, x2, y2]}"
-        )
+        raise box_error(name, i, a[i])
+
+
+def box_error(name: str, i: int, row) -> ValueError:
+    """The error for row ``i`` (values ``row``) of argument ``name``, not a box
+    (shared with the CUDA path, ``fastloss.cuda.boxes``)."""
+    x1, y1, x2, y2 = (float(v) for v in row)
+    which = "x2 < x1" if x2 < x1 else "y2 < y1"
+    return ValueError(
+        f"{name}: row {i} is not a box (x1, y1, x2, y2) with x1 <= x2 and y1 <= y2: "
+        f"{which} in {[x1, y1, x2, y2]}"
+    )
 
 
 def evaluate(spec, input, target, reduction, params, want_grad, out=None):

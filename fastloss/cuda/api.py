@@ -186,11 +186,11 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
 
 
 def _other_family(spec, input, target, reduction, params, want_grad, out):
-    """Row-wise (and later box) losses: ``fastloss.cuda.rowwise`` when this
-    build has it."""
+    """Box losses (``fastloss.cuda.boxes``) and row-wise losses
+    (``fastloss.cuda.rowwise``, when this build has it)."""
     import importlib
 
-    modname = {"multiclass": "fastloss.cuda.rowwise"}.get(spec.family)
+    modname = {"multiclass": "fastloss.cuda.rowwise", "box": "fastloss.cuda.boxes"}.get(spec.family)
     try:
         mod = importlib.import_module(modname) if modname else None
     except ImportError:
