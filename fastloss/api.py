@@ -53,13 +53,19 @@ def _rmse(spec, prep, want_grad, out=None):
     from fastloss.cpu.elementwise import max_abs_diff
 
     n = prep.size
-    total = _sum_pass(spec, prep)
+    # the sum of squares runs on float64 data: the elementwise kernels sum
+    # their values rounded to the data's dtype, and d^2 leaves float32's
+    # range for |d| outside ~[1e-23, 1e19] (rmse's per-element values are
+    # intermediates, never returned)
+    x64 = prep.x.astype(np.float64, copy=False)
+    y64 = prep.y.astype(np.float64, copy=False)
+    total = _sum_pass(spec, prep, x=x64, y=y64)
     scale = 1.0
-    if n and (total == math.inf or total < 2.0**-900) and prep.dtype == np.float64:
-        m = max_abs_diff(prep.x, prep.y)
+    if n and (total == math.inf or total < 2.0**-900):
+        m = max_abs_diff(x64, y64)
         if math.isfinite(m) and m > 0.0:
             scale = 2.0 ** -math.frexp(m)[1]
-            total = _sum_pass(spec, prep, x=prep.x * scale, y=prep.y * scale)
+            total = _sum_pass(spec, prep, x=x64 * scale, y=y64 * scale)
     value = math.sqrt(_mean(total, n)) / scale if n else math.nan
     if n == 0:
         _mean(total, n)

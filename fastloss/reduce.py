@@ -5,7 +5,10 @@ Every reduction in fastloss is done the same way:
    a size that depends on nothing but the data's length;
 2. each chunk is summed in float64 with Neumaier's compensated summation
    (float32 data is therefore accumulated in float64, float64 data with a
-   running compensation term), giving a (hi, lo) partial per chunk;
+   running compensation term), giving a (hi, lo) partial per chunk; the
+   elementwise losses sum their per-element values as ``reduction="none"``
+   returns them, rounded to the data's dtype (``round_as``), on the CPU and
+   the GPU alike;
 3. the partials are combined in chunk order by ``combine``.
 
 Inside a chunk the CPU elementwise driver (``fastloss.cpu.elementwise``)
@@ -29,9 +32,24 @@ Summen", ZAMM 54 (1974).
 
 import math
 
-from numba import njit
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
 
 from fastloss._config import JIT
+
+
+def round_as(a, v):
+    """The float64 v rounded to the dtype of array a (float32 or float64),
+    returned as float64. Compiled for every target (CPU, CUDA)."""
+    return float(a.dtype.type(v))
+
+
+@overload(round_as, target="generic", jit_options=JIT)
+def _round_as(a, v):
+    if a.dtype == types.float32:
+        return lambda a, v: np.float64(np.float32(v))
+    return lambda a, v: v
 
 
 @njit(**JIT)

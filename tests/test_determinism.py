@@ -51,3 +51,23 @@ def test_float64_sum_is_compensated():
     y = np.zeros_like(x)
     total = fl.mae(x, y, reduction="sum")
     assert total == 1e4 + (x.size - 1) * 1e-9
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", ["mse", "binary_cross_entropy_with_logits", "huber", "poisson_nll"])
+def test_sum_is_the_sum_of_the_returned_values(name, dtype):
+    """"sum" is the (compensated) float64 sum of exactly the values that
+    reduction="none" returns, rounded to the data's dtype (reduce.round_as):
+    math.fsum of those values (correctly rounded) within 1 ULP of float64;
+    weighted and unweighted paths alike."""
+    import math
+
+    x, y = sample(name, (3 * CHUNK + 5,), dtype, seed=11)
+    x[::5] *= 10.0 if name == "poisson_nll" else 1e3  # terms of very different magnitudes
+    for params in ({}, {"pos_weight": 3.0} if name == "binary_cross_entropy_with_logits" else {}):
+        vals = getattr(fl, name)(x, y, reduction="none", **params)
+        assert vals.dtype == dtype
+        s = getattr(fl, name)(x, y, reduction="sum", **params)
+        want = math.fsum(vals.astype(np.float64))
+        assert math.isfinite(want)
+        assert abs(s - want) <= np.spacing(abs(want)), (s, want)

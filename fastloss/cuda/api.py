@@ -151,15 +151,19 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
             gflat = flat(gview)
 
     if spec.name == "rmse":
-        total = _host_float(sum_pass(fid, x, y, q, qper, w, wper, pk, 1.0, None, None, stream),
-                            stream)
+        # the sum of squares on float64 data, as on the CPU (fastloss.api._rmse):
+        # the kernels sum values rounded to the data's dtype
+        x64, y64 = (x, y) if dtype == np.float64 else \
+            (scaled(x, 1.0, stream, np.float64), scaled(y, 1.0, stream, np.float64))
+        total = _host_float(sum_pass(fid, x64, y64, q, qper, w, wper, pk, 1.0, None, None,
+                                     stream), stream)
         scale = 1.0
-        if n and (total == math.inf or 0.0 < total < 2.0**-900) and dtype == np.float64:
-            m = max_abs_diff(x, y, stream)
+        if n and (total == math.inf or 0.0 < total < 2.0**-900):
+            m = max_abs_diff(x64, y64, stream)
             if math.isfinite(m) and m > 0.0:
                 scale = 2.0 ** -math.frexp(m)[1]
-                total = _host_float(sum_pass(fid, scaled(x, scale, stream),
-                                             scaled(y, scale, stream), q, qper, w, wper, pk,
+                total = _host_float(sum_pass(fid, scaled(x64, scale, stream),
+                                             scaled(y64, scale, stream), q, qper, w, wper, pk,
                                              1.0, None, None, stream), stream)
         value = math.sqrt(_mean(total, n)) / scale if n else math.nan
         if n == 0:

@@ -12,7 +12,8 @@ Reduction (shared DESIGN.md, numerics policy): the data is cut into chunks of
 ``CHUNK`` elements (``fastloss._config``). Within chunk c, lane l
 (0 <= l < ``LANES``) sums the weighted values of elements c*CHUNK + l,
 c*CHUNK + l + LANES, ... in that order with Neumaier's compensation, in
-float64 whatever the data's dtype; the LANES lane sums are combined by the
+float64 whatever the data's dtype, each value rounded to the data's dtype
+first as on the CPU (``reduce.round_as``); the LANES lane sums are combined by the
 fixed TwoSum tree ``reduce.tree_sum``; the chunk's (hi, lo) partial is
 stored; a second kernel (``reduce.combine_kernel``) combines the partials in
 a fixed order. Which block runs a chunk (grid-stride loop) and which thread
@@ -37,7 +38,7 @@ from fastloss.cuda.arrays import scratch
 from fastloss.cuda.config import LANES
 from fastloss.cuda.reduce import combine, tree_sum
 from fastloss.math import xmul
-from fastloss.reduce import finish, neumaier_add
+from fastloss.reduce import finish, neumaier_add, round_as
 
 
 @functools.cache
@@ -82,7 +83,7 @@ def make_elementwise_kernel(formula, chunk: int = CHUNK, atomic: bool = False):
                         grad[i] = xmul(wv, g) / gdiv
                     if store_vals:
                         vals[i] = v
-                    s, comp = neumaier_add(s, comp, v)
+                    s, comp = neumaier_add(s, comp, round_as(x, v))
                 sh[lane] = s
                 se[lane] = comp
             cuda.syncthreads()
@@ -142,9 +143,10 @@ def _fill_kernel(a, v):
         a[i] = v
 
 
-def scaled(a, s: float, stream):
-    """a * s (s a power of two: exact), a new device array."""
-    out = scratch(a.size, a.dtype, stream)
+def scaled(a, s: float, stream, dtype=None):
+    """a * s (s a power of two: exact), a new device array (of ``dtype``, by
+    default a's)."""
+    out = scratch(a.size, a.dtype if dtype is None else dtype, stream)
     if a.size:
         t = config.threads_per_block()
         _scale_kernel[-(-a.size // t), t, stream](a, s, out)
