@@ -22,6 +22,10 @@ Semantics (PyTorch where PyTorch has the loss, LOSSES.md "Multiclass"):
   ``cross_entropy`` and ``softmax_focal`` such a row (unless its label is
   ignored) is a ValueError. A -inf logit elsewhere is fine: its class has
   probability 0 and contributes 0 unless its target is positive.
+- ``multi_margin``: the hinge margin - x_y + x_j is +inf when x_y = -inf and
+  x_j is not (the loss is +inf), and -inf (no term) when x_j = -inf and x_y
+  is finite; a row whose label's logit x_y is infinite and equal to another
+  logit x_j (inf - inf, e.g. a row of all -inf) is a ValueError.
 - Every check runs before any kernel reads or writes data, so ``out`` (which
   may be the input itself) is untouched when a call fails.
 """
@@ -102,7 +106,14 @@ def _gdiv_and_denominator(name, reduction, n, c, wsum_rows, use_weighted):
 
 def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     """(value, grad or None) of a row-wise loss; see the module doc."""
-    from fastloss.cpu.rowwise import check_labels, first_dead_row, kernel, rows_per_chunk
+    from fastloss.cpu.rowwise import (
+        check_labels,
+        first_dead_row,
+        first_undefined_hinge,
+        kernel,
+        rows_per_chunk,
+        sum_dd,
+    )
     from fastloss.reduce import combine
     from fastloss.scalar.multiclass import scratch_size
 
@@ -174,6 +185,16 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
                 "undefined (mask the row with ignore_index, or give it a finite logit)"
             )
 
+    if fid == 6 and c > 1:
+        bad = first_undefined_hinge(x, lab)
+        if bad >= 0:
+            xy = float(x[bad, lab[bad]])
+            raise ValueError(
+                f"input: row {bad} has its label's logit x[{bad}, {int(lab[bad])}] = {xy} and "
+                "another logit equal to it; the hinge margin - x_y + x_j is inf - inf, "
+                "undefined (give the label's logit a finite value)"
+            )
+
     if out is not None:
         validate.check_out(out, x, input, target, *(p[k] for k in spec.param_names
                                                      if isinstance(p.get(k), np.ndarray)))
@@ -185,7 +206,9 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
         gdiv_k = gdiv
 
     p0, p1, p2 = spec.pack(p)
-    p3 = float(np.sum(w, dtype=np.float64)) if fid == 0 else 0.0
+    p3 = 0.0
+    if fid == 0:  # cross_entropy with labels: sum(w) as a pair (p3 + p2)
+        p3, p2 = (sum_dd(w) if w_given else (float(c), 0.0))
 
     if want_grad:
         grad = out if out is not None else np.empty_like(x)

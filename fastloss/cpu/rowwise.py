@@ -127,3 +127,38 @@ def first_dead_row(x, lab, ignore, use_ignore):
         if dead:
             return r
     return -1
+
+
+@njit(**JIT)
+def sum_dd(w):
+    """sum(w) as a pair (hi, lo), hi + lo = the sum to ~n 2^-106 relative
+    (TwoSum of every addition); w >= 0."""
+    s = 0.0
+    c = 0.0
+    for i in range(w.size):
+        v = np.float64(w[i])
+        t = s + v
+        z = t - s
+        c += (s - (t - z)) + (v - z)
+        s = t
+    h = s + c
+    if not np.isfinite(h):
+        return s, 0.0
+    return h, c - (h - s)
+
+
+@njit(**JIT)
+def first_undefined_hinge(x, lab):
+    """Index of the first row whose label's logit x_y is infinite and equal
+    to another logit of the row (the multi-margin hinge margin - x_y + x_j
+    is then inf - inf), or -1. Reads a row only when its x_y is infinite."""
+    n, c = x.shape
+    for r in range(n):
+        y = lab[r]
+        v = x[r, y]
+        if not np.isinf(v):
+            continue
+        for j in range(c):
+            if j != y and x[r, j] == v:
+                return r
+    return -1

@@ -1,6 +1,7 @@
 """mpmath oracle for the multiclass losses: value and gradient of one row.
 
     row_value_and_grad(name, x_row, target, **params) -> (mpf value, [mpf grads])
+    row_condition(name, x_row, target, **params) -> (cond_value, [cond_grads])
 
 x_row: the row's scores (floats, +-inf allowed); target: an int label, or a
 sequence of floats (probability targets, or KL targets). The value is the
@@ -126,7 +127,7 @@ def _margin(x, y, w, margin, pw):
         h = margin - x[y] + x[j]
         if h > 0:
             val += wy * h ** pw / c
-            g[j] = wy * pw * h ** (pw - 1) / c
+            g[j] = wy * (pw * h ** (pw - 1) if pw != 1 else 1) / c  # (+inf)^0 = 1
     g[y] = -mp.fsum(g)
     return val, g
 
@@ -173,3 +174,71 @@ def row_value_and_grad(name, x_row, target, **params):
         if name == "multi_margin":
             return _margin(x, y, w, _mpf(params.get("margin", 1.0)), int(params.get("p", 1)))
         raise ValueError(f"no multiclass reference for {name!r}")
+
+
+def _ratio(terms, total):
+    """Cancellation ratio sum |terms| / |total| (>= 1): 1 when every term is
+    0, inf when the terms cancel exactly to a zero total."""
+    s = mp.fsum(abs(v) for v in terms)
+    if s == 0:
+        return 1.0
+    if total == 0:
+        return mp.inf
+    return max(1.0, float(s / abs(total)))
+
+
+def row_condition(name, x_row, target, **params):
+    """Condition numbers (floats >= 1) of a row's value and of each gradient
+    component: the cancellation ratio sum |terms| / |result| of the
+    gradient's defining terms (LOSSES.md, Multiclass), where they have both
+    signs, and 1 elsewhere.
+
+    cross_entropy (labels): g_j = (1 - eps) w_y (p_j - [j = y])
+    + (eps/C) sum(w) p_j + 2 z lse p_j - (eps/C) w_j, whose terms are those
+    four products (at j = y the first is -(1 - eps) w_y (1 - p_y));
+    with probability targets: g_j = T p_j + 2 z lse p_j - w_j t'_j,
+    T = sum_c w_c t'_c, t' = (1 - eps) t + eps/C. Only the signed terms can
+    cancel: with neither label smoothing, z_loss nor soft targets the ratio
+    is 1. The values (sums of terms >= 0) and every other loss have
+    condition 1 here, and so have rows with +inf or NaN entries (-inf
+    logits are fine: p = 0 there).
+
+    This is the condition number of the last subtraction, and so what a
+    kernel whose terms are each accurate to ~1 ulp can promise; it is within
+    a factor of about 2 of the componentwise relative condition number with
+    respect to the logits and the weights/eps (whose relative perturbations
+    move the two sides of the difference separately), except for rows of
+    logits tiny in magnitude without weights (where only eps perturbs)."""
+    c = len(x_row)
+    ones = [1.0] * c
+    xs = [_mpf(v) for v in x_row]
+    if (name != "cross_entropy" or any(mp.isnan(v) or v == mp.inf for v in xs)
+            or all(v == -mp.inf for v in xs)):
+        return 1.0, ones
+    with mp.workdps(DPS):
+        x = [_mpf(v) for v in x_row]
+        w = params.get("weight")
+        w = [mp.mpf(1)] * c if w is None else [_mpf(v) for v in w]
+        eps = _mpf(params.get("label_smoothing", 0.0))
+        z = _mpf(params.get("z_loss", 0.0))
+        lse, p, _, q = _softmax_parts(x)
+        if isinstance(target, numbers.Integral):
+            y = int(target)
+            if y == params.get("ignore_index", -100):
+                return 1.0, ones
+            a1 = (1 - eps) * w[y]
+            a2 = eps / c * mp.fsum(w)
+            conds = []
+            for j in range(c):
+                terms = [a1 * (-q[j] if j == y else p[j]), a2 * p[j], 2 * z * lse * p[j],
+                         -eps / c * w[j]]
+                conds.append(_ratio(terms, mp.fsum(terms)))
+            return 1.0, conds
+        t = [_mpf(v) for v in target]
+        wt = [w[j] * (t[j] * (1 - eps) + eps / c) for j in range(c)]
+        tt = mp.fsum(wt)
+        conds = []
+        for j in range(c):
+            terms = [tt * p[j], 2 * z * lse * p[j], -wt[j]]
+            conds.append(_ratio(terms, mp.fsum(terms)))
+        return 1.0, conds

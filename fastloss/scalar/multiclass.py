@@ -46,6 +46,12 @@ kernel reuses unchanged (fastloss/cuda):
   the row scalars computed once per row.
 - ``two_sum_add``: branch-free compensated addition (Knuth's TwoSum), used for
   every per-row sum, so float64 rows of 10^5 classes keep full accuracy.
+- ``dd_*``, ``exp_gap_dd``: double-double pairs (fma products, TwoSum sums)
+  for the gradients that are differences of terms that may cancel: cross
+  entropy with smoothing, z-loss or weights and with probability targets
+  (float64 data: ``ce_grad_dd``, ``cross_entropy_probs``), and the
+  multi-margin hinge (``margin_elem``, both dtypes). Each such component
+  is rounded once (docs/ACCURACY.md, "Accuracy of the multiclass losses").
 
 The CPU row driver (``fastloss.cpu.rowwise``) runs pass 1 (``row_lse``) in
 blocks of ``LSE_BLOCK`` elements: the block's maximum, the running state
@@ -66,7 +72,8 @@ from numba.extending import overload
 from fastloss import math as fmath
 from fastloss._config import JIT
 from fastloss.math import xmul
-from fastloss.math._cpu import CPU_JIT
+from fastloss.math._cpu import CPU_JIT, exp_dd
+from fastloss.math._intrin import fma
 from fastloss.reduce import block_sum
 
 # Scalar functions of the row loops: the primitives of fastloss.math
@@ -80,9 +87,9 @@ log1p = fmath.log1p
 #: elements per block of the CPU row passes (a power of two): block max, then
 #: the block's terms into an L1-resident buffer, summed pairwise
 LSE_BLOCK = 512
-#: float64 scratch elements every row formula may use (``buf``): 3 block
+#: float64 scratch elements every row formula may use (``buf``): 4 block
 #: buffers; ``scratch_size(C)`` adds room to keep a row's terms
-SCRATCH = 3 * LSE_BLOCK
+SCRATCH = 4 * LSE_BLOCK
 
 _INF = math.inf
 
@@ -99,6 +106,100 @@ def two_sum_add(s, c, v):
     z = t - s
     c += (s - (t - z)) + (v - z)
     return t, c
+
+
+# double-double pieces (float64 data, where a gradient is a difference of
+# terms that may cancel). A pair (h, l) stands for h + l; ``dd_fix`` keeps a
+# pair meaningful when h is inf or NaN (then l, which may be NaN from inf -
+# inf, is dropped), so the special values behave as in plain arithmetic.
+
+
+@njit(**CPU_JIT)
+def dd_fix(h, l):
+    """Renormalize h + l (|l| <= ulp(h) after it); (h, 0) if the sum is not
+    finite."""
+    s = h + l
+    e = l - (s - h)
+    ok = abs(s) < _INF
+    return (s if ok else h), (e if ok else 0.0)
+
+
+@njit(**CPU_JIT)
+def dd_mul(ah, al, bh, bl):
+    """(ah + al)(bh + bl) to ~2^-104 relative (fma for the exact product of
+    the heads)."""
+    p = ah * bh
+    return dd_fix(p, fma(ah, bh, -p) + (ah * bl + al * bh))
+
+
+@njit(**CPU_JIT)
+def dd_add(ah, al, bh, bl):
+    """(ah + al) + (bh + bl) (TwoSum of the heads)."""
+    t = ah + bh
+    z = t - ah
+    return dd_fix(t, ((ah - (t - z)) + (bh - z)) + (al + bl))
+
+
+@njit(**CPU_JIT)
+def dd_recip(bh, bl):
+    """1 / (bh + bl) as a pair."""
+    r = 1.0 / bh
+    return dd_fix(r, (fma(-r, bh, 1.0) - r * bl) * r)
+
+
+@njit(**CPU_JIT)
+def dd_div(ah, b):
+    """ah / b as a pair (ah, b doubles)."""
+    q = ah / b
+    return dd_fix(q, fma(-q, b, ah) / b)
+
+
+@njit(**CPU_JIT)
+def dd_round(h, l):
+    """h + l rounded once (h when l is not finite)."""
+    r = h + l
+    return r if abs(r) < _INF else h
+
+
+#: ``exp_gap_dd`` returns e^(v - m) times 2^SCALE_BITS, so that no nonzero
+#: term is subnormal (e^-745 > 2^-1076): a subnormal e_j would carry its
+#: absolute rounding into a product F e_j with F > 1
+SCALE_BITS = 64.0
+E_SCALE = 2.0 ** 64
+E_UNSCALE = 2.0 ** -64
+
+
+@njit(**CPU_JIT)
+def unscale_ok(h):
+    """True when h 2^-64 is exact (h normal and >= 2^-958, 0, inf or NaN):
+    then a row factor takes the 2^-64 of the scaled terms, else the terms
+    do (a tiny factor times a subnormal term underflows anyway)."""
+    a = abs(h)
+    return a >= 2.0 ** -958 or a == 0.0 or a != a
+
+
+@njit(**CPU_JIT)
+def exp_gap_dd(v, m):
+    """e^(v - m) 2^SCALE_BITS, v <= m, as a pair to ~2^-60 relative: the
+    double-double exponential of the rounded difference d, times 1 + err
+    for its rounding error err (|err| <= 2^-53 |d|, so err^2 < 2^-86).
+    Exactly (2^SCALE_BITS, 0) at v == m, (0, 0) for v - m < -746 (where
+    e^(v - m) < 2^-1076 rounds to 0 and is 0 in pass 1) and at -inf, NaN for
+    NaN."""
+    d = v - m
+    bv = d - v
+    err = (v - (d - bv)) + (-m - bv)
+    yh, yl, s1, s2 = exp_dd(d, SCALE_BITS)
+    eh = (yh * s1) * s2
+    el = (yl * s1) * s2 + eh * err
+    # below -746 exp_dd clamps its argument (the unscaled result is 0 there)
+    eh = eh if d >= -746.0 else 0.0
+    el = el if eh != 0.0 else 0.0  # err is NaN at d = -inf
+    tie = v == m
+    eh = E_SCALE if tie else eh
+    el = 0.0 if tie else el
+    eh = eh if d == d or tie else d
+    return eh, el
 
 
 @njit(**JIT)
@@ -201,17 +302,38 @@ def focal_grad_elem(p, k):
     return k * p
 
 
-@njit(**JIT)
-def margin_elem(h, wy, pw, c):
-    """Multi-margin term of one j != y: (value w/o weight, gradient) for the
-    hinge h = margin - x_y + x_j, power pw (1 or 2), C classes."""
-    if h > 0.0:
-        if pw == 1.0:
-            return h, wy / c
-        return h * h, 2.0 * wy * h / c
-    if h <= 0.0:
-        return 0.0, 0.0
-    return h, h  # NaN
+@njit(**CPU_JIT)
+def margin_elem(bh, bl, v, two, kh, kl):
+    """Multi-margin term of one j != y, from base = margin - x_y as a pair
+    (bh, bl), v = x_j and the gradient factor k = w_y p / C / gdiv as a pair:
+    (vh, vl, dh, dl, gj) with vh + vl = h^p, dh + dl = d h^p / dh / p (h or
+    1) and gj = k (dh + dl) rounded, for the hinge h = base + v (exact as a
+    pair), p = 2 if ``two`` else 1; zeros where h <= 0, NaN for NaN.
+    Branch-free (selects), so the block loop vectorizes."""
+    hh = bh + v
+    z = hh - bh
+    hl = ((bh - (hh - z)) + (v - z)) + bl
+    fin = abs(hh) < _INF
+    hl = hl if fin else 0.0  # inf - inf in the TwoSum
+    sq = hh * hh
+    sql = fma(hh, hh, -sq) + 2.0 * hh * hl
+    sql = sql if abs(sq) < _INF else 0.0
+    vh = sq if two else hh
+    vl = sql if two else hl
+    dh = hh if two else 1.0
+    dl = hl if two else 0.0
+    gh = kh * dh
+    gl = fma(kh, dh, -gh) + (kh * dl + kl * dh)
+    gj = gh + gl
+    gj = gj if abs(gj) < _INF else gh
+    act = hh > 0.0
+    nan = hh != hh
+    vh = vh if act else (hh if nan else 0.0)
+    vl = vl if act else 0.0
+    dh = dh if act else (hh if nan else 0.0)
+    dl = dl if act else 0.0
+    gj = gj if act else (hh if nan else 0.0)
+    return vh, vl, dh, dl, gj
 
 
 @njit(**JIT)
@@ -303,7 +425,24 @@ def _pair_sum(v, width):
 
 @njit(**JIT)
 def row_lse(x, buf, keep):
-    """Pass 1 over a row: (m, others) with lse = m + log1p(others).
+    """Pass 1 over a row: (m, others) with lse = m + log1p(others)
+    (``row_lse_state``, with the state's sum collapsed by ``lse_others``)."""
+    m, s, c, k = row_lse_state(x, buf, keep)
+    return m, lse_others(s, c, k)
+
+
+@njit(**JIT)
+def others_dd(s, c, k):
+    """sum_{j != argmax} e^(x_j - m) from an online state, as a pair (the
+    compensated sum s + c plus the k - 1 other maxima, without rounding)."""
+    oh, ol = dd_add(s, c, k - 1.0, 0.0)
+    return (oh, ol) if math.isfinite(s) else (s, 0.0)
+
+
+@njit(**JIT)
+def row_lse_state(x, buf, keep):
+    """Pass 1 over a row: the online state (m, s, c, k) of the module doc,
+    others = s + c + k - 1, lse = m + log1p(others).
 
     Blocked form of the online algorithm: per block of ``block_width``
     elements (the block is in L1 cache, so the row is still read once from
@@ -385,7 +524,7 @@ def row_lse(x, buf, keep):
             c += bc
         else:
             s, c = two_sum_add(s, c, _pair_sum(eb, wd))
-    return m, lse_others(s, c, k)
+    return m, s, c, k
 
 
 @njit(**JIT)
@@ -440,7 +579,94 @@ def softmax_scaled(x, g, m, denom, a, gdiv, lo, hi):
 
 
 @njit(**JIT)
-def cross_entropy(x, y, t, w, eps, z, p2, wsum, gdiv, g, sg, buf):
+def _smooth_sum(x, w, m, buf, sc):
+    """sum_c w_c (m - x_c) sc of a row (sc a power of two), compensated,
+    block by block: (s, c) with the sum s + c."""
+    n = x.size
+    wd = block_width(n)
+    eb = buf[:wd]
+    cb = buf[wd:2 * wd]
+    sm = 0.0
+    smc = 0.0
+    for b0 in range(0, n, wd):
+        nb = min(wd, n - b0)
+        xs = x[b0:b0 + nb]
+        ws = w[b0:b0 + nb]
+        for j in range(nb):
+            eb[j] = xmul(np.float64(ws[j]), gap(np.float64(xs[j]), m)) * sc
+            cb[j] = 0.0
+        for j in range(nb, wd):
+            eb[j] = 0.0
+            cb[j] = 0.0
+        bs, bc = block_sum(eb, cb, wd)
+        sm, smc = two_sum_add(sm, smc, bs)
+        smc += bc
+    return sm, smc
+
+
+#: the smoothing sum's rescaling when its terms overflow (sum of terms up to
+#: 2 * max each, C of them)
+_DOWN = 2.0 ** -64
+_UP = 2.0 ** 64
+
+
+@njit(**JIT)
+def ce_grad_dd(x, y, w, m, oh, ol, l1, wy, eps, z, wsum, wsum_lo, gdiv, g):
+    """The gradient of ``cross_entropy`` (labels) for float64 data with
+    weights, smoothing or z-loss, each component rounded once from pairs:
+
+        g_j = F e_j - G w_j  (j != y),   F = A R / gdiv,  G = (eps/C) / gdiv,
+        g_y = (a2 R / gdiv) e_y - (a1 R / gdiv) (D - e_y) - G w_y,
+
+    e_j = e^(x_j - m) (``exp_gap_dd``), D = 1 + others, R = 1 / D,
+    a1 = (1 - eps) w_y, a2 = (eps/C) sum(w) + 2 z lse, A = a1 + a2, and
+    D - e_y = D (1 - p_y) without cancellation (= others when y is the
+    maximum). Every factor is a pair, so the error of g_j is its final
+    rounding plus the relative error of ``others`` (~1 ulp, from pass 1)
+    times the softmax term A p_j (e_j is scaled by 2^64 and F by 2^-64, so
+    a subnormal p_j is rounded once, in the final result; a factor too
+    small to take the 2^-64 leaves it to the terms, ``unscale_ok``): within 2 ulp times the cancellation ratio
+    (A p_j + B_j) / |A p_j - B_j| where the two sides nearly cancel
+    (``fastloss.reference.multiclass.row_condition``)."""
+    n = x.size
+    dh, dl = dd_add(1.0, 0.0, oh, ol)
+    rh, rl = dd_recip(dh, dl)
+    igh, igl = dd_recip(gdiv, 0.0)
+    omh, oml = dd_add(1.0, 0.0, -eps, 0.0)
+    a1h, a1l = dd_mul(wy, 0.0, omh, oml)
+    ech, ecl = dd_div(eps, np.float64(n))
+    a2h, a2l = dd_mul(ech, ecl, wsum, wsum_lo)
+    if z != 0.0:
+        lh, ll = dd_add(m, 0.0, l1, 0.0)
+        a2h, a2l = dd_add(a2h, a2l, 2.0 * z * lh, 2.0 * z * ll)
+    rgh, rgl = dd_mul(rh, rl, igh, igl)
+    h1h, h1l = dd_mul(a1h, a1l, rgh, rgl)
+    h2h, h2l = dd_mul(a2h, a2l, rgh, rgl)
+    fh, fl = dd_add(h1h, h1l, h2h, h2l)
+    # e_j comes scaled by 2^64: unscale the row factors, or the terms
+    fs = E_UNSCALE if unscale_ok(fh) and unscale_ok(h2h) else 1.0
+    es = E_UNSCALE if fs == 1.0 else 1.0
+    fh, fl = fh * fs, fl * fs
+    gh, gl = dd_mul(ech, ecl, igh, igl)
+    # the label's pieces first: g may be x itself
+    eyh, eyl = exp_gap_dd(np.float64(x[y]), m)
+    for j in range(n):
+        eh, el = exp_gap_dd(np.float64(x[j]), m)
+        th, tl = dd_mul(fh, fl, eh * es, el * es)
+        bh, bl = dd_mul(gh, gl, np.float64(w[j]), 0.0)
+        sh, sl = dd_add(th, tl, -bh, -bl)
+        g[j] = dd_round(sh, sl)
+    qh, ql = dd_add(dh, dl, -eyh * E_UNSCALE, -eyl * E_UNSCALE)
+    uh, ul = dd_mul(h1h, h1l, qh, ql)
+    vh, vl = dd_mul(h2h * fs, h2l * fs, eyh * es, eyl * es)
+    bh, bl = dd_mul(gh, gl, wy, 0.0)
+    sh, sl = dd_add(vh, vl, -uh, -ul)
+    sh, sl = dd_add(sh, sl, -bh, -bl)
+    g[y] = dd_round(sh, sl)
+
+
+@njit(**JIT)
+def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     """Cross entropy of logits x with an integer label y (PyTorch semantics):
 
         (1 - eps) w_y (lse(x) - x_y) + (eps / C) sum_c w_c (lse(x) - x_c)
@@ -454,14 +680,23 @@ def cross_entropy(x, y, t, w, eps, z, p2, wsum, gdiv, g, sg, buf):
     Alg. 4.1), lse - x_c = (m - x_c) + log1p(others) (two terms >= 0), and at
     the label p_y - 1 = expm1(-nll), never a difference. A -inf logit gives
     p = 0 and contributes 0 unless smoothing puts weight on it (then the loss
-    is +inf, as it should be). ``wsum`` (p3) is sum(w), computed by the
-    caller."""
+    is +inf, as it should be). ``wsum`` (p3) is sum(w) and ``wsum_lo`` (p2)
+    its rounding error (sum(w) = wsum + wsum_lo), computed by the caller.
+
+    float64 data with weights, smoothing or z-loss: A p_j - B_j cancels
+    where p_j ~ B_j / A, so the gradient is formed from pairs
+    (``ce_grad_dd``). The plain path (no options) and float32 data (whose
+    float64 evaluation has 29 bits to spare) are the single-precision forms
+    below."""
     n = x.size
     ex = is_f64(x)
     ec = eps / n
     # float32 data, plain gradient: keep pass 1's terms (no second exp)
     keep = sg and ec == 0.0 and not ex
-    m, o, l1, nll = _nll_parts(x, y, buf, keep)
+    m, s0, c0, k0 = row_lse_state(x, buf, keep)
+    o = lse_others(s0, c0, k0)
+    l1 = log1p(o)
+    nll = gap(np.float64(x[y]), m) + l1
     lse = m + l1
     wy = np.float64(w[y])
     a1 = wy * (1.0 - eps)
@@ -472,47 +707,48 @@ def cross_entropy(x, y, t, w, eps, z, p2, wsum, gdiv, g, sg, buf):
     denom = 1.0 + o
     sm = 0.0
     smc = 0.0
+    up = 1.0
     if eps != 0.0:
-        # smoothing term sum_c w_c (m - x_c), compensated, block by block
-        # (before the gradient: g may be x itself)
-        wd = block_width(n)
-        eb = buf[:wd]
-        cb = buf[wd:2 * wd]
-        for b0 in range(0, n, wd):
-            nb = min(wd, n - b0)
-            xs = x[b0:b0 + nb]
-            ws = w[b0:b0 + nb]
-            for j in range(nb):
-                eb[j] = xmul(np.float64(ws[j]), gap(np.float64(xs[j]), m))
-                cb[j] = 0.0
-            for j in range(nb, wd):
-                eb[j] = 0.0
-                cb[j] = 0.0
-            bs, bc = block_sum(eb, cb, wd)
-            sm, smc = two_sum_add(sm, smc, bs)
-            smc += bc
+        # smoothing term sum_c w_c (m - x_c) (before the gradient: g may be
+        # x itself); rescaled if its terms (each < 2 max) overflow the sum
+        sm, smc = _smooth_sum(x, w, m, buf, 1.0)
+        if sm == _INF:
+            sm, smc = _smooth_sum(x, w, m, buf, _DOWN)
+            up = _UP
     if sg:
-        # gradient A p_j - (eps/C) w_j: one vectorizable loop; the label's
-        # entry is overwritten below
-        if keep:
-            softmax_kept(x, buf, g, m, denom, a, gdiv)
-        elif ec == 0.0:
-            softmax_scaled(x, g, m, denom, a, gdiv, 0, n)
+        if ex and (eps != 0.0 or z != 0.0 or wy != 1.0):
+            oh, ol = others_dd(s0, c0, k0)
+            ce_grad_dd(x, y, w, m, oh, ol, l1, wy, eps, z, wsum, wsum_lo, gdiv, g)
         else:
-            for j in range(n):
-                p = exp_gap(np.float64(x[j]), m, ex) / denom
-                g[j] = (a * p - ec * np.float64(w[j])) / gdiv
-    if sg:
-        py = exp(-nll)
-        g[y] = (xmul(a1, expm1(-nll)) + a2 * py - ec * wy) / gdiv
+            # gradient A p_j - (eps/C) w_j: one vectorizable loop; the
+            # label's entry is overwritten below
+            if keep:
+                softmax_kept(x, buf, g, m, denom, a, gdiv)
+            elif ec == 0.0:
+                softmax_scaled(x, g, m, denom, a, gdiv, 0, n)
+            else:
+                for j in range(n):
+                    p = exp_gap(np.float64(x[j]), m, ex) / denom
+                    g[j] = (a * p - ec * np.float64(w[j])) / gdiv
+            py = exp(-nll)
+            g[y] = (xmul(a1, expm1(-nll)) + a2 * py - ec * wy) / gdiv
     val = xmul(a1, nll)
     if eps != 0.0:
         if math.isfinite(sm):
             sm += smc
-        val += ec * (sm + xmul(wsum, l1))
+        val += (ec * (sm + xmul(wsum, l1) / up)) * up
     if z != 0.0:
         val += z * lse * lse
     return val
+
+
+@njit(**JIT)
+def target_dd(tj, wj, omh, oml, ech, ecl):
+    """w_j t'_j = w_j (t_j (1 - eps) + eps/C) as a pair, from the pairs
+    1 - eps and eps/C."""
+    ph, pl = dd_mul(tj, 0.0, omh, oml)
+    ph, pl = dd_add(ph, pl, ech, ecl)
+    return dd_mul(ph, pl, wj, 0.0)
 
 
 @njit(**JIT)
@@ -524,32 +760,108 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     gradient (T + 2 z lse) p_j - w_j t'_j with T = sum_c w_c t'_c.
 
     Stable form: sum_c w_c t'_c (m - x_c) + T log1p(others), all terms >= 0;
-    a class with t' = 0 and x = -inf contributes 0 (0 log 0 = 0)."""
+    a class with t' = 0 and x = -inf contributes 0 (0 log 0 = 0).
+
+    The gradient cancels where the target is near the softmax; for float64
+    data it is formed from pairs (as ``ce_grad_dd``): T, w_j t'_j,
+    e^(x_j - m), 1 / (1 + others) and the products, rounded once, so its
+    error is the rounding plus the ~1 ulp relative error of ``others`` times
+    the softmax term. Both passes after pass 1 run in blocks (vectorized
+    loops into buffers summed pairwise with TwoSum)."""
     n = x.size
-    m, o = row_lse(x, buf, False)
+    ex = is_f64(x)
+    m, s0, c0, k0 = row_lse_state(x, buf, False)
+    o = lse_others(s0, c0, k0)
     l1 = log1p(o)
     lse = m + l1
     ec = eps / n
+    om = 1.0 - eps
+    omh, oml = dd_add(1.0, 0.0, -eps, 0.0)
+    ech, ecl = dd_div(eps, np.float64(n))
+    wd = block_width(n)
+    vb = buf[:wd]
+    vc = buf[wd:2 * wd]
+    # T = sum_c w_c t'_c (float64 data: of the pairs w_c t'_c)
     tt = 0.0
     ttc = 0.0
-    for j in range(n):
-        tj = np.float64(t[j]) * (1.0 - eps) + ec
-        tt, ttc = two_sum_add(tt, ttc, np.float64(w[j]) * tj)
+    for b0 in range(0, n, wd):
+        nb = min(wd, n - b0)
+        ts = t[b0:b0 + nb]
+        ws = w[b0:b0 + nb]
+        for j in range(nb):
+            if ex:
+                bh, bl = target_dd(np.float64(ts[j]), np.float64(ws[j]), omh, oml, ech, ecl)
+                vb[j] = bh
+                vc[j] = bl
+            else:
+                vb[j] = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
+                vc[j] = 0.0
+        for j in range(nb, wd):
+            vb[j] = 0.0
+            vc[j] = 0.0
+        bs, bc = block_sum(vb, vc, wd)
+        tt, ttc = two_sum_add(tt, ttc, bs)
+        ttc += bc
+    tth, ttl = dd_fix(tt, ttc)
     if math.isfinite(tt):
         tt += ttc
     a = tt
     if z != 0.0:
         a += 2.0 * z * lse
     denom = 1.0 + o
+    # float64 data: F = (T + 2 z lse) / (1 + others) / gdiv as a pair
+    fh = 0.0
+    fl = 0.0
+    igh = 1.0
+    igl = 0.0
+    es = 1.0
+    if ex and sg:
+        oh, ol = others_dd(s0, c0, k0)
+        dh, dl = dd_add(1.0, 0.0, oh, ol)
+        rh, rl = dd_recip(dh, dl)
+        igh, igl = dd_recip(gdiv, 0.0)
+        ah, al = tth, ttl
+        if z != 0.0:
+            lh, ll = dd_add(m, 0.0, l1, 0.0)
+            ah, al = dd_add(ah, al, 2.0 * z * lh, 2.0 * z * ll)
+        fh, fl = dd_mul(ah, al, rh, rl)
+        fh, fl = dd_mul(fh, fl, igh, igl)
+        # e_j comes scaled by 2^64: unscale the row factor, or the terms
+        fs = E_UNSCALE if unscale_ok(fh) else 1.0
+        es = E_UNSCALE if fs == 1.0 else 1.0
+        fh, fl = fh * fs, fl * fs
+    # the value's terms w_c t'_c (m - x_c) and the gradient
     sv = 0.0
     svc = 0.0
-    for j in range(n):
-        v = np.float64(x[j])
-        wt = np.float64(w[j]) * (np.float64(t[j]) * (1.0 - eps) + ec)
-        sv, svc = two_sum_add(sv, svc, xmul(wt, gap(v, m)))
-        if sg:
-            p = softmax_elem(v, m, denom, is_f64(x))
-            g[j] = (a * p - wt) / gdiv
+    for b0 in range(0, n, wd):
+        nb = min(wd, n - b0)
+        xs = x[b0:b0 + nb]
+        ts = t[b0:b0 + nb]
+        ws = w[b0:b0 + nb]
+        gs = g[b0:b0 + nb] if sg else g[0:0]
+        for j in range(nb):
+            v = np.float64(xs[j])
+            tj = np.float64(ts[j])
+            wj = np.float64(ws[j])
+            wt = wj * (tj * om + ec)
+            vb[j] = xmul(wt, gap(v, m))
+            vc[j] = 0.0
+            if sg:
+                if ex:
+                    eh, el = exp_gap_dd(v, m)
+                    ph, pl = dd_mul(fh, fl, eh * es, el * es)
+                    bh, bl = target_dd(tj, wj, omh, oml, ech, ecl)
+                    bh, bl = dd_mul(bh, bl, igh, igl)
+                    sh, sl = dd_add(ph, pl, -bh, -bl)
+                    gs[j] = dd_round(sh, sl)
+                else:
+                    gs[j] = (a * softmax_elem(v, m, denom, ex) - wt) / gdiv
+        for j in range(nb, wd):
+            vb[j] = 0.0
+            vc[j] = 0.0
+        bs, bc = block_sum(vb, vc, wd)
+        sv, svc = two_sum_add(sv, svc, bs)
+        svc += bc
     if math.isfinite(sv):
         sv += svc
     val = sv + xmul(tt, l1)
@@ -644,31 +956,77 @@ def multi_margin(x, y, t, w, margin, pw, p2, p3, gdiv, g, sg, buf):
     """Multi-class hinge (PyTorch's multi_margin_loss):
     sum_{j != y} w_y max(0, margin - x_y + x_j)^p / C, p in {1, 2};
     gradient w_y p h_j^(p-1) / C at j != y where h_j > 0, minus their sum at
-    y."""
+    y.
+
+    The hinge h_j = margin - x_y + x_j cancels near its kink; it is formed
+    exactly as a pair (TwoSum twice), and so are h_j^2, the sums and the
+    factor w_y p / C / gdiv: every value and gradient entry is rounded once
+    from pairs (``margin_elem``). The row is processed in blocks: the
+    terms of a block (a branch-free, vectorized loop) go to buffers summed
+    pairwise with TwoSum (``reduce.block_sum``), the blocks' sums added with
+    TwoSum. Infinite logits: x_y = -inf with x_j finite (or x_y finite with
+    x_j = +inf) gives h_j = +inf (loss +inf; gradient w_y/C for p = 1, +inf
+    for p = 2); x_j = -inf with x_y finite gives h_j = -inf, no term; x_y
+    and x_j both infinite with the same sign is inf - inf, refused by the
+    caller (``fastloss.rows``)."""
     n = x.size
     xy = np.float64(x[y])
     wy = np.float64(w[y])
     cn = np.float64(n)
-    base = margin - xy
+    t0 = margin - xy
+    z0 = t0 - margin
+    bl = (margin - (t0 - z0)) + (-xy - z0)
+    bh = t0
+    bl = bl if abs(bh) < _INF else 0.0
+    two = pw != 1.0
+    # w_y p / C / gdiv as a pair
+    kh, kl = dd_div(wy * pw, cn)
+    igh, igl = dd_recip(gdiv, 0.0)
+    kh, kl = dd_mul(kh, kl, igh, igl)
+    wd = block_width(n)
+    vb = buf[:wd]
+    vc = buf[wd:2 * wd]
+    db = buf[2 * wd:3 * wd]
+    dc = buf[3 * wd:4 * wd]
     sv = 0.0
     svc = 0.0
-    sg_ = 0.0
-    sgc = 0.0
-    for j in range(n):
-        if j == y:
-            continue
-        vj, gj = margin_elem(base + np.float64(x[j]), wy, pw, cn)
-        sv, svc = two_sum_add(sv, svc, vj)
+    sd = 0.0
+    sdc = 0.0
+    for b0 in range(0, n, wd):
+        nb = min(wd, n - b0)
+        xs = x[b0:b0 + nb]
+        gs = g[b0:b0 + nb] if sg else g[0:0]
+        for j in range(nb):
+            vh, vl, dh, dl, gj = margin_elem(bh, bl, np.float64(xs[j]), two, kh, kl)
+            lab = b0 + j == y
+            vb[j] = 0.0 if lab else vh
+            vc[j] = 0.0 if lab else vl
+            db[j] = 0.0 if lab else dh
+            dc[j] = 0.0 if lab else dl
+            if sg:
+                gs[j] = gj  # the label's entry is overwritten below
+        for j in range(nb, wd):
+            vb[j] = 0.0
+            vc[j] = 0.0
+            db[j] = 0.0
+            dc[j] = 0.0
+        bs, bc = block_sum(vb, vc, wd)
+        sv, svc = two_sum_add(sv, svc, bs)
+        svc += bc
         if sg:
-            sg_, sgc = two_sum_add(sg_, sgc, gj)
-            g[j] = gj / gdiv
+            bs, bc = block_sum(db, dc, wd)
+            sd, sdc = two_sum_add(sd, sdc, bs)
+            sdc += bc
     if sg:
-        if math.isfinite(sg_):
-            sg_ += sgc
-        g[y] = -sg_ / gdiv
-    if math.isfinite(sv):
-        sv += svc
-    return xmul(wy, sv) / cn
+        gh, gl = dd_mul(kh, kl, sd, sdc if math.isfinite(sd) else 0.0)
+        g[y] = -dd_round(gh, gl)
+    if not math.isfinite(sv):
+        if wy == 0.0 and sv == sv:
+            return 0.0  # 0 * inf = 0, as xmul
+        svc = 0.0
+    vh, vl = dd_mul(sv, svc, wy, 0.0)
+    q = vh / cn
+    return dd_round(q, (fma(-q, cn, vh) + vl) / cn)
 
 
 #: row formulas in a fixed order; the CPU driver compiles one kernel per
