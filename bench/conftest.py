@@ -2,12 +2,14 @@
 
 Everything these suites need lives in ``fastloss.benchmark``; this file adds
 the selection options, parametrises each suite from the catalogue, shows one
-line of progress per benchmark and writes the derived figures and the
-machine description into the JSON (``--benchmark-json``).
+line of progress per benchmark (count, elapsed time, throughput) and writes
+the derived figures and the machine description into the JSON
+(``--benchmark-json``).
 
     python -m pytest bench/ --benchmark-json=out.json            # default selection
     python -m pytest bench/ --benchmark-disable --fl-smoke -q    # smoke: once each, checked
     python -m pytest bench/ --fl-loss=mse,huber --fl-threads=1,2 --fl-dtype=float32
+    python -m pytest bench/ --fl-full --benchmark-json=out.json   # everything, longer timing
 
 Before numba is imported: NUMBA_CACHE_DIR is set (unless given) to a
 directory keyed by a hash of fastloss' sources, as in tests/conftest.py, so
@@ -31,43 +33,30 @@ os.environ.setdefault(
 import pytest  # noqa: E402
 
 
-def _csv(s):
-    return tuple(v.strip() for v in s.split(",") if v.strip()) if s else None
-
-
 def pytest_addoption(parser):
     g = parser.getgroup("fastloss", "fastloss benchmark selection")
-    g.addoption("--fl-loss", default=None, help="comma-separated losses (default: all "
-                "elementwise losses and cross_entropy; --fl-full: every loss)")
-    g.addoption("--fl-dtype", default="float32,float64", help="comma-separated dtypes")
+    g.addoption("--fl-loss", default=None, help="comma-separated losses (default: a "
+                "representative subset, fastloss.benchmark.cases.DEFAULT_*; --fl-full: every loss)")
+    g.addoption("--fl-dtype", default=None, help="comma-separated dtypes (default: float32 in "
+                "the default selection; float32,float64 with --fl-full, --fl-loss or --fl-smoke)")
     g.addoption("--fl-threads", default=None,
                 help="comma-separated CPU thread counts (default: 1, 2, 4, ..., cores)")
     g.addoption("--fl-backend", default=None, help="cpu,cuda (default: cpu, and cuda on a GPU)")
     g.addoption("--fl-size", default="cache,dram", help="size classes: cache,dram")
     g.addoption("--fl-peers", default="torch,numpy", help="peers to measure: torch,numpy or none")
-    g.addoption("--fl-full", action="store_true", help="every loss, every thread count 1..cores")
+    g.addoption("--fl-full", action="store_true",
+                help="every loss, both dtypes, every shape and thread count 1..cores")
     g.addoption("--fl-smoke", action="store_true", help="tiny sizes (with --benchmark-disable)")
     g.addoption("--fl-budget", type=float, default=None,
-                help="timed seconds per benchmark (default 0.4; 2 with --fl-full)")
+                help="timed seconds per benchmark (default 0.25; 2 with --fl-full)")
     g.addoption("--fl-min-rounds", type=int, default=None,
                 help="fewest timed rounds per benchmark (default 2; 5 with --fl-full)")
 
 
 def _options(config):
-    from fastloss.benchmark.cases import Options
+    from fastloss.benchmark.cases import options_from_config
 
-    threads = _csv(config.getoption("--fl-threads"))
-    peers = _csv(config.getoption("--fl-peers")) or ()
-    return Options(
-        losses=_csv(config.getoption("--fl-loss")),
-        dtypes=_csv(config.getoption("--fl-dtype")),
-        threads=tuple(int(t) for t in threads) if threads else None,
-        backends=_csv(config.getoption("--fl-backend")),
-        sizes=_csv(config.getoption("--fl-size")),
-        peers=tuple(p for p in peers if p != "none"),
-        full=config.getoption("--fl-full"),
-        smoke=config.getoption("--fl-smoke"),
-    )
+    return options_from_config(config)
 
 
 def pytest_generate_tests(metafunc):
@@ -86,15 +75,27 @@ def budget(pytestconfig):
     full = pytestconfig.getoption("--fl-full")
     b = pytestconfig.getoption("--fl-budget")
     r = pytestconfig.getoption("--fl-min-rounds")
-    return Budget(seconds=b if b is not None else (2.0 if full else 0.4),
+    return Budget(seconds=b if b is not None else (2.0 if full else 0.25),
                   min_rounds=r if r is not None else (5 if full else 2))
 
 
-_progress = {"n": 0, "total": 0}
+_progress = {"n": 0, "total": 0, "t0": None}
 
 
 def pytest_collection_modifyitems(session, config, items):
+    import time
+
     _progress["total"] = len(items)
+    _progress["t0"] = time.perf_counter()
+
+
+def _elapsed() -> str:
+    import time
+
+    if _progress["t0"] is None:
+        return ""
+    s = int(time.perf_counter() - _progress["t0"])
+    return f" {s // 60:d}:{s % 60:02d}"
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ def progress(request, pytestconfig):
     if tr is None or bench is None or case is None:
         return
     st = getattr(bench, "stats", None)
-    head = f"[{_progress['n']:>4}/{_progress['total']}] {case.id}"
+    head = f"[{_progress['n']:>4}/{_progress['total']}{_elapsed()}] {case.id}"
     if st is None:
         line = f"{head}: ran once (timing disabled)"
     else:

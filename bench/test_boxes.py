@@ -22,11 +22,23 @@ import pytest
 import fastloss as fl
 
 N = 1 << 20
-LOSSES = ("iou_loss", "giou_loss", "diou_loss", "ciou_loss")
-DTYPES = ("float32", "float64")
-THREADS = tuple(t for t in (1, 2) if t <= numba.config.NUMBA_NUM_THREADS)
 _TIMES: dict[tuple, float] = {}
 
+
+def pytest_generate_tests(metafunc):
+    """Losses, dtypes and thread counts from the ``--fl-*`` selection: by
+    default iou_loss and ciou_loss in float32 at 1, 2, 4, ... cores threads
+    (``fastloss.benchmark.cases.box_selection``); every box loss and both
+    dtypes with ``--fl-full``, ``--fl-loss`` or ``--fl-smoke``."""
+    if "name" not in metafunc.fixturenames:
+        return
+    from fastloss.benchmark.cases import box_selection, options_from_config
+
+    names, dtypes, threads = box_selection(options_from_config(metafunc.config))
+    threads = tuple(t for t in threads if t <= numba.config.NUMBA_NUM_THREADS)
+    metafunc.parametrize("nt", threads)
+    metafunc.parametrize("dtype", dtypes)
+    metafunc.parametrize("name", names)
 
 def _boxes(dtype, seed):
     rng = np.random.default_rng(seed)
@@ -117,9 +129,6 @@ def _set_threads(nt):
         pass
 
 
-@pytest.mark.parametrize("nt", THREADS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", LOSSES)
 def test_fastloss(benchmark, name, dtype, nt, n_pairs):
     p, t = _data(dtype, n_pairs)
     _set_threads(nt)
@@ -133,9 +142,6 @@ def test_fastloss(benchmark, name, dtype, nt, n_pairs):
         _TIMES[("fastloss", name, dtype, nt)] = benchmark.stats.stats.min
 
 
-@pytest.mark.parametrize("nt", THREADS)
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", LOSSES)
 def test_torch(benchmark, name, dtype, nt, n_pairs):
     torch = pytest.importorskip("torch")
     p, t = _data(dtype, n_pairs)

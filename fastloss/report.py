@@ -16,7 +16,9 @@ import time
 def add_arguments(parser) -> None:
     parser.add_argument("--quick", action="store_true",
                         help="CI-sized: quick audit grid and one-shot benchmarks")
-    parser.add_argument("--out", default="reports", help="report directory (default: reports)")
+    parser.add_argument("--out", default="reports",
+                        help="report directory (default: reports; e.g. a temporary directory "
+                             "to leave the committed reports untouched)")
 
 
 def run(args) -> int:
@@ -24,6 +26,7 @@ def run(args) -> int:
     from fastloss.benchmark import cli as bench_cli
 
     status = 0
+    start = time.perf_counter()
     for title, mod, argv in (
         ("audit", audit_cli, ["--out", args.out] + (["--quick"] if args.quick else [])),
         ("bench", bench_cli, ["--out-dir", args.out] + (["--smoke"] if args.quick else [])),
@@ -35,4 +38,6 @@ def run(args) -> int:
         rc = int(mod.run(p.parse_args(argv)) or 0)
         print(f"== fastloss {title}: exit {rc} after {time.perf_counter() - t0:.0f} s", flush=True)
         status = status or rc
+    print(f"== fastloss report: done in {time.perf_counter() - start:.0f} s (exit {status}); "
+          f"reports in {args.out}/", flush=True)
     return status

@@ -257,3 +257,64 @@ def test_cuda_simulator_impl():
         cv, cg = peers.FastlossCPU().evaluate(b)
         assert np.all(ulp_distance(v, cv[idx], F64) <= 2)
         assert np.all(ulp_distance(g, cg[idx], F64) <= 2)
+
+
+# --------------------------------------------------------------------------
+# row-wise and box grids, value-only and missing peers
+
+
+@pytest.mark.parametrize("name", ["kl_div", "categorical_cross_entropy", "iou_loss", "ciou_loss"])
+@pytest.mark.parametrize("dt", [F32, F64])
+def test_row_and_box_grids(name, dt):
+    from fastloss import catalog, validate
+
+    def make(size):
+        return grids.multiclass_grid(name, dt, size) or grids.box_grid(name, dt, size)
+
+    a, b = make("quick"), make("quick")
+    assert a and grids.grid_hash(a) == grids.grid_hash(b)
+    assert grids.grid_hash(a) != grids.grid_hash(make("full"))
+    for blk in a:
+        assert blk.x.dtype == dt and len(blk.mag) == len(blk) and len(blk) > 0
+        if name == "kl_div" and blk.params.get("log_target"):
+            continue  # log-probability targets: their domain is checked by fastloss.rows
+        validate.prepare(catalog.get(name), blk.x, blk.y, "none", dict(blk.params))
+    if name.endswith("iou_loss"):
+        x, y = a[0].x, a[0].y
+        assert np.any(np.all(x == y, axis=1))  # identical boxes
+        assert np.any(x[:, 2] == x[:, 0])  # degenerate (zero width) predictions
+
+
+def test_sklearn_adapter_values_only():
+    pytest.importorskip("sklearn")
+    impl = peers.Sklearn()
+    assert impl.unavailable() is None
+    x = np.array([0.5, -3.0, 2.0], F64)
+    y = np.array([0.0, 1.0, 2.0], F64)
+    mse = grids.Block("mse", {}, x, y)
+    (v, g, idx), = impl.evaluate_many([mse])
+    assert g is None and idx is None
+    np.testing.assert_array_equal(v, (x - y) ** 2)
+    # hinge: one element at a time, the right sign for y = +1
+    h = grids.Block("hinge", {}, np.array([-3.0, 0.5], F64), np.array([1.0, -1.0], F64))
+    (v, g, idx), = impl.evaluate_many([h])
+    np.testing.assert_array_equal(v, [4.0, 1.5])
+    # log_loss clips p to [eps, 1 - eps]: finite where the exact BCE is +inf; soft targets skipped
+    b = grids.Block("binary_cross_entropy", {}, np.array([0.0, 0.5, 0.5], F32),
+                    np.array([1.0, 0.0, 0.3], F32))
+    assert impl.supports(b)
+    (v, g, idx), = impl.evaluate_many([b])
+    assert list(idx) == [0, 1] and np.isfinite(v[0]) and v.dtype == F32
+    assert not impl.supports(grids.Block("huber", {"delta": 1.0}, x, y))
+
+
+def test_missing_peers_are_skipped_with_a_line():
+    lines = []
+    r = core.audit(losses=["mse"], impls=["numpy", "tensorflow", "torchvision", "jax"],
+                   dtypes=["float64"], size="quick", oracle=STUB, workers=1, log=lines.append)
+    skipped = r.report["meta"]["skipped_implementations"]
+    for key, mod in (("tensorflow", "tensorflow"), ("torchvision", "torchvision"), ("jax", "optax")):
+        if importlib.util.find_spec(mod) is None:
+            assert key in skipped and "not installed" in skipped[key]
+            assert any(s.startswith(f"skip {key}:") for s in lines)
+    assert "numpy" in r.report["losses"]["mse"]["results"]

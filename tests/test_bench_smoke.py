@@ -128,6 +128,33 @@ def test_plan_covers_the_catalogue():
         assert x.shape == c.shape and x.dtype == c.dtype
 
 
+def test_default_selection_is_a_subset_and_full_covers_everything():
+    """The default run (no --full, no --loss) is a representative float32
+    subset; --full measures every loss, dtype, shape and box loss."""
+    from fastloss import catalog
+
+    ew_names = {s.name for s in catalog.SPECS if s.family in ("regression", "binary")}
+    default = cases.Options(threads=(1, 2))
+    ew = cases.plan("elementwise", default)
+    assert {c.loss for c in ew} == set(cases.DEFAULT_ELEMENTWISE) & ew_names
+    assert {c.dtype for c in ew} == {"float32"} and {c.size_class for c in ew} == {"cache", "dram"}
+    mc = cases.plan("multiclass", default)
+    assert {c.shape for c in mc} == set(cases.MULTICLASS_CACHE) | set(cases.DEFAULT_MULTICLASS_DRAM)
+    assert cases.box_selection(default)[:2] == (cases.DEFAULT_BOXES, ("float32",))
+
+    full = cases.Options(threads=(1, 2), full=True)
+    ew = cases.plan("elementwise", full)
+    assert {c.loss for c in ew} == ew_names and {c.dtype for c in ew} == {"float32", "float64"}
+    mc = cases.plan("multiclass", full)
+    assert {c.shape for c in mc} == set(cases.MULTICLASS_CACHE) | set(cases.MULTICLASS_DRAM)
+    boxes, dtypes, _ = cases.box_selection(full)
+    assert set(boxes) == {s.name for s in catalog.SPECS if s.family == "box"}
+    assert dtypes == ("float32", "float64")
+    # an explicit selection is taken as given
+    sel = cases.Options(threads=(1,), losses=("mse",), dtypes=("float64",))
+    assert {(c.loss, c.dtype) for c in cases.plan("elementwise", sel)} == {("mse", "float64")}
+
+
 def test_smoke_run_end_to_end(tmp_path):
     """A tiny `fastloss bench --smoke`: each benchmark once, results checked."""
     import subprocess

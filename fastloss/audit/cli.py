@@ -2,6 +2,7 @@
 
     fastloss audit                       # full grids -> reports/stability.{md,json,png}
     fastloss audit --quick               # CI-sized grids (under a minute) -> reports/quick/
+                                         # (markdown and JSON; --plots for the PNGs too)
     fastloss audit --loss mse,huber --dtype float32 --impl fastloss-cpu,torch
     fastloss audit --quick --fail-over 2 # exit 1 if a fastloss result is off by > 2 ULP
     fastloss audit --scheduler tcp://10.0.0.5:8786   # the oracle on a Dask cluster
@@ -35,7 +36,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="dtypes (default: float32,float64)")
     p.add_argument("--impl", type=_csv, action="extend", metavar="IMPL[,IMPL]",
                    help="implementations: fastloss-cpu, fastloss-cuda, numpy, torch, jax, "
-                        "tensorflow, sklearn (default: all; missing libraries are skipped)")
+                        "torchvision, tensorflow, sklearn (default: all; missing libraries are "
+                        "skipped)")
     p.add_argument("--fail-over", type=float, metavar="ULP",
                    help="exit 1 if a fastloss result is more than ULP x condition number ULPs "
                         "from the exact value (NaN and wrong infinities always count)")
@@ -48,6 +50,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true",
                    help="recompute the oracle's values (cache: $FASTLOSS_CACHE or ~/.cache/fastloss)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--plots", action="store_true",
+                   help="write the PNG plots with --quick too (by default --quick writes none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--cuda-sample", type=int, metavar="N",
                    help="elements per grid block under the CUDA simulator (no GPU); "
@@ -76,7 +80,8 @@ def run(args) -> int:
     except ValueError as e:
         print(f"fastloss audit: {e}", file=sys.stderr)
         return 2
-    files = report.write_all(result, out, plots=not args.no_plots)
+    plots = not args.no_plots and (args.plots or not args.quick)
+    files = report.write_all(result, out, plots=plots)
     print(_table(result))
     print(report.headline(result))
     print(f"wrote {', '.join(str(f) for f in files)} in {time.perf_counter() - t0:.1f} s")

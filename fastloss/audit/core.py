@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 import platform
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -54,8 +55,11 @@ class _NoBar:
         pass
 
 
-class _RichBar:
-    def __init__(self, desc, total):
+class _RichBars:
+    """One rich display for all the bars of a run (the oracle's and the
+    implementations' bars advance at the same time, from two threads)."""
+
+    def __init__(self):
         from rich.console import Console
         from rich.progress import (
             BarColumn,
@@ -66,17 +70,37 @@ class _RichBar:
             TimeRemainingColumn,
         )
 
-        self._p = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), TimeRemainingColumn(),
+        self._p = Progress(TextColumn("{task.description:<20}"), BarColumn(),
+                           MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
                            console=Console(stderr=True))
-        self._p.start()
-        self._t = self._p.add_task(desc, total=total)
+        self._open = 0
+        self._started = False
+
+    def __call__(self, desc, total):
+        if not self._started:
+            self._p.start()
+            self._started = True
+        self._open += 1
+        return _RichTask(self, self._p.add_task(desc, total=total))
+
+    def _closed(self):
+        self._open -= 1
+        if self._open == 0 and self._started:
+            self._p.stop()
+            self._started = False
+
+
+class _RichTask:
+    def __init__(self, bars, task):
+        self._bars, self._t = bars, task
 
     def advance(self, n=1):
-        self._p.advance(self._t, n)
+        self._bars._p.advance(self._t, n)
 
     def close(self):
-        self._p.stop()
+        if self._bars is not None:
+            self._bars._closed()
+            self._bars = None
 
 
 class _TqdmBar:
@@ -93,15 +117,15 @@ class _TqdmBar:
 
 
 def progress_factory(enabled: bool):
-    """A function (desc, total) -> bar, using rich, else tqdm, else nothing."""
+    """A function (desc, total) -> bar, using rich, else tqdm, else None."""
     if not enabled:
         return None
-    for cls, mod in ((_RichBar, "rich"), (_TqdmBar, "tqdm")):
+    for make, mod in ((_RichBars, "rich"), (lambda: _TqdmBar, "tqdm")):
         try:
             __import__(mod)
         except ImportError:
             continue
-        return cls
+        return make()
     return None
 
 
@@ -193,17 +217,22 @@ def auditable(module: str = O.DEFAULT_ORACLE) -> dict[str, str]:
     out = {}
     ew = O.elementwise_names(module)
     rows = O.row_names(module)
+    boxes = O.box_names(module)
     for spec in catalog.SPECS:
         if spec.name in ew and G.elementwise_grid(spec.name, np.float64, "quick"):
             out[spec.name] = "elementwise"
         elif spec.name in rows and G.multiclass_grid(spec.name, np.float64, "quick"):
             out[spec.name] = "rows"
+        elif spec.name in boxes and G.box_grid(spec.name, np.float64, "quick"):
+            out[spec.name] = "boxes"
     return out
 
 
 def _blocks(name: str, kind: str, dtype: str, size: str) -> list[G.Block]:
     if kind == "rows":
         return G.multiclass_grid(name, dtype, size)
+    if kind == "boxes":
+        return G.box_grid(name, dtype, size)
     return G.elementwise_grid(name, dtype, size)
 
 
@@ -246,6 +275,7 @@ def audit(
     dtypes = [str(np.dtype(d)) for d in dtypes]
     instances = []
     skipped = {}
+    notes = []
     for impl in P.make(impls):
         if isinstance(impl, P.FastlossCUDA):
             impl = P.FastlossCUDA(sample=cuda_sample)
@@ -255,6 +285,13 @@ def audit(
             log(f"skip {impl.key}: {why}")
         else:
             instances.append(impl)
+            missing = impl.missing_kinds() if hasattr(impl, "missing_kinds") else []
+            if missing:
+                what = " and ".join({"rows": "row-wise (multiclass)", "boxes": "box"}[k]
+                                    for k in missing)
+                notes.append(f"{impl.key}: this build has no CUDA kernels for the {what} "
+                             "losses; they are not audited on CUDA")
+                log(f"note: {notes[-1]}")
     bar = progress_factory(progress)
 
     jobs = []
@@ -271,9 +308,61 @@ def audit(
                             "elements": len(b)} for b in blocks],
             }
     t1 = time.perf_counter()
-    exact, oinfo = O.exact_values(jobs, module=oracle, workers=workers, scheduler=scheduler,
-                                  use_cache=use_cache, progress=bar)
-    t2 = time.perf_counter()
+    log(f"audit: {len(names)} losses x {len(dtypes)} dtypes, "
+        f"{sum(len(b) for _, _, bl in jobs for b in bl)} inputs ({size} grids); "
+        f"implementations: {', '.join(i.key for i in instances) or 'none'}")
+
+    # Everything that does not need the exact values runs while the oracle
+    # computes them: the CUDA simulator (a subprocess) is started first, the
+    # oracle's workers in a thread of this process, and the in-process
+    # implementations evaluated meanwhile.
+    todo = {}
+    pending = {}
+    for impl in instances:
+        todo[impl.key] = [(n, dt, k, b) for n, dt, blocks in jobs for k, b in enumerate(blocks)
+                          if impl.supports(b)]
+        start = getattr(impl, "start_many", None)
+        if start is not None and todo[impl.key]:
+            pending[impl.key] = start([b for *_, b in todo[impl.key]])
+    oracle_out: dict = {}
+
+    def _oracle():
+        try:
+            oracle_out["result"] = O.exact_values(
+                jobs, module=oracle, workers=workers, scheduler=scheduler,
+                use_cache=use_cache, progress=bar)
+        except BaseException as e:  # noqa: BLE001 - re-raised in the caller's thread
+            oracle_out["error"] = e
+        oracle_out["t"] = time.perf_counter()
+        if "result" in oracle_out:
+            info = oracle_out["result"][1]
+            log(f"oracle: {info['computed_elements']} inputs computed, "
+                f"{info['cached_elements']} from the cache, in {oracle_out['t'] - t1:.1f} s")
+
+    th = threading.Thread(target=_oracle, name="fastloss-oracle", daemon=True)
+    th.start()
+    nblocks = sum(len(t) for t in todo.values())
+    ibar = bar("implementations", nblocks) if bar and nblocks else P_NOBAR
+    got_by_impl = {}
+    for impl in instances:
+        items = todo[impl.key]
+        if impl.key in pending or not items:
+            continue
+        res = []
+        for _, _, _, b in items:  # one block at a time, for the progress bar
+            res += impl.evaluate_many([b])
+            ibar.advance(1)
+        got_by_impl[impl.key] = res
+    for key, finish in pending.items():
+        got_by_impl[key] = finish(ibar.advance)
+    ibar.close()
+    t_impl = time.perf_counter()
+    log(f"implementations: evaluated in {t_impl - t1:.1f} s")
+    th.join()
+    if "error" in oracle_out:
+        raise oracle_out["error"]
+    exact, oinfo = oracle_out["result"]
+    t2 = oracle_out["t"]
 
     report = {
         "meta": {
@@ -284,19 +373,15 @@ def audit(
             "scheduler": None if scheduler is None else str(getattr(scheduler, "scheduler", scheduler)),
             "implementations": {i.key: i.label for i in instances},
             "skipped_implementations": skipped,
+            "notes": notes,
             "versions": _versions(),
         },
         "losses": {},
     }
     errors: dict = {}
-    total_evals = sum(len(blocks) for _, _, blocks in jobs) * max(len(instances), 1)
-    ibar = bar("implementations", total_evals) if bar else P_NOBAR
-    # group jobs so an implementation sees all its blocks at once (one CUDA simulator run)
     for impl in instances:
-        todo = [(n, dt, k, b) for n, dt, blocks in jobs for k, b in enumerate(blocks)
-                if impl.supports(b)]
-        res = impl.evaluate_many([b for *_, b in todo]) if todo else []
-        got = {(n, dt, k): r for (n, dt, k, _), r in zip(todo, res, strict=True)}
+        got = {(n, dt, k): r for (n, dt, k, _), r in
+               zip(todo[impl.key], got_by_impl.get(impl.key, []), strict=True)}
         for n, dt, blocks in jobs:
             L = report["losses"].setdefault(n, {
                 "family": catalog.get(n).family, "grid_kind": available[n],
@@ -309,11 +394,13 @@ def audit(
             R = L["results"].setdefault(impl.key, {"label": impl.label, "fastloss": impl.is_fastloss,
                                                    "dtypes": {}})
             _measure(impl, n, dt, blocks, ex, got, R, errors)
-            ibar.advance(len(blocks))
-    ibar.close()
     t3 = time.perf_counter()
+    # the oracle and the implementations overlap: "oracle" and "implementations"
+    # are each measured from the start of that phase, "total" is the wall time
     report["meta"]["seconds"] = {"setup": round(t1 - t0, 2), "oracle": round(t2 - t1, 2),
-                                 "implementations": round(t3 - t2, 2), "total": round(t3 - t0, 2)}
+                                 "implementations": round(t_impl - t1, 2),
+                                 "statistics": round(t3 - max(t2, t_impl), 2),
+                                 "total": round(t3 - t0, 2)}
     report["summary"] = summarize(report)
     return AuditResult(report, errors)
 
@@ -339,17 +426,19 @@ def _measure(impl, loss, dtype, blocks, exact, got, R, errors) -> None:
             continue
         v, g, idx = r
         e = exact[k]
-        idx = np.arange(len(b)) if idx is None else np.asarray(idx)
+        idx = np.arange(len(b)) if idx is None else np.asarray(idx, dtype=np.int64)
         keep = e.ok[idx]
         idx = idx[keep]
         v = np.asarray(v)[keep]
-        g = np.asarray(g)[keep]
         covered += 1
         comp["value"].append(v.ravel())
         ref["value"].append(e.value[idx].ravel())
         conds["value"].append(e.cond_value[idx].ravel())
         mags["value"].append(b.mag[idx] if b.mag is not None else np.full(len(idx), np.nan))
         where["value"].append(np.stack([np.full(len(idx), k), idx], 1))
+        if g is None:  # a peer that gives values only (scikit-learn)
+            continue
+        g = np.asarray(g)[keep]
         gshape_c = g.reshape(len(idx), -1)
         C = gshape_c.shape[1]
         comp["grad"].append(gshape_c.ravel())

@@ -431,7 +431,9 @@ def _row_logits(dtype, size, C=4) -> np.ndarray:
 def multiclass_grid(name: str, dtype, size: str = "full") -> list[Block]:
     """Rows for the multiclass losses: integer labels (every class, the
     arg-max and arg-min) and probability targets (hard, soft, with zeros).
-    ``mag`` is the spread max - min of the finite logits of the row."""
+    ``mag`` is the spread max - min of the finite logits of the row
+    (``categorical_cross_entropy``: the smallest positive probability of the
+    row)."""
     dtype = np.dtype(dtype)
     x = _row_logits(dtype, size)
     n, C = x.shape
@@ -460,7 +462,113 @@ def multiclass_grid(name: str, dtype, size: str = "full") -> list[Block]:
         lp = x  # log-probabilities need not be normalised for nll
         for lab in labels_all:
             blocks.append(Block(name, {}, lp, lab, mag=mag, kind="rows", tag="int labels"))
+    elif name == "kl_div":
+        blocks += _kl_blocks(_log_softmax_rows(x), mag, dtype, size)
+    elif name == "categorical_cross_entropy":
+        blocks += _cce_blocks(dtype, size)
     return blocks
+
+
+def _target_rows(dtype, C=4) -> list[list[float]]:
+    """Probability target rows: hard, uniform, soft, with zeros, with
+    subnormal and tiny entries, one entry next to 1."""
+    fi = np.finfo(dtype)
+    e, tiny, sub = float(fi.eps), float(fi.smallest_normal), float(fi.smallest_subnormal)
+    rows = [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.25, 0.25, 0.25, 0.25],
+        [0.7, 0.1, 0.1, 0.1],
+        [0.0, 0.5, 0.0, 0.5],
+        [1.0 - e, e / 2, e / 4, e / 4],
+        [sub, 0.5, 0.5, 0.0],
+        [tiny, 1e-3, 0.999, 0.0],
+    ]
+    return [r[:C] for r in rows]
+
+
+def _log_softmax_rows(x) -> np.ndarray:
+    """log softmax of each row of logits, computed in float64 (log-sum-exp
+    about the row's maximum), rounded to the rows' dtype; -inf stays -inf."""
+    z = x.astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        m = np.max(np.where(np.isfinite(z), z, -np.inf), axis=1, keepdims=True)
+        d = z - m
+        lse = np.log(np.sum(np.exp(d), axis=1, keepdims=True))
+        out = d - lse
+    return out.astype(x.dtype)
+
+
+def _kl_blocks(x, mag, dtype, size) -> list[Block]:
+    """kl_div: log-probability rows x (the log softmax of the logit rows:
+    probabilities of every magnitude down to exp(-max) and -inf, for the
+    zero-probability entries) against probability targets cycling
+    through ``_target_rows``; with ``log_target`` the same targets as
+    log-probabilities (log 0 = -inf)."""
+    n, C = x.shape
+    base = _target_rows(dtype, C)
+    t = _arr([base[i % len(base)] for i in range(n)], dtype)
+    out = [Block("kl_div", {"log_target": False}, x, t, mag=mag, kind="rows",
+                 tag="probability targets")]
+    with np.errstate(divide="ignore"):
+        lt = np.log(t.astype(np.float64)).astype(dtype)
+    # rows with a zero target (log target -inf) in a block of their own: an
+    # implementation that refuses them still gets the other rows audited
+    z = np.any(np.isneginf(lt), axis=1)
+    out.append(Block("kl_div", {"log_target": True}, x[~z], lt[~z], mag=mag[~z], kind="rows",
+                     tag="log-probability targets"))
+    out.append(Block("kl_div", {"log_target": True}, x[z], lt[z], mag=mag[z], kind="rows",
+                     tag="log-probability targets with log 0 = -inf"))
+    if size == "full":  # the targets shifted by one row: other (x, t) pairs
+        t2 = np.roll(t, 1, axis=0)
+        out.append(Block("kl_div", {"log_target": False}, x, t2, mag=mag, kind="rows",
+                         tag="probability targets (shifted)"))
+    return out
+
+
+def _prob_rows(dtype, size, C=4) -> np.ndarray:
+    """Rows of C probabilities: softmax of the logit rows (computed in float64,
+    rounded to the dtype, not renormalised), rows with exact 0 and 1, with
+    subnormal and tiny entries, and 1 - eps."""
+    z = _row_logits(np.float64, size, C).astype(np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        z = z - np.max(np.where(np.isfinite(z), z, -np.inf), axis=1, keepdims=True)
+        e = np.exp(z)
+        p = e / e.sum(axis=1, keepdims=True)
+    p = p[np.all(np.isfinite(p), axis=1)]
+    fi = np.finfo(dtype)
+    eps, tiny, sub = float(fi.eps), float(fi.smallest_normal), float(fi.smallest_subnormal)
+    extra = [
+        [1.0, 0.0, 0.0, 0.0],
+        [0.0, 1.0, 0.0, 0.0],
+        [1.0 - eps, eps / 2, eps / 4, eps / 4],
+        [sub, 0.5, 0.5 - sub, 0.0],
+        [tiny, tiny, 0.5, 0.5],
+        [1e-30, 1e-20, 1e-10, 1.0 - 1e-10],
+        [0.25, 0.25, 0.25, 0.25],
+    ]
+    return np.concatenate([_arr(p, dtype), _arr([r[:C] for r in extra], dtype)])
+
+
+def _cce_blocks(dtype, size) -> list[Block]:
+    """categorical_cross_entropy: probability rows x against probability
+    targets cycling through ``_target_rows``, and against one-hot targets
+    (on every class, full grid; on the row's smallest entry, quick)."""
+    x = _prob_rows(dtype, size)
+    n, C = x.shape
+    xf = x.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        mag = np.nanmin(np.where(xf > 0, xf, np.nan), axis=1)
+    base = _target_rows(dtype, C)
+    t = _arr([base[i % len(base)] for i in range(n)], dtype)
+    out = [Block("categorical_cross_entropy", {}, x, t, mag=mag, kind="rows",
+                 tag="probability targets")]
+    classes = range(C) if size == "full" else [None]
+    for c in classes:
+        lab = np.argmin(xf, axis=1) if c is None else np.full(n, c)
+        oh = np.eye(C, dtype=dtype)[lab]
+        out.append(Block("categorical_cross_entropy", {}, x, oh, mag=mag, kind="rows",
+                         tag="one-hot targets", meta={"one_hot": True}))
+    return out
 
 
 def _soft_targets(dtype, n, C) -> np.ndarray:
@@ -471,3 +579,62 @@ def _soft_targets(dtype, n, C) -> np.ndarray:
         [0.0, 0.5, 0.0, 0.5],
     ]
     return _arr([base[i % len(base)][:C] for i in range(n)], dtype)
+
+
+# --------------------------------------------------------------------------
+# boxes
+
+
+def box_grid(name: str, dtype, size: str = "full") -> list[Block]:
+    """Pairs of boxes (x1, y1, x2, y2): a prediction ``x`` (n, 4) against a
+    target ``y`` (n, 4). For box sizes s of every magnitude whose areas are
+    normal numbers (s from 4 sqrt(smallest normal) to sqrt(max)/4) and offsets c
+    of the boxes' position (0, 1, 1e3 and, full grid, a large one where
+    coordinates carry few bits of the size): identical boxes, boxes one ULP
+    apart, shifted by a quarter, a half, exactly one (touching) and two
+    (disjoint) sizes, nested, scaled, swapped aspect ratio (CIoU's angle
+    term), and degenerate boxes (zero width or height, zero-size points).
+    ``mag`` is the size s."""
+    if name not in ("iou_loss", "giou_loss", "diou_loss", "ciou_loss"):
+        return []
+    dtype = np.dtype(dtype)
+    fi = np.finfo(dtype)
+    m = magnitudes(dtype, "quick")  # the box cases multiply: the quick magnitudes in both grids
+    m = m[(m >= 4 * math.sqrt(float(fi.smallest_normal))) & (m <= math.sqrt(float(fi.max)) / 4)]
+    offsets = [0.0, 1.0, 1e3, float(fi.max) ** 0.25] if size == "full" else [0.0, 1e3]
+    rel = [  # prediction relative to a unit target [0, 0, 1, 1]
+        (0.0, 0.0, 1.0, 1.0),  # identical
+        (0.25, 0.0, 1.25, 1.0),  # shifted by a quarter
+        (0.5, 0.5, 1.5, 1.5),  # shifted diagonally by a half
+        (1.0, 0.0, 2.0, 1.0),  # touching
+        (2.0, 2.0, 3.0, 3.0),  # disjoint
+        (0.25, 0.25, 0.75, 0.75),  # nested
+        (-0.5, -0.5, 1.5, 1.5),  # enclosing
+        (0.0, 0.0, 2.0, 0.5),  # other aspect ratio
+        (0.5, 0.5, 0.5, 0.5),  # a point inside
+        (0.0, 0.0, 1.0, 0.0),  # zero height
+    ]
+    if size == "full":
+        rel += [(0.1, 0.2, 1.3, 0.9), (-1.0, 0.25, 0.5, 0.75), (0.0, 0.0, 0.5, 2.0),
+                (1.0, 1.0, 1.0, 1.0)]
+    xs, ys, mags = [], [], []
+    with np.errstate(over="ignore", invalid="ignore"):
+        for c in offsets:
+            for s in m:
+                s = float(s)
+                t = np.array([c, c, c + s, c + s])
+                for r in rel:
+                    xs.append([c + s * r[0], c + s * r[1], c + s * r[2], c + s * r[3]])
+                    ys.append(t)
+                    mags.append(s)
+    x = _arr(xs, dtype)
+    y = _arr(ys, dtype)
+    ok = np.all(np.isfinite(x), axis=1) & np.all(np.isfinite(y), axis=1)
+    x, y, mag = x[ok], y[ok], np.asarray(mags)[ok]
+    # a prediction one ULP away from the target in each coordinate
+    yn = np.unique(y, axis=0)
+    xn = np.nextafter(yn, np.asarray(np.inf, dtype)).astype(dtype)
+    x = np.concatenate([x, xn])
+    y = np.concatenate([y, yn])
+    mag = np.concatenate([mag, (yn[:, 2] - yn[:, 0]).astype(np.float64)])
+    return [Block(name, {}, x, y, mag=mag, kind="boxes", tag="box pairs")]

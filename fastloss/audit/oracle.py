@@ -3,8 +3,11 @@ computed in parallel (local processes or a Dask cluster) and cached on disk.
 
 The oracle is a module (``fastloss.reference`` by default) providing
 ``value_and_grad(name, x, y, q=1.0, **params) -> (value, grad)`` per element
-and, for rows, ``multiclass.row_value_and_grad(name, x_row, target, **params)
--> (value, [grad_c])``, as mpmath numbers. The work is cut into chunks
+(and ``condition(...)``, the condition numbers, where it has them); for rows,
+``multiclass.row_value_and_grad(name, x_row, target, **params) -> (value,
+[grad_c])`` (and ``multiclass.row_condition``); for box pairs,
+``boxes.value_and_grad(name, pred4, target4) -> (value, [grad_k])``; as
+mpmath numbers. The work is cut into chunks
 (``Task``); ``evaluate_chunk`` is a pure top-level function of its task, so a
 chunk gives the same numbers wherever it runs: in this process, in a local
 worker process, or on a Dask worker (``--scheduler``).
@@ -80,17 +83,48 @@ def elementwise_names(module: str = DEFAULT_ORACLE) -> set[str]:
     return set(getattr(mod, "ELEMENTWISE", ()) or ())
 
 
+#: probe rows for oracles that do not list their row-wise losses: (target, params)
+_ROW_PROBES = {
+    "cross_entropy": (0, {}), "nll": (0, {}), "softmax_focal": (0, {"gamma": 2.0}),
+    "multi_margin": (0, {"p": 1}), "kl_div": ((0.5, 0.5), {"log_target": False}),
+    "categorical_cross_entropy": ((0.5, 0.5), {}),
+}
+
+
 def row_names(module: str = DEFAULT_ORACLE) -> set[str]:
-    """Losses the oracle has a row (multiclass) reference for."""
+    """Losses the oracle has a row (multiclass) reference for: its ``NAMES``
+    (or ``ROWWISE`` / ``MULTICLASS``) list, else the known row-wise losses
+    that ``row_value_and_grad`` evaluates on a probe row without raising."""
     try:
         mc = importlib.import_module(module + ".multiclass")
     except ImportError:
         return set()
     names = getattr(mc, "NAMES", None) or getattr(mc, "ROWWISE", None) or getattr(mc, "MULTICLASS", None)
-    if names is None:
-        return set() if not hasattr(mc, "row_value_and_grad") else {
-            "cross_entropy", "nll", "softmax_focal", "multi_margin"}
-    return set(names)
+    if names is not None:
+        return set(names)
+    f = getattr(mc, "row_value_and_grad", None)
+    if f is None:
+        return set()
+    out = set()
+    for name, (target, params) in _ROW_PROBES.items():
+        x = [0.25, 0.5] if name == "categorical_cross_entropy" else [0.0, 1.0]
+        try:
+            f(name, x, target, **params)
+        except Exception:  # noqa: BLE001 - not covered by this oracle
+            continue
+        out.add(name)
+    return out
+
+
+def box_names(module: str = DEFAULT_ORACLE) -> set[str]:
+    """Box losses the oracle has a reference for (``<module>.boxes.NAMES``)."""
+    try:
+        bx = importlib.import_module(module + ".boxes")
+    except ImportError:
+        return set()
+    if not hasattr(bx, "value_and_grad"):
+        return set()
+    return set(getattr(bx, "NAMES", ()) or ())
 
 
 @dataclass(frozen=True)
@@ -99,7 +133,7 @@ class Task:
 
     module: str
     loss: str
-    kind: str  # "elementwise" | "rows"
+    kind: str  # "elementwise" | "rows" | "boxes"
     params: tuple  # sorted (name, value) pairs
     x: tuple  # floats, or tuples of floats for rows
     y: tuple  # floats, ints (labels) or tuples (probability rows)
@@ -122,11 +156,14 @@ def evaluate_chunk(task: Task):
     if task.kind == "rows":
         from importlib import import_module
 
-        row = import_module(task.module + ".multiclass").row_value_and_grad
+        mc = import_module(task.module + ".multiclass")
+        row = mc.row_value_and_grad
+        rcond = getattr(mc, "row_condition", None)
         C = len(task.x[0]) if n else 0
         vals = np.full(n, np.nan)
         grads = np.full((n, C), np.nan)
-        ones = np.ones(n)
+        cv = np.ones(n)
+        cg = np.ones((n, C))
         for i in range(n):
             try:
                 v, g = row(task.loss, list(task.x[i]), task.y[i], **params)
@@ -135,7 +172,28 @@ def evaluate_chunk(task: Task):
             except Exception as e:  # noqa: BLE001 - reported, never hidden
                 ok[i] = False
                 err = err or f"{type(e).__name__}: {e}"
-        return vals, grads, ok, err, ones, np.ones((n, C))
+                continue
+            if rcond is not None:
+                try:
+                    c0, cs = rcond(task.loss, list(task.x[i]), task.y[i], **params)
+                    cv[i] = float(c0)
+                    cg[i] = [float(c) for c in cs]
+                except Exception:  # noqa: BLE001 - no allowance where it cannot be computed
+                    pass
+        return vals, grads, ok, err, cv, cg
+    if task.kind == "boxes":
+        box = importlib.import_module(task.module + ".boxes").value_and_grad
+        vals = np.full(n, np.nan)
+        grads = np.full((n, 4), np.nan)
+        for i in range(n):
+            try:
+                v, g = box(task.loss, list(task.x[i]), list(task.y[i]), **params)
+                vals[i] = round_to_dtype(v, task.dtype)
+                grads[i] = [round_to_dtype(t, task.dtype) for t in g]
+            except Exception as e:  # noqa: BLE001 - reported, never hidden
+                ok[i] = False
+                err = err or f"{type(e).__name__}: {e}"
+        return vals, grads, ok, err, np.ones(n), np.ones((n, 4))
     vals = np.full(n, np.nan)
     grads = np.full(n, np.nan)
     cv = np.ones(n)
@@ -169,7 +227,11 @@ def _tasks_of(module: str, b: Block, dtype: str) -> list[Task]:
     out = []
     for s in range(0, len(b), CHUNK):
         sl = slice(s, s + CHUNK)
-        if b.kind == "rows":
+        if b.kind == "boxes":
+            x = tuple(tuple(float(v) for v in r) for r in b.x[sl])
+            y = tuple(tuple(float(v) for v in r) for r in b.y[sl])
+            q = None
+        elif b.kind == "rows":
             x = tuple(tuple(float(v) for v in r) for r in b.x[sl])
             y = tuple(int(v) if b.y.ndim == 1 else tuple(float(t) for t in v) for v in b.y[sl])
             q = None
@@ -224,9 +286,17 @@ def _save(path: pathlib.Path, exact: list[Exact]) -> None:
     os.replace(tmp, path)
 
 
+#: elements per local worker process: a process costs about a second to start
+#: (importing NumPy, Numba and mpmath), the quick grids take a few seconds in
+#: all, so a small job gets one worker process (which leaves the audit's own
+#: process free to run the implementations meanwhile) and only large ones more
+ELEMENTS_PER_PROCESS = 20000
+
+
 def _run_local(tasks: list[Task], workers: int, tick: Callable[[int], None]) -> list:
     results: list = [None] * len(tasks)
-    if workers <= 1 or sum(len(t.x) for t in tasks) <= 2 * CHUNK:
+    total = sum(len(t.x) for t in tasks)
+    if workers <= 1 or total <= 2 * CHUNK:
         for i, t in enumerate(tasks):
             results[i] = evaluate_chunk(t)
             tick(len(t.x))
@@ -234,7 +304,8 @@ def _run_local(tasks: list[Task], workers: int, tick: Callable[[int], None]) -> 
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as ex:
+    procs = max(1, min(workers, total // ELEMENTS_PER_PROCESS))
+    with ProcessPoolExecutor(max_workers=procs, mp_context=mp.get_context("spawn")) as ex:
         futs = {ex.submit(evaluate_chunk, t): i for i, t in enumerate(tasks)}
         for f in as_completed(futs):
             i = futs[f]

@@ -16,7 +16,10 @@ correct them: that is what is being measured), evaluates the values with
   and the audit's proof that it can fail;
 - ``torch``: ``torch.nn.functional`` (and ``torchvision.ops`` for the focal
   loss when installed), gradients by autograd;
-- ``jax``: ``optax.losses`` under ``jax_enable_x64``, gradients by ``jax.vjp``.
+- ``jax``: ``optax.losses`` under ``jax_enable_x64``, gradients by ``jax.vjp``;
+- ``torchvision``: ``torchvision.ops`` box losses, gradients by autograd;
+- ``tensorflow``: ``tf.keras.losses``, gradients by ``tf.GradientTape``;
+- ``sklearn``: ``sklearn.metrics``, values only (no gradients), per element.
 
 A peer whose library is not installed is skipped with a line saying so; a
 loss a peer does not have is "n/a" for it.
@@ -25,6 +28,7 @@ loss a peer does not have is "n/a" for it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -57,8 +61,10 @@ class Impl:
         out = []
         for b in blocks:
             try:
-                v, g = self.evaluate(b)
-                out.append((np.asarray(v), np.asarray(g), None))
+                r = self.evaluate(b)
+                v, g = r[0], r[1]
+                idx = r[2] if len(r) > 2 else None
+                out.append((np.asarray(v), None if g is None else np.asarray(g), idx))
             except Exception as e:  # noqa: BLE001 - reported per block
                 out.append(e)
         return out
@@ -80,6 +86,32 @@ class FastlossCPU(Impl):
         import fastloss as fl
 
         return fl.value_and_grad(block.loss, block.x, block.y, reduction="none", **_fl_params(block))
+
+    def start_many(self, blocks):
+        """Start evaluating ``blocks``: the float64 blocks in a subprocess,
+        the others in this process when the returned function is called.
+        Numba compiles a kernel per loss and dtype on first use (minutes in
+        all on a cold cache); this compiles the two dtypes' kernels on two
+        cores. Results are the same: the same kernels on the same inputs."""
+        far = [i for i, b in enumerate(blocks) if b.x.dtype == np.float64]
+        if not far or len(far) == len(blocks) or os.environ.get("FASTLOSS_AUDIT_INPROCESS"):
+            far = []
+        wait = _start_subprocess("cpu", [blocks[i] for i in far], [None] * len(far),
+                                 {"NUMBA_ENABLE_CUDASIM": "0"}) if far else None
+
+        def finish(tick=lambda k: None):
+            out: list = [None] * len(blocks)
+            farset = set(far)
+            for i, b in enumerate(blocks):  # one block at a time, for the progress bar
+                if i not in farset:
+                    out[i] = self.evaluate_many([b])[0]
+                    tick(1)
+            if wait is not None:
+                for i, r in zip(far, wait(tick), strict=True):
+                    out[i] = r
+            return out
+
+        return finish
 
 
 def _sample_index(n: int, k: int) -> np.ndarray:
@@ -127,30 +159,71 @@ class FastlossCUDA(Impl):
             return f"the CUDA backend (fastloss.cuda.api) is not in this build ({e})"
         return None
 
-    def evaluate_many(self, blocks):
-        if self._on_gpu():
-            return _cuda_evaluate_blocks(blocks)
-        return self._simulate(blocks)
+    #: the CUDA module of each non-elementwise grid kind (fastloss.cuda.api's mapping)
+    _MODULES = {"rows": "fastloss.cuda.rowwise", "boxes": "fastloss.cuda.boxes"}
 
-    def _simulate(self, blocks):
-        with tempfile.TemporaryDirectory() as td:
-            src = os.path.join(td, "in.npz")
-            dst = os.path.join(td, "out.npz")
-            arrays, idxs = {}, []
-            for i, b in enumerate(blocks):
-                idx = _sample_index(len(b), self._sample)
-                idxs.append(idx)
-                arrays[f"x{i}"] = b.x[idx]
-                arrays[f"y{i}"] = b.y[idx]
-                if b.q is not None:
-                    arrays[f"q{i}"] = b.q[idx]
-                arrays[f"meta{i}"] = np.array(repr((b.loss, b.params, b.kind)))
-            np.savez(src, n=len(blocks), **arrays)
-            env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
-            r = subprocess.run([sys.executable, "-m", "fastloss.audit.peers", src, dst], env=env,
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                err = RuntimeError("CUDA simulator run failed: " + r.stderr.strip()[-500:])
+    def supports(self, block):
+        """Elementwise losses; rows and boxes when this build has their CUDA
+        kernels (else the losses are "–" for CUDA, rather than an error per
+        block from the simulator)."""
+        mod = self._MODULES.get(block.kind)
+        return mod is None or importlib.util.find_spec(mod) is not None
+
+    def missing_kinds(self) -> list[str]:
+        return [k for k, m in self._MODULES.items() if importlib.util.find_spec(m) is None]
+
+    def evaluate_many(self, blocks):
+        return self.start_many(blocks)()
+
+    def start_many(self, blocks):
+        """Start evaluating ``blocks``; returns ``finish(tick)``, which waits and
+        returns what ``evaluate_many`` returns. Under the simulator the work
+        runs in a subprocess, so the audit overlaps it with everything else."""
+        if self._on_gpu():
+            return _ticking(lambda: _cuda_evaluate_blocks(blocks), len(blocks))
+        idxs = [_sample_index(len(b), self._sample) for b in blocks]
+        return _start_subprocess("cuda-simulator", blocks, idxs, {"NUMBA_ENABLE_CUDASIM": "1"})
+
+
+def _ticking(f, n):
+    """``finish(tick)`` that calls ``f()`` and then ``tick(n)``."""
+    def finish(tick=lambda k: None):
+        out = f()
+        tick(n)
+        return out
+
+    return finish
+
+
+def _start_subprocess(mode: str, blocks, idxs, env: dict):
+    """Evaluate ``blocks`` (the elements ``idxs[i]`` of block i, or all of
+    them where it is None) in ``python -m fastloss.audit.peers MODE IN OUT``;
+    returns ``finish(tick)``, which waits for it, calls ``tick(len(blocks))``
+    and returns [(value, grad, index) or an Exception] per block."""
+    td = tempfile.TemporaryDirectory()
+    src = os.path.join(td.name, "in.npz")
+    dst = os.path.join(td.name, "out.npz")
+    arrays = {}
+    for i, (b, idx) in enumerate(zip(blocks, idxs, strict=True)):
+        sel = slice(None) if idx is None else idx
+        arrays[f"x{i}"] = b.x[sel]
+        arrays[f"y{i}"] = b.y[sel]
+        if b.q is not None:
+            arrays[f"q{i}"] = b.q[sel]
+        arrays[f"meta{i}"] = np.array(repr((b.loss, b.params, b.kind)))
+    np.savez(src, n=len(blocks), **arrays)
+    errf = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen([sys.executable, "-m", "fastloss.audit.peers", mode, src, dst],
+                            env=dict(os.environ, **env), stdout=subprocess.DEVNULL,
+                            stderr=errf, text=True)
+
+    def finish(tick=lambda k: None):
+        try:
+            rc = proc.wait()
+            tick(len(blocks))
+            if rc != 0:
+                errf.seek(0)
+                err = RuntimeError(f"{mode} subprocess failed: " + errf.read().strip()[-500:])
                 return [err] * len(blocks)
             out = []
             with np.load(dst, allow_pickle=False) as z:
@@ -160,6 +233,11 @@ class FastlossCUDA(Impl):
                     else:
                         out.append((z[f"v{i}"], z[f"g{i}"], idx))
             return out
+        finally:
+            errf.close()
+            td.cleanup()
+
+    return finish
 
 
 def _cuda_evaluate_blocks(blocks, idxs=None):
@@ -186,8 +264,9 @@ def _cuda_evaluate_blocks(blocks, idxs=None):
     return out
 
 
-def _simulator_main(src: str, dst: str) -> int:
-    """Subprocess entry: evaluate the blocks in ``src`` under the simulator."""
+def _subprocess_main(mode: str, src: str, dst: str) -> int:
+    """Subprocess entry: evaluate the blocks in ``src`` with fastloss on the
+    CPU (mode "cpu") or on CUDA arrays under the simulator ("cuda-simulator")."""
     import ast
 
     with np.load(src, allow_pickle=False) as z:
@@ -197,7 +276,11 @@ def _simulator_main(src: str, dst: str) -> int:
             loss, params, kind = ast.literal_eval(str(z[f"meta{i}"]))
             q = z[f"q{i}"] if f"q{i}" in z else None
             blocks.append(Block(loss, params, z[f"x{i}"], z[f"y{i}"], q=q, kind=kind))
-    res = _cuda_evaluate_blocks(blocks)
+    if mode == "cpu":
+        res = FastlossCPU().evaluate_many(blocks)
+        res = [r if isinstance(r, Exception) else r[:2] for r in res]
+    else:
+        res = _cuda_evaluate_blocks(blocks)
     arrays = {}
     for i, r in enumerate(res):
         if isinstance(r, Exception):
@@ -327,7 +410,17 @@ def _np_rows():
         t = np.eye(C, dtype=x.dtype)[y]
         return -(t * x).sum(axis=1), -t
 
-    return {"cross_entropy": cross_entropy, "nll": nll}
+    def kl_div(x, y, p):
+        if p.get("log_target", False):
+            et = np.exp(y)
+            return (et * (y - x)).sum(axis=1), -et
+        return (y * (np.log(y) - x)).sum(axis=1), -y
+
+    def categorical_cross_entropy(x, y, p):
+        return -(y * np.log(x)).sum(axis=1), -y / x
+
+    return {"cross_entropy": cross_entropy, "nll": nll, "kl_div": kl_div,
+            "categorical_cross_entropy": categorical_cross_entropy}
 
 
 class NumpyTextbook(Impl):
@@ -339,6 +432,8 @@ class NumpyTextbook(Impl):
         self._r = _np_rows()
 
     def supports(self, block):
+        if block.kind == "boxes":
+            return False
         return block.loss in (self._r if block.kind == "rows" else self._f)
 
     def evaluate(self, block):
@@ -382,7 +477,12 @@ class Torch(Impl):
             if name == "multi_margin":
                 return lambda x, y: F.multi_margin_loss(x, y, p=p.get("p", 1),
                                                         margin=p.get("margin", 1.0), reduction="none")
-            return None
+            if name == "kl_div":
+                return lambda x, y: F.kl_div(x, y, reduction="none",
+                                             log_target=p.get("log_target", False)).sum(dim=1)
+            return None  # categorical_cross_entropy: no torch.nn.functional counterpart
+        if block.kind == "boxes":
+            return None  # PyTorch has no box losses: see the torchvision adapter
         simple = {
             "mse": lambda x, y: F.mse_loss(x, y, reduction="none"),
             "mae": lambda x, y: F.l1_loss(x, y, reduction="none"),
@@ -486,31 +586,238 @@ class Optax(Impl):
 
 
 # ---------------------------------------------------------------------------
-# libraries that are reported but have no adapter yet
+# torchvision (box losses)
 
 
-class _Missing(Impl):
-    def __init__(self, key, label, module, why):
-        self.key, self.label, self._module, self._why = key, label, module, why
+class Torchvision(Impl):
+    """``torchvision.ops``: ``generalized_box_iou_loss``,
+    ``distance_box_iou_loss``, ``complete_box_iou_loss`` (``reduction="none"``,
+    torchvision's default ``eps=1e-7``) and the IoU loss as ``1 - box_iou``
+    of each pair; gradients by autograd."""
+
+    key = "torchvision"
+    label = "torchvision"
 
     def unavailable(self):
         try:
-            importlib.import_module(self._module)
+            import torch  # noqa: F401
+            import torchvision  # noqa: F401
         except ImportError:
-            return f"{self.label} is not installed"
-        return self._why
+            return "torchvision is not installed (pip install torchvision)"
+        return None
+
+    def supports(self, block):
+        return block.kind == "boxes" and block.loss in (
+            "iou_loss", "giou_loss", "diou_loss", "ciou_loss")
+
+    def evaluate(self, block):
+        import torch
+        from torchvision import ops
+
+        def iou_loss(p, t, reduction="none"):
+            # box_iou is pairwise (n x m): its diagonal, a chunk at a time
+            parts = [1 - torch.diagonal(ops.box_iou(p[i:i + 256], t[i:i + 256]))
+                     for i in range(0, p.shape[0], 256)]
+            return torch.cat(parts) if parts else p.sum(dim=1)
+
+        f = {"iou_loss": iou_loss, "giou_loss": ops.generalized_box_iou_loss,
+             "diou_loss": ops.distance_box_iou_loss,
+             "ciou_loss": ops.complete_box_iou_loss}[block.loss]
+        x = torch.from_numpy(np.array(block.x)).requires_grad_(True)
+        y = torch.from_numpy(np.array(block.y))
+        v = f(x, y, reduction="none")
+        v.sum().backward()
+        return v.detach().numpy(), x.grad.numpy()
+
+
+# ---------------------------------------------------------------------------
+# scikit-learn (values only)
+
+
+class Sklearn(Impl):
+    """``sklearn.metrics``, which returns means and no gradients: the audit
+    measures **values only** (the gradient columns stay empty), per element,
+    one element at a time (``log_loss``, ``hinge_loss``) or with
+    ``multioutput="raw_values"`` on a (1, n) row (the regression metrics,
+    whose mean over one sample is the element's loss):
+
+    - ``mse``: ``mean_squared_error``; ``mae``: ``mean_absolute_error``;
+      ``msle``: ``mean_squared_log_error``; ``quantile``: ``mean_pinball_loss``
+      (``alpha`` = tau);
+    - ``binary_cross_entropy``: ``log_loss([y], [p], labels=[0, 1])`` on hard
+      targets y in {0, 1} (sklearn takes no soft targets); it clips p to
+      [eps, 1 - eps] (eps of p's dtype): the audit measures that;
+    - ``categorical_cross_entropy``: ``log_loss([label], [row])`` on the
+      one-hot-target blocks;
+    - ``hinge``: ``hinge_loss([y, -y], [x, 0], labels=[-1, 1],
+      sample_weight=[1, 0])`` (on one sample sklearn reads the label set from
+      ``y_true`` and returns 0 for y = 1), y = 0 read as -1.
+
+    Inputs sklearn refuses (it raises: infinities, msle's x <= -1) are left
+    out of its statistics."""
+
+    key = "sklearn"
+    label = "scikit-learn"
+
+    _RAW = {"mse": "mean_squared_error", "mae": "mean_absolute_error",
+            "msle": "mean_squared_log_error", "quantile": "mean_pinball_loss"}
+
+    def unavailable(self):
+        try:
+            import sklearn.metrics  # noqa: F401
+        except ImportError:
+            return "scikit-learn is not installed (pip install scikit-learn)"
+        return None
+
+    def supports(self, block):
+        if block.kind == "rows":
+            return block.loss == "categorical_cross_entropy" and block.meta.get("one_hot", False)
+        if block.kind != "elementwise":
+            return False
+        if block.loss == "binary_cross_entropy":
+            return bool(np.any((block.y == 0) | (block.y == 1)))
+        return block.loss in self._RAW or block.loss == "hinge"
+
+    def _raw(self, block):
+        import sklearn.metrics as M
+
+        f = getattr(M, self._RAW[block.loss])
+        kw = {"alpha": block.params["tau"]} if block.loss == "quantile" else {}
+
+        def one(yv, xv):
+            return f(yv.reshape(1, -1), xv.reshape(1, -1), multioutput="raw_values", **kw)
+
+        try:
+            return np.asarray(one(block.y, block.x)), None
+        except ValueError:  # one refused element refuses the whole row: element by element
+            idx, vals = [], []
+            for i in range(len(block)):
+                try:
+                    vals.append(one(block.y[i:i + 1], block.x[i:i + 1])[0])
+                    idx.append(i)
+                except ValueError:
+                    continue
+            return np.asarray(vals), np.asarray(idx, dtype=np.int64)
+
+    def evaluate(self, block):
+        import warnings
+
+        import sklearn.metrics as M
+
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            if block.loss in self._RAW:
+                v, idx = self._raw(block)
+                return (v.astype(block.x.dtype), None) if idx is None else (
+                    v.astype(block.x.dtype), None, idx)
+            idx, vals = [], []
+            dt = block.x.dtype
+            for i in range(len(block)):
+                x, y = block.x[i], block.y[i]
+                try:
+                    if block.loss == "binary_cross_entropy":
+                        if y not in (0, 1):
+                            continue
+                        v = M.log_loss([int(y)], np.array([x], dtype=dt), labels=[0, 1])
+                    elif block.loss == "hinge":
+                        # on one sample hinge_loss reads the label set from y_true and
+                        # returns 0 for y = 1: pair the element with a zero-weight sample
+                        # of the other class
+                        s = -1 if y <= 0 else 1
+                        v = M.hinge_loss([s, -s], np.array([x, 0], dtype=dt), labels=[-1, 1],
+                                         sample_weight=[1.0, 0.0])
+                    else:  # categorical_cross_entropy, one-hot target rows
+                        C = block.x.shape[1]
+                        v = M.log_loss([int(np.argmax(y))], np.array([x], dtype=dt),
+                                       labels=list(range(C)))
+                except ValueError:
+                    continue
+                vals.append(v)
+                idx.append(i)
+        return np.asarray(vals, dtype=np.float64).astype(block.x.dtype), None, np.asarray(
+            idx, dtype=np.int64)
+
+
+# ---------------------------------------------------------------------------
+# TensorFlow / Keras
+
+
+class Keras(Impl):
+    """``tf.keras.losses`` functions (per sample over the last axis: the
+    elementwise losses are called on (n, 1) columns), gradients by
+    ``tf.GradientTape``; float64 inputs stay float64 (``tf.constant`` of the
+    array). Keras clips probabilities to [1e-7, 1 - 1e-7] in its
+    probability-based cross-entropies: the audit measures that."""
+
+    key = "tensorflow"
+    label = "TensorFlow/Keras"
+
+    def unavailable(self):
+        try:
+            import tensorflow  # noqa: F401
+        except ImportError:
+            return "TensorFlow/Keras is not installed (pip install tensorflow)"
+        return None
+
+    def _fn(self, block):
+        import tensorflow as tf
+
+        K = tf.keras.losses
+        p = block.params
+        name = block.loss
+        if block.kind == "rows":
+            if name == "categorical_cross_entropy":
+                return lambda x, y: K.categorical_crossentropy(y, x)
+            if name == "cross_entropy" and block.y.ndim == 1 and not p.get("label_smoothing"):
+                return lambda x, y: K.sparse_categorical_crossentropy(y, x, from_logits=True)
+            if name == "cross_entropy" and block.y.ndim == 2 and not p.get("label_smoothing"):
+                return lambda x, y: K.categorical_crossentropy(y, x, from_logits=True)
+            return None
+        if block.kind != "elementwise":
+            return None
+
+        def col(f):
+            return lambda x, y: f(y[:, None], x[:, None])
+
+        table = {
+            "mse": col(K.mean_squared_error),
+            "mae": col(K.mean_absolute_error),
+            "msle": col(K.mean_squared_logarithmic_error),
+            "log_cosh": col(K.log_cosh),
+            "hinge": col(K.hinge),
+            "squared_hinge": col(K.squared_hinge),
+            "binary_cross_entropy": col(K.binary_crossentropy),
+        }
+        if name == "huber":
+            return col(lambda y, x: K.huber(y, x, delta=p["delta"]))
+        if name == "binary_cross_entropy_with_logits" and not p.get("label_smoothing") and (
+                block.q is None or np.all(block.q == 1)):
+            return col(lambda y, x: K.binary_crossentropy(y, x, from_logits=True))
+        return table.get(name)
+
+    def supports(self, block):
+        return self._fn(block) is not None
+
+    def evaluate(self, block):
+        import tensorflow as tf
+
+        f = self._fn(block)
+        x = tf.Variable(np.array(block.x))
+        y = tf.constant(np.array(block.y))
+        with tf.GradientTape() as tape:
+            v = f(x, y)
+            s = tf.reduce_sum(v)
+        g = tape.gradient(s, x)
+        return np.asarray(v).reshape(len(block)), np.asarray(g)
 
 
 PEERS = {
     "numpy": NumpyTextbook,
     "torch": Torch,
     "jax": Optax,
-    "tensorflow": lambda: _Missing(
-        "tensorflow", "TensorFlow/Keras", "tensorflow",
-        "TensorFlow/Keras is installed, but this build has no adapter for it yet"),
-    "sklearn": lambda: _Missing(
-        "sklearn", "scikit-learn", "sklearn",
-        "scikit-learn's metrics return means without gradients; no per-element adapter yet"),
+    "torchvision": Torchvision,
+    "tensorflow": Keras,
+    "sklearn": Sklearn,
 }
 
 IMPLS = {"fastloss-cpu": FastlossCPU, "fastloss-cuda": FastlossCUDA, **PEERS}
@@ -526,5 +833,5 @@ def make(keys=None) -> list[Impl]:
     return [IMPLS[k]() for k in keys]
 
 
-if __name__ == "__main__":  # the CUDA simulator subprocess
-    sys.exit(_simulator_main(sys.argv[1], sys.argv[2]))
+if __name__ == "__main__":  # the CPU and CUDA simulator subprocesses
+    sys.exit(_subprocess_main(sys.argv[1], sys.argv[2], sys.argv[3]))

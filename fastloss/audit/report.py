@@ -18,7 +18,8 @@ from fastloss.audit.core import KINDS, AuditResult
 _MAG_LABEL = {
     "regression": "|x - y|",
     "binary": "|x| (logits) or min(x, 1 - x) (probabilities)",
-    "multiclass": "spread of the row's finite logits",
+    "multiclass": "spread of the row's finite logits (categorical CE: smallest probability)",
+    "box": "box size",
 }
 
 
@@ -133,10 +134,12 @@ def write_markdown(result: AuditResult, path: pathlib.Path, plots: list[str]) ->
       "(`fastloss/audit/grids.py`) cover logits and residuals of every magnitude and sign from "
       "the smallest subnormal to the largest finite number, ±inf, probabilities near 0 and 1, "
       "hard and soft targets, parameters at their edges, and the *Known failures* of LOSSES.md.\n")
-    if meta["skipped_implementations"]:
+    if meta["skipped_implementations"] or meta.get("notes"):
         w("Implementations not audited here:\n")
         for k, why in meta["skipped_implementations"].items():
             w(f"- `{k}`: {why}")
+        for note in meta.get("notes", []):
+            w(f"- {note}")
         w("")
     w("## Summary: worst ULP per loss (over dtypes, value and gradient)\n")
     w("Cells: worst ULP; *÷cond*: the worst ULP divided by the problem's condition number "

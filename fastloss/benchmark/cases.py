@@ -10,6 +10,12 @@ The cases are ordered so that the implementations of one (loss, dtype, size,
 threads) run one after another: on a shared, noisy machine their ratio is
 then measured under the same conditions.
 
+The default selection (``Options.default_selection``: no ``--full``, no
+``--loss``) is a representative subset: ``DEFAULT_ELEMENTWISE``,
+``DEFAULT_MULTICLASS`` and ``DEFAULT_BOXES`` in float32, the first of the
+multiclass DRAM shapes; ``--full`` runs every loss, dtype, shape and thread
+count 1..cores.
+
 Sizes (``sizes``): "cache" fits in the caches; "dram" is at least 2^24
 elements and at least 4 x the last-level cache of compulsory traffic, so it
 runs at memory speed. Compulsory bytes of an elementwise loss: read x and y,
@@ -35,8 +41,22 @@ SIZE_CLASSES = ("cache", "dram")
 #: multiclass shapes (issue 4's targets) and an in-cache one
 MULTICLASS_DRAM = ((8192, 1000), (2048, 32768), (256, 131072))
 MULTICLASS_CACHE = ((64, 1000),)
-#: losses run by default (the rest with --full)
+
+# The default selection (no --full, no --loss): a representative subset that
+# runs in a few minutes on a 2-core machine, cold Numba cache included. Every
+# loss, both dtypes, every thread count and every shape run with --full.
+#: elementwise losses run by default: plain arithmetic (mse), a branch
+#: (huber), logarithms of probabilities (binary_cross_entropy) and the
+#: exp/log1p of logits (binary_cross_entropy_with_logits, issue 3's target)
+DEFAULT_ELEMENTWISE = ("mse", "huber", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+#: row-wise losses run by default
 DEFAULT_MULTICLASS = ("cross_entropy",)
+#: box losses run by default (the simplest and the most complex)
+DEFAULT_BOXES = ("iou_loss", "ciou_loss")
+#: dtypes of the default selection
+DEFAULT_DTYPES = ("float32",)
+#: multiclass DRAM shapes of the default selection
+DEFAULT_MULTICLASS_DRAM = MULTICLASS_DRAM[:1]
 
 
 @dataclass(frozen=True)
@@ -44,13 +64,50 @@ class Options:
     """The selection: what to run and how long to spend on it."""
 
     losses: tuple[str, ...] | None = None  # None: every loss (of the default set)
-    dtypes: tuple[str, ...] = DTYPES
+    dtypes: tuple[str, ...] | None = None  # None: float32 by default, both with full/losses/smoke
     threads: tuple[int, ...] | None = None  # None: default_threads()
     backends: tuple[str, ...] | None = None  # None: cpu, and cuda when a GPU is present
     sizes: tuple[str, ...] = SIZE_CLASSES
     peers: tuple[str, ...] = ("torch", "numpy")
     full: bool = False
     smoke: bool = False  # tiny sizes, for --benchmark-disable runs
+
+    @property
+    def default_selection(self) -> bool:
+        """True for the default run: no --full, no --loss, not the smoke run."""
+        return not self.full and not self.smoke and self.losses is None
+
+
+def selected_dtypes(opts: Options) -> tuple[str, ...]:
+    if opts.dtypes:
+        return tuple(opts.dtypes)
+    return DEFAULT_DTYPES if opts.default_selection else DTYPES
+
+
+def _csv(s):
+    return tuple(v.strip() for v in s.split(",") if v.strip()) if s else None
+
+
+def options_from_config(config) -> Options:
+    """The selection from the ``--fl-*`` options of a pytest run (bench/conftest.py)."""
+    threads = _csv(config.getoption("--fl-threads"))
+    peers = _csv(config.getoption("--fl-peers")) or ()
+    return Options(
+        losses=_csv(config.getoption("--fl-loss")),
+        dtypes=_csv(config.getoption("--fl-dtype")),
+        threads=tuple(int(t) for t in threads) if threads else None,
+        backends=_csv(config.getoption("--fl-backend")),
+        sizes=_csv(config.getoption("--fl-size")) or SIZE_CLASSES,
+        peers=tuple(p for p in peers if p != "none"),
+        full=config.getoption("--fl-full"),
+        smoke=config.getoption("--fl-smoke"),
+    )
+
+
+def box_selection(opts: Options) -> tuple[tuple[str, ...], tuple[str, ...], tuple[int, ...]]:
+    """(losses, dtypes, CPU thread counts) of the box suite (bench/test_boxes.py)."""
+    names = tuple(s.name for s in _specs(("box",), opts, default=DEFAULT_BOXES))
+    return names, selected_dtypes(opts), _threads(opts)
 
 
 def default_threads(full: bool = False) -> tuple[int, ...]:
@@ -161,7 +218,7 @@ def _specs(families, opts: Options, default=None):
     specs = [s for s in catalog.SPECS if s.family in families and s.has_grad]
     if opts.losses is not None:
         specs = [s for s in specs if s.name in opts.losses]
-    elif default is not None and not opts.full:
+    elif default is not None and opts.default_selection:
         specs = [s for s in specs if s.name in default]
     return specs
 
@@ -217,8 +274,8 @@ def plan_elementwise(opts: Options) -> list[Case]:
         threads = _threads(opts) if backend == "cpu" else (0,)
         for size in opts.sizes:
             n = elementwise_n(size, opts.smoke)
-            for dtype in opts.dtypes:
-                for spec in _specs(ELEMENTWISE_FAMILIES, opts):
+            for dtype in selected_dtypes(opts):
+                for spec in _specs(ELEMENTWISE_FAMILIES, opts, default=DEFAULT_ELEMENTWISE):
                     bases = [Case("elementwise", spec.name, dtype, (n,), t, backend, "fastloss",
                                   size, params=_defaults(spec)) for t in threads]
                     cases += _expand(bases, opts)
@@ -238,17 +295,21 @@ def multiclass_target(spec) -> str:
 
 def plan_multiclass(opts: Options) -> list[Case]:
     """By default (no --loss, no --full): cross_entropy with labels, float32,
-    no NumPy peer (issue 4's targets, within the default's time budget)."""
+    the first of issue 4's shapes and the in-cache one, no NumPy peer (within
+    the default's time budget); --full: every shape of issue 4."""
     cases = []
     specs = _specs(("multiclass",), opts, default=DEFAULT_MULTICLASS)
-    if opts.losses is None and not opts.full and not opts.smoke:
-        opts = _replace_opts(opts, dtypes=tuple(d for d in opts.dtypes if d == "float32"),
-                             peers=tuple(p for p in opts.peers if p != "numpy"))
+    default = opts.default_selection
+    if default:
+        opts = _replace_opts(opts, peers=tuple(p for p in opts.peers if p != "numpy"))
     for backend in _backends(opts):
         threads = _threads(opts) if backend == "cpu" else (0,)
         for size in opts.sizes:
-            for shape in multiclass_shapes(size, opts.smoke):
-                for dtype in opts.dtypes:
+            shapes = multiclass_shapes(size, opts.smoke)
+            if default and size == "dram":
+                shapes = DEFAULT_MULTICLASS_DRAM
+            for shape in shapes:
+                for dtype in selected_dtypes(opts):
                     for spec in specs:
                         bases = [Case("multiclass", spec.name, dtype, shape, t, backend,
                                       "fastloss", size, target=multiclass_target(spec),

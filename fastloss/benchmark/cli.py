@@ -1,9 +1,9 @@
 """``fastloss bench``: run the pytest-benchmark suites, write the reports,
 and optionally gate against a baseline.
 
-    fastloss bench                          # default selection (< 5 min on 2 cores)
+    fastloss bench                          # default selection (a representative subset, float32)
     python -m fastloss.cli bench            # the same, with this interpreter
-    fastloss bench --full                   # every loss, every thread count, longer timing
+    fastloss bench --full                   # every loss, dtype, shape, thread count; longer timing
     fastloss bench --loss mse,huber --dtype float32 --threads 1,2 --backend cpu
     fastloss bench --compare reports/baseline-<machine>.json --fail-over 10%
     fastloss bench --input run.json --compare BASELINE.json   # gate an existing run
@@ -32,11 +32,14 @@ import time
 def add_arguments(p) -> None:
     sel = p.add_argument_group("selection")
     sel.add_argument("--full", action="store_true",
-                     help="every loss of every family, every thread count 1..cores, 2 s per benchmark")
+                     help="every loss of every family, both dtypes, every shape and thread count "
+                          "1..cores, 2 s per benchmark")
     sel.add_argument("--loss", action="append", default=None, metavar="NAMES",
-                     help="comma-separated losses (repeatable; default: every elementwise loss "
-                          "and cross_entropy)")
-    sel.add_argument("--dtype", default="float32,float64", help="float32, float64 or both (default)")
+                     help="comma-separated losses (repeatable; default: a representative subset: "
+                          "mse, huber, binary_cross_entropy(_with_logits), cross_entropy, "
+                          "iou_loss, ciou_loss)")
+    sel.add_argument("--dtype", default=None, help="float32, float64 or both (default: float32; "
+                     "both with --full, --loss or --smoke)")
     sel.add_argument("--threads", default=None,
                      help="CPU thread counts, e.g. 1,2 or 1-4 (default: 1, 2, 4, ..., cores)")
     sel.add_argument("--backend", default=None, help="cpu, cuda or cpu,cuda (default: cpu, and "
@@ -49,7 +52,7 @@ def add_arguments(p) -> None:
     sel.add_argument("--smoke", action="store_true",
                      help="tiny sizes, each benchmark once (--benchmark-disable), results checked")
     sel.add_argument("--budget", type=float, default=None,
-                     help="timed seconds per benchmark (default 0.4; --full: 2)")
+                     help="timed seconds per benchmark (default 0.25; --full: 2)")
     out = p.add_argument_group("output")
     out.add_argument("--out-dir", default="reports", help="where reports go (default: reports)")
     out.add_argument("--machine", default=None,
@@ -103,7 +106,9 @@ def pytest_command(args, bench: pathlib.Path, json_path: str) -> list[str]:
     cmd = [sys.executable, "-m", "pytest", *files, "-p", "no:cacheprovider", "-q", "-rfEs",
            f"--rootdir={bench.parent}", f"--benchmark-json={json_path}",
            "--benchmark-columns=min,median,rounds,iterations", "--benchmark-sort=name",
-           f"--fl-dtype={args.dtype}", f"--fl-size={args.size}", f"--fl-peers={args.peers}"]
+           f"--fl-size={args.size}", f"--fl-peers={args.peers}"]
+    if args.dtype:
+        cmd.append(f"--fl-dtype={args.dtype}")
     if args.loss:
         cmd.append("--fl-loss=" + ",".join(x for s in args.loss for x in s.split(",")))
     t = _threads_arg(args.threads)
