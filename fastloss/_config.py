@@ -1,5 +1,13 @@
 """Compiler options and fixed sizes, in one place (as stumpy's config.py).
 
+It also chooses where Numba caches fastloss' compiled kernels (``cache=True``):
+unless the user set ``NUMBA_CACHE_DIR``, a directory keyed on a hash of every
+fastloss source file, ``$XDG_CACHE_HOME/fastloss/numba/<hash>`` (default
+``~/.cache``). Numba's own cache index only checks the timestamp of the file
+that defines a kernel, while the kernels inline formulas from other files
+(``fastloss/scalar/``, ``fastloss/math/``): an edit or update of a formula
+alone would otherwise be served its stale machine code.
+
 ``fastmath`` is never enabled: it drops NaN/inf handling and reassociates the
 compensated sums (shared DESIGN.md, numerics policy).
 """
@@ -17,3 +25,24 @@ PARALLEL_JIT = {**JIT, "parallel": True}
 #: thread count or the GPU launch, which makes every reduction bitwise
 #: deterministic across 1..N threads and across runs.
 CHUNK = 1 << 13
+
+
+def _source_keyed_cache_dir() -> None:
+    import hashlib
+    import os
+    import pathlib
+
+    if os.environ.get("NUMBA_CACHE_DIR"):
+        return
+    root = pathlib.Path(__file__).resolve().parent
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        h.update(p.relative_to(root).as_posix().encode())
+        h.update(p.read_bytes())
+    base = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
+    from numba.core import config as numba_config
+
+    numba_config.CACHE_DIR = str(base / "fastloss" / "numba" / h.hexdigest()[:16])
+
+
+_source_keyed_cache_dir()

@@ -680,3 +680,17 @@ def test_torch_agreement(red):
     tv, tg = _torch_vg(F.kl_div, np.log(t[::-1].copy()), torch.tensor(t), reduction="batchmean")
     assert v == pytest.approx(tv, rel=1e-12)
     np.testing.assert_allclose(g, tg, rtol=1e-10)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("p", [1, 2])
+def test_multi_margin_hinge_lost_to_the_big_logits(p, dtype):
+    """margin - x_y + x_j with x_y = x_j large: the hinge's high part cancels
+    to 0 and the margin survives only in the low part (the audit found value
+    0 for exact 0.25, rows [1.5e16, 1.5e16, -1.5e16, 0]): against the oracle."""
+    big = 2.0 ** 53 if dtype == np.float64 else 2.0 ** 26
+    x = np.array([[big, big, -big, 0.0], [3 * big, 3 * big, 0.0, 1.0], [big, big - 1, -1, 0]],
+                 dtype=dtype)
+    y = np.array([0, 1, 0])
+    vu, gu = oracle_ulps("multi_margin", x, y, dtype, p=p)
+    assert vu <= 2 and gu <= 2, (vu, gu)

@@ -149,6 +149,21 @@ def exp(x):
     return y if x == x else x
 
 
+@njit(**CPU_JIT)
+def exp_pair(x):
+    """e^x as a double-double (hi, lo): hi = exp(x) (<= 1 ULP), hi + lo with a
+    relative error ~2^-100; (inf, 0) above EXP_OVF, (0, 0) at -inf, NaN for
+    NaN. For differences e^x - y that cancel (poisson_nll)."""
+    yh, yl, s1, s2 = exp_dd(x, 0.0)
+    hi = (yh * s1) * s2
+    lo = (yl * s1) * s2  # (below 2^-1022 the pair is only as exact as hi)
+    big = x > EXP_OVF
+    hi = INF if big else hi
+    lo = 0.0 if big else lo
+    nan = x != x
+    return (x if nan else hi), (x if nan else lo)
+
+
 SHIFT_BITS = 0x4338000000000000  # the bits of SHIFT: bits(SHIFT + k) - SHIFT_BITS = k
 
 

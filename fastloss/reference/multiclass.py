@@ -187,6 +187,23 @@ def _ratio(terms, total):
     return max(1.0, float(s / abs(total)))
 
 
+def _kl_value_condition(xs, target, log_target):
+    """kl_div's row value sum_j t_j (log t_j - x_j): the cancellation ratio of
+    its terms t_j log t_j and -t_j x_j (large where x_j ~ log t_j); 1 with
+    non-finite entries. Its gradient -t_j has no cancellation."""
+    with mp.workdps(DPS):
+        terms = []
+        for xj, tv in zip(xs, target):
+            tj = _mpf(tv)
+            if not (mp.isfinite(xj) and mp.isfinite(tj)):
+                return 1.0
+            if log_target:
+                terms += [mp.exp(tj) * tj, -mp.exp(tj) * xj]
+            elif tj > 0:
+                terms += [tj * mp.log(tj), -tj * xj]
+        return _ratio(terms, mp.fsum(terms))
+
+
 def row_condition(name, x_row, target, **params):
     """Condition numbers (floats >= 1) of a row's value and of each gradient
     component: the cancellation ratio sum |terms| / |result| of the
@@ -199,8 +216,9 @@ def row_condition(name, x_row, target, **params):
     with probability targets: g_j = T p_j + 2 z lse p_j - w_j t'_j,
     T = sum_c w_c t'_c, t' = (1 - eps) t + eps/C. Only the signed terms can
     cancel: with neither label smoothing, z_loss nor soft targets the ratio
-    is 1. The values (sums of terms >= 0) and every other loss have
-    condition 1 here, and so have rows with +inf or NaN entries (-inf
+    is 1. kl_div's value is a sum of signed terms t_j log t_j - t_j x_j: its
+    ratio is returned as the value's condition. The other values (sums of
+    terms >= 0) and every other loss have condition 1 here, and so have rows with +inf or NaN entries (-inf
     logits are fine: p = 0 there).
 
     This is the condition number of the last subtraction, and so what a
@@ -212,6 +230,8 @@ def row_condition(name, x_row, target, **params):
     c = len(x_row)
     ones = [1.0] * c
     xs = [_mpf(v) for v in x_row]
+    if name == "kl_div":
+        return _kl_value_condition(xs, target, params.get("log_target", False)), ones
     if (name != "cross_entropy" or any(mp.isnan(v) or v == mp.inf for v in xs)
             or all(v == -mp.inf for v in xs)):
         return 1.0, ones

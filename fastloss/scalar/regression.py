@@ -12,7 +12,7 @@ import math
 from numba import njit
 
 from fastloss._config import JIT
-from fastloss.math import LN2_HI, LN2_LO, exp, hypot, log, log1p, sign, sinh, tanh, xmul
+from fastloss.math import LN2_HI, LN2_LO, exp, exp_pair, hypot, log, log1p, sign, sinh, tanh, xmul
 
 
 @njit(**JIT)
@@ -163,10 +163,11 @@ def poisson_nll(x, y, q, log_input, p1, p2):
     otherwise:          x - y log x, derivative 1 - y/x, with 0 log 0 = 0.
     Exact: no epsilon is added to x (PyTorch adds 1e-8)."""
     if log_input != 0.0:
-        e = exp(x)
+        # e^x as a pair: e^x - y cancels near x = log y (the gradient's zero)
+        e, el = exp_pair(x)
         if e == math.inf:  # x > 709.78: e^x dominates y x (no limit if y = inf)
             return (math.inf if y != math.inf else math.nan) + 0.0 * y, math.inf - y
-        return e - xmul(y, x), e - y
+        return (e - xmul(y, x)) + el, (e - y) + el
     if x == math.inf:
         return math.inf, 1.0 - xmul(y, 0.0)
     return x - xmul(y, log(x)), 1.0 - xmul(y, 1.0 / x)
