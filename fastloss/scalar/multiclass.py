@@ -313,14 +313,15 @@ def margin_elem(bh, bl, v, two, kh, kl):
     hh = bh + v
     z = hh - bh
     hl = ((bh - (hh - z)) + (v - z)) + bl
+    fin = abs(hh) < _INF
+    hl = hl if fin else 0.0  # inf - inf in the TwoSum
     # renormalise (TwoSum): hh may cancel to 0 (or below |bl|) while hl
     # carries the hinge, e.g. margin 1 and x_y = x_j = 1.5e16 (h = 1)
     hs = hh + hl
     z = hs - hh
     hl = (hh - (hs - z)) + (hl - z)
     hh = hs
-    fin = abs(hh) < _INF
-    hl = hl if fin else 0.0  # inf - inf in the TwoSum
+    hl = hl if fin else 0.0
     sq = hh * hh
     sql = fma(hh, hh, -sq) + 2.0 * hh * hl
     sql = sql if abs(sq) < _INF else 0.0
