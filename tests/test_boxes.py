@@ -349,3 +349,25 @@ def test_agrees_with_torchvision(name):
     v, g = fl.value_and_grad(name, p, t, reduction="sum")
     assert v == pytest.approx(loss.item(), rel=1e-12)
     np.testing.assert_allclose(g, pt.grad.numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("scale", [1e-150, 1e150])
+@pytest.mark.parametrize("name", NAMES)
+def test_far_scales_match_mpmath(name, scale):
+    """float64 boxes far outside 1e+-30 (the grid of test_against_mpmath
+    scaled): the drivers evaluate at a power-of-two scale
+    (scalar.boxes.box_scale), so areas and squared areas neither underflow
+    nor overflow; the audit had found the gradient of 1e-150 boxes infinite."""
+    p, t = (a * scale for a in box_grid(seed=2, n=8))
+    keep = np.isfinite(p).all(axis=1) & np.isfinite(t).all(axis=1)
+    p, t = p[keep], t[keep]
+    v, g = fl.value_and_grad(name, p, t, reduction="none")
+    assert np.isfinite(v).all() and np.isfinite(g).all()
+    for i in range(len(p)):
+        rv, rg = ref.value_and_grad(name, p[i], t[i])
+        ev = round_to_dtype(rv, np.float64)
+        eg = np.array([round_to_dtype(x, np.float64) for x in rg])
+        assert ulp_distance(np.array([v[i]]), np.array([ev]), np.float64)[0] <= 2, (i, v[i], ev)
+        unit = np.spacing(np.abs(eg).max())
+        if unit > 0:
+            assert np.abs(g[i] - eg).max() / unit <= ROW_BOUND[np.float64], (i, g[i], eg)

@@ -20,7 +20,7 @@ from numba.extending import overload
 from fastloss._config import CHUNK, JIT, PARALLEL_JIT
 from fastloss.cpu.dispatch import LiteralDispatch
 from fastloss.reduce import neumaier_add
-from fastloss.scalar.boxes import BOX_FORMULAS
+from fastloss.scalar.boxes import BOX_FORMULAS, box_scale
 
 #: box pairs per reduction chunk (fixed; independent of the thread count)
 BOX_CHUNK = CHUNK // 4
@@ -38,7 +38,11 @@ def _box_apply(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     formula = BOX_FORMULAS[fid.literal_value]
 
     def impl(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2):
-        return formula(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
+        # scale-invariant losses: evaluated at a power-of-two scale (box_scale)
+        s = box_scale(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
+        v, g0, g1, g2, g3 = formula(px1 * s, py1 * s, px2 * s, py2 * s,
+                                    tx1 * s, ty1 * s, tx2 * s, ty2 * s)
+        return v, g0 * s, g1 * s, g2 * s, g3 * s
 
     return impl
 

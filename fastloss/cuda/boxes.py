@@ -35,7 +35,7 @@ from fastloss.cuda.arrays import scratch
 from fastloss.cuda.config import LANES
 from fastloss.cuda.reduce import combine, tree_sum
 from fastloss.reduce import finish, neumaier_add
-from fastloss.scalar.boxes import BOX_FORMULAS
+from fastloss.scalar.boxes import BOX_FORMULAS, box_scale
 
 
 @functools.cache
@@ -64,14 +64,18 @@ def make_box_kernel(formula, chunk: int = BOX_CHUNK, atomic: bool = False):
                 s = 0.0
                 comp = 0.0
                 for i in range(base + lane, stop, LANES):
-                    v, g0, g1, g2, g3 = formula(
-                        float(x[i, 0]), float(x[i, 1]), float(x[i, 2]), float(x[i, 3]),
-                        float(y[i, 0]), float(y[i, 1]), float(y[i, 2]), float(y[i, 3]))
+                    # scale-invariant losses: evaluated at a power-of-two
+                    # scale (scalar.boxes.box_scale), as on the CPU
+                    a0, a1, a2, a3 = float(x[i, 0]), float(x[i, 1]), float(x[i, 2]), float(x[i, 3])
+                    b0, b1, b2, b3 = float(y[i, 0]), float(y[i, 1]), float(y[i, 2]), float(y[i, 3])
+                    sc = box_scale(a0, a1, a2, a3, b0, b1, b2, b3)
+                    v, g0, g1, g2, g3 = formula(a0 * sc, a1 * sc, a2 * sc, a3 * sc,
+                                                b0 * sc, b1 * sc, b2 * sc, b3 * sc)
                     if store_grad:
-                        grad[i, 0] = g0 / gdiv
-                        grad[i, 1] = g1 / gdiv
-                        grad[i, 2] = g2 / gdiv
-                        grad[i, 3] = g3 / gdiv
+                        grad[i, 0] = (g0 * sc) / gdiv
+                        grad[i, 1] = (g1 * sc) / gdiv
+                        grad[i, 2] = (g2 * sc) / gdiv
+                        grad[i, 3] = (g3 * sc) / gdiv
                     if store_vals:
                         vals[i] = v
                     s, comp = neumaier_add(s, comp, v)

@@ -294,6 +294,25 @@ def ciou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     return (loss + r + alpha * v, g0 + d0 + sh, g1 + d1 - sw, g2 + d2 - sh, g3 + d3 + sw)
 
 
+@njit(**JIT)
+def box_scale(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+    """A power of two s that brings the pair's largest |coordinate| into
+    [1, 2) (1 if it is 0, inf or NaN; capped at 2^1000 for subnormal pairs).
+
+    Every box loss is invariant under scaling both boxes (IoU, the enclosing
+    box's ratio, rho^2/c^2, the aspect ratios), and scaling by a power of two
+    is exact, so the drivers evaluate a formula at (s p, s t) and multiply its
+    gradient by s: the same bits for ordinary pairs, and no area or squared
+    area that underflows or overflows for boxes of size ~1e-150 or 1e150 (the
+    audit found the float64 gradient of 1e-150 boxes infinite)."""
+    m = max(max(max(abs(px1), abs(py1)), max(abs(px2), abs(py2))),
+            max(max(abs(tx1), abs(ty1)), max(abs(tx2), abs(ty2))))
+    if not (m > 0.0 and m < math.inf):
+        return 1.0
+    e = math.frexp(m)[1]  # m = f 2^e, f in [0.5, 1)
+    return math.ldexp(1.0, min(1 - e, 1000))
+
+
 #: box formulas in a fixed order: the CPU and CUDA drivers compile a kernel
 #: for an index into this tuple (a compile-time literal)
 BOX_FORMULAS = (iou_loss, giou_loss, diou_loss, ciou_loss)
