@@ -36,6 +36,8 @@ import mpmath as mp
 DPS = 60
 _AGREE = mp.mpf(10) ** -30
 _MAX_DPS = 4000
+#: digits at which an exact-zero result is confirmed (see _stable)
+_ZERO_DPS = 1200
 
 INF = mp.inf
 NAN = mp.nan
@@ -120,6 +122,11 @@ def _stable(f):
         with mp.workdps(dps2):
             cur = f()
         if all(_close(a, b) for a, b in zip(prev, cur)):
+            if any(v == 0 for v in cur) and dps2 < _ZERO_DPS:
+                # an exact 0 at both precisions may be a cancellation whose
+                # scale gap exceeds both (e^x - 1 at x = -3e-102): confirm
+                with mp.workdps(_ZERO_DPS):
+                    return f()
             return cur
         if dps2 >= _MAX_DPS:
             raise ArithmeticError(f"oracle did not converge at {dps2} digits")

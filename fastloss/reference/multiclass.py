@@ -133,8 +133,23 @@ def _margin(x, y, w, margin, pw):
 
 
 def row_value_and_grad(name, x_row, target, **params):
-    """(value, [d value / d x_j]) of one row of loss ``name``, in mpmath."""
-    with mp.workdps(DPS):
+    """(value, [d value / d x_j]) of one row of loss ``name``, in mpmath, at
+    increasing precision until two evaluations agree (and exact zeros are
+    confirmed at a high precision): ``fastloss.reference.elementwise._stable``.
+    A fixed precision is not enough: margin - x_y + x_j with x_y = x_j = 1e62
+    needs 63 digits."""
+    from fastloss.reference.elementwise import _stable
+
+    def at_current_precision():
+        v, g = _row_at(name, x_row, target, mp.mp.dps, **params)
+        return (v, *g)
+
+    r = _stable(at_current_precision)
+    return r[0], list(r[1:])
+
+
+def _row_at(name, x_row, target, dps, **params):
+    with mp.workdps(dps):
         x = [_mpf(v) for v in x_row]
         c = len(x)
         w = params.get("weight")
