@@ -22,7 +22,6 @@ that row is copied to the host for the error message, which is the CPU's
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 from numba import cuda, float64
@@ -33,8 +32,8 @@ from fastloss.cpu.boxes import BOX_CHUNK
 from fastloss.cuda import arrays, config
 from fastloss.cuda.arrays import scratch
 from fastloss.cuda.config import LANES
-from fastloss.cuda.reduce import combine, tree_sum
-from fastloss.reduce import finish, neumaier_add
+from fastloss.cuda.reduce import combine, store_chunk
+from fastloss.reduce import neumaier_add
 from fastloss.scalar.boxes import BOX_FORMULAS, box_scale
 
 
@@ -81,15 +80,7 @@ def make_box_kernel(formula, chunk: int = BOX_CHUNK, atomic: bool = False):
                     s, comp = neumaier_add(s, comp, v)
                 sh[lane] = s
                 se[lane] = comp
-            cuda.syncthreads()
-            tree_sum(sh, se, LANES, tid, nt)
-            if tid == 0:
-                if atomic:
-                    cuda.atomic.add(hi, 0, finish(sh[0], se[0]))
-                else:
-                    hi[c] = sh[0]
-                    lo[c] = se[0] if math.isfinite(sh[0]) else 0.0
-            cuda.syncthreads()
+            store_chunk(sh, se, tid, nt, c, hi, lo, atomic)
 
     return kernel
 

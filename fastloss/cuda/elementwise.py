@@ -26,7 +26,6 @@ atomics into one accumulator (not deterministic; opt-in only).
 from __future__ import annotations
 
 import functools
-import math
 
 import numpy as np
 from numba import cuda, float64
@@ -36,9 +35,9 @@ from fastloss.catalog import FORMULAS
 from fastloss.cuda import config
 from fastloss.cuda.arrays import scratch
 from fastloss.cuda.config import LANES
-from fastloss.cuda.reduce import combine, tree_sum
+from fastloss.cuda.reduce import combine, store_chunk
 from fastloss.math import xmul
-from fastloss.reduce import finish, neumaier_add, round_as
+from fastloss.reduce import neumaier_add, round_as
 
 
 @functools.cache
@@ -86,15 +85,7 @@ def make_elementwise_kernel(formula, chunk: int = CHUNK, atomic: bool = False):
                     s, comp = neumaier_add(s, comp, round_as(x, v))
                 sh[lane] = s
                 se[lane] = comp
-            cuda.syncthreads()
-            tree_sum(sh, se, LANES, tid, nt)
-            if tid == 0:
-                if atomic:
-                    cuda.atomic.add(hi, 0, finish(sh[0], se[0]))
-                else:
-                    hi[c] = sh[0]
-                    lo[c] = se[0] if math.isfinite(sh[0]) else 0.0
-            cuda.syncthreads()
+            store_chunk(sh, se, tid, nt, c, hi, lo, atomic)
 
     return kernel
 

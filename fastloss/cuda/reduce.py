@@ -18,7 +18,7 @@ import math
 
 from numba import cuda, float64
 
-from fastloss.cuda.config import COMBINE_THREADS
+from fastloss.cuda.config import COMBINE_THREADS, LANES
 from fastloss.reduce import finish, neumaier_add, two_sum
 
 
@@ -36,6 +36,23 @@ def tree_sum(sh, se, width, tid, nthreads):
             j += nthreads
         cuda.syncthreads()
         step >>= 1
+
+
+@cuda.jit(device=True)
+def store_chunk(sh, se, tid, nthreads, c, hi, lo, atomic):
+    """The end of one chunk of a fused kernel: the block's lane sums
+    sh[0:LANES] + se[0:LANES] are added by ``tree_sum``; thread 0 stores the
+    chunk's partial (hi[c], lo[c]), or with ``atomic`` adds it to hi[0].
+    Every thread of the block must call it. Ends with a barrier."""
+    cuda.syncthreads()
+    tree_sum(sh, se, LANES, tid, nthreads)
+    if tid == 0:
+        if atomic:
+            cuda.atomic.add(hi, 0, finish(sh[0], se[0]))
+        else:
+            hi[c] = sh[0]
+            lo[c] = se[0] if math.isfinite(sh[0]) else 0.0
+    cuda.syncthreads()
 
 
 @cuda.jit

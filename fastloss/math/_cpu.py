@@ -309,18 +309,9 @@ def log1p(x):
 
 @njit(**CPU_JIT)
 def softplus(z):
-    """log(1 + e^z) = max(z, 0) + log1p(e^-|z|)."""
-    yh, yl, s1, s2 = exp_dd(-abs(z), 0.0)
-    eh = (yh * s1) * s2
-    el = (yl * s1) * s2
-    dk, f, t = log1p_parts(eh, el)
-    lp = dk * LN2HI - (t - f)
-    # z > 0: z + lp rounded once (z + dk ln2_hi + f as a double-double)
-    s1, e1 = _two_sum(z, dk * LN2HI)
-    s2, e2 = _two_sum(s1, f)
-    y = s2 + ((e1 + e2) - t) if z > 0.0 else lp
-    y = z if z == INF else y
-    return y if z == z else z
+    """log(1 + e^z) = max(z, 0) + log1p(e^-|z|): ``logistic``'s first output
+    (LLVM drops the unused ones)."""
+    return logistic(z)[0]
 
 
 @njit(**CPU_JIT)
@@ -403,21 +394,9 @@ def log_sigmoid(z):
 
 @njit(**CPU_JIT)
 def sigmoid(z):
-    """1/(1 + e^-z); e = e^-|z| as a double-double, 1 + e likewise, one
-    division and fma corrections (relative accuracy in both tails)."""
-    yh, yl, s1, s2 = exp_dd(-abs(z), 0.0)
-    eh = (yh * s1) * s2
-    el = (yl * s1) * s2
-    dh = 1.0 + eh  # eh <= 1: exact error below
-    dl = ((1.0 - dh) + eh) + el
-    r = 1.0 / dh
-    rc = fma(-r, dh, 1.0)  # 1 - r dh, exact
-    pos = r + r * (rc - r * dl)  # 1/(dh + dl)
-    q = eh * r
-    res = fma(-q, dh, eh) + (el - q * dl)  # (eh + el) - q (dh + dl)
-    neg = q + res * r
-    y = pos if z >= 0.0 else neg
-    return y if z == z else z
+    """1/(1 + e^-z) with relative accuracy in both tails: ``logistic``'s
+    third output (LLVM drops the unused ones)."""
+    return logistic(z)[2]
 
 
 @njit(**CPU_JIT)
