@@ -107,6 +107,58 @@ def test_error_stats_counts():
     assert s["median_ulp"] > 1e18 and s["p99_ulp"] == "inf"
 
 
+def test_error_stats_ill_conditioned_counts_ulps_of_the_exact_value():
+    """Where the condition number k > 1, the ÷cond statistic counts the error
+    in ULPs of the exact value (|c - e| / spacing(e)) when that is fewer
+    steps than the representable numbers in between: 0 against the exact
+    -4.638093627692599e-17 (kl_div's value at x = fl(log 1/4), t = 1/4,
+    k = 5.98e16) is 4.4e18 steps (every binade down to 0) but 7.5e15 ULPs of
+    the exact value, 0.126 x k. Rows with k = 1 keep the plain distance."""
+    e = np.array([-4.638093627692599e-17, 1.0, 1.0])
+    c = np.array([0.0, 1.0 + 2 * np.finfo(F64).eps, 1.0 + 2 * np.finfo(F64).eps])
+    k = np.array([5.9778627703535896e16, 1.0, 3.0])
+    s, u = core.error_stats(c, e, F64, k)
+    assert u[0] > 4e18  # the plain distance, reported as max_ulp
+    assert s["max_ulp"] == u[0]
+    rel0 = abs(e[0]) / np.spacing(abs(e[0]))  # ~7.5e15
+    assert 7e15 < rel0 < 8e15
+    assert s["max_ulp_cond"] == 2  # row 1 (k = 1, 2 ULP); row 2: 2 ULP / 3
+    s0, _ = core.error_stats(c[:1], e[:1], F64, k[:1])
+    assert s0["max_ulp_cond"] == pytest.approx(rel0 / k[0], rel=1e-12)  # 0.126, was 73
+    # NaN and infinities are never excused
+    s, _ = core.error_stats(np.array([np.nan, np.inf]), np.array([1.0, 1.0]), F64,
+                            np.array([1e300, 1e300]))
+    assert s["max_ulp_cond"] == "inf"
+
+
+def test_kl_div_value_condition_reaches_the_audit_with_minus_inf_entries():
+    """kl_div rows whose zero targets meet -inf log-probabilities (0 log 0 = 0:
+    they contribute nothing) still get their value's condition number, the
+    cancellation ratio sum_j (|t_j log t_j| + |t_j x_j|) / |sum_j t_j (log t_j
+    - x_j)| over t_j > 0: here log 1/2 - fl(log 1/2) against terms of size
+    log 2, about 6e16. It was 1 (the oracle gave up on any non-finite entry),
+    so the audit's ÷cond column showed 4.4e18 ULP for kl_div."""
+    lg = math.log(0.5)
+    rows = [((-math.inf, lg, -math.inf, lg), (0.0, 0.5, 0.0, 0.5), False),
+            ((-math.inf, lg, -math.inf, lg), (-math.inf, np.nextafter(lg, 0.0), -math.inf, lg),
+             True)]
+    for x, t, log_target in rows:
+        task = oracle.Task("fastloss.reference", "kl_div", "rows", (("log_target", log_target),),
+                           (x,), (t,), None, "float64")
+        vals, grads, ok, err, cv, cg = oracle.evaluate_chunk(task)
+        assert ok[0], err
+        with mpmath.workdps(80):
+            p = [mpmath.exp(v) if log_target else mpmath.mpf(v) for v in t]
+            terms = []
+            for pj, xj in zip(p, x):
+                if pj != 0:
+                    terms += [pj * mpmath.log(pj), -pj * mpmath.mpf(xj)]
+            want = float(mpmath.fsum(abs(v) for v in terms) / abs(mpmath.fsum(terms)))
+        assert want > 1e16
+        assert cv[0] == pytest.approx(want, rel=1e-9), (log_target, cv[0], want)
+        assert np.all(cg[0] == 1.0)  # the gradient -t_j does not cancel
+
+
 # --------------------------------------------------------------------------
 # grids
 

@@ -371,3 +371,72 @@ def test_far_scales_match_mpmath(name, scale):
         unit = np.spacing(np.abs(eg).max())
         if unit > 0:
             assert np.abs(g[i] - eg).max() / unit <= ROW_BOUND[np.float64], (i, g[i], eg)
+
+
+def _far_offset_pairs():
+    """Box pairs at an offset c (1, 1000, 2^256) small against their size
+    S = 2^e (S + c rounds to S), as in the audit's box grid: a point box at
+    the target's centre (DIoU) and a prediction touching the target on its
+    right, whose height S - c rounds to S (CIoU)."""
+    out = []
+    for c in (1.0, 1000.0, 2.0**256):
+        for e in (78, 142, 205, 333, 461):
+            s = 2.0**e
+            if s <= c * 2.0**60:
+                continue
+            out.append((c, s))
+    return out
+
+
+def test_diou_gradient_at_far_offsets_is_exact():
+    """A point box p = (S/2, S/2, S/2, S/2) inside t = (c, c, S, S), S + c
+    rounding to S: IoU = 0 with zero gradient (the point stays a point), the
+    enclosing box is t, so every component of the gradient is
+    rho_x / c^2 = -(c/2) / (2 (S - c)^2) (rho_x = S/2 - (c + S)/2 = -c/2),
+    computed here in exact rational arithmetic. The kernel had it right
+    (-1.7628851326804976e-276 at c = 1000, S = 1.19e139); the oracle at its
+    former fixed 400 bits lost c in c + S and gave 0."""
+    from fractions import Fraction
+    for c, s in _far_offset_pairs():
+        p = np.array([[s / 2] * 4])
+        t = np.array([[c, c, s, s]])
+        want = -(Fraction(c) / 2) / (2 * (Fraction(s) - Fraction(c)) ** 2)
+        want = float(want)
+        rv, rg = ref.value_and_grad("diou_loss", p[0], t[0])
+        assert all(ulp_distance(np.array([float(x)]), np.array([want]), np.float64)[0] <= 1
+                   for x in rg), (c, s, [float(x) for x in rg], want)
+        _, g = fl.value_and_grad("diou_loss", p, t, reduction="none")
+        assert np.max(ulp_distance(g[0], np.full(4, want), np.float64)) <= 2, (c, s, g[0], want)
+
+
+def test_ciou_angle_gradient_at_far_offsets():
+    """p = (S, c, 2S, S) touches t = (c, c, S, S) on its right; both heights
+    S - c round to S. The IoU term (I = 0 whichever way py1 moves) and the
+    distance term (rho_y = 0, enclosing height unchanged) have zero
+    d/dpy1, so that component is CIoU's angle term alone:
+    alpha dv/dpy1 = -alpha (8/pi^2) Delta w / (w^2 + h^2), w = S, h = S - c,
+    Delta = atan(1) - atan(w/h) ~ -c/(2S), alpha = v/(1 + v) (1 - IoU = 1):
+    2.46e-87 at c = 1000, S = 3.02e23 (evaluated below at 300 digits). The
+    kernel gave 0 (wt h - w ht cancelled to 0 with the rounded heights);
+    the other components and the value are held to the usual bounds."""
+    import mpmath
+    seen = 0
+    for c, s in _far_offset_pairs():
+        p = np.array([[s, c, 2 * s, s]])
+        t = np.array([[c, c, s, s]])
+        with mpmath.workdps(300):
+            w, h = mpmath.mpf(s), mpmath.mpf(s) - c
+            delta = mpmath.pi / 4 - mpmath.atan(w / h)
+            v = 4 / mpmath.pi**2 * delta**2
+            alpha = v / (1 + v)
+            g1 = -alpha * 8 / mpmath.pi**2 * delta * w / (w * w + h * h)
+        rv, rg = ref.value_and_grad("ciou_loss", p[0], t[0])
+        assert abs(rg[1] - g1) <= 1e-30 * abs(g1), (c, s, rg[1], g1)
+        want = np.array([round_to_dtype(x, np.float64) for x in rg])
+        v_, g = fl.value_and_grad("ciou_loss", p, t, reduction="none")
+        if want[1] != 0:  # ~(c/S)^3 / S: below the float64 range for S >> c 2^110
+            assert g[0, 1] > 0, (c, s, g[0], want)
+            seen += 1
+        assert np.max(ulp_distance(g[0], want, np.float64)) <= 4, (c, s, g[0], want)
+        assert ulp_distance(v_, np.array([round_to_dtype(rv, np.float64)]), np.float64)[0] <= 2
+    assert seen >= 6

@@ -363,3 +363,58 @@ def test_poisson_gradient_near_its_zero_is_accurate(dtype):
         u = ulp_distance(np.array([g[i]]), np.array([want], dtype), dtype)[0]
         assert u <= GOAL or (i >= tiny.size and abs(g[i] - want) <= 4 * np.spacing(dtype(ys[i]))), \
             (xs[i], ys[i], g[i], want, u)
+
+
+def _poisson_lin_near_one(dtype):
+    """x within a few ULPs of y (y = 1 and other targets), where 1 - y/x
+    cancels, plus subnormal x with subnormal y (1/x overflows there, y/x does
+    not)."""
+    fi = G.finfo(dtype)
+    t = np.dtype(dtype).type
+    ys = np.array([1.0, 2.5, 0.3, 1e-3, 7.0], dtype)
+    xs = G.adjacent(ys, 4)  # y and its 4 neighbours on each side
+    yv = np.tile(ys, xs.size // ys.size)
+    one_m = t(1) - t(fi.eps) / t(2)  # 1 - 2^-53 (float64), 1 - 2^-24 (float32)
+    extra_x = np.array([one_m, one_m, t(1) + t(fi.eps), one_m, t(1)], dtype)
+    extra_y = np.array([1.0, np.nextafter(t(1), t(2)), 1.0, np.nextafter(one_m, t(0)), one_m], dtype)
+    tiny = t(fi.smallest_subnormal)
+    sub_x = np.array([tiny, tiny, 3 * tiny, tiny * 1000], dtype)
+    sub_y = np.array([2 * tiny, 2000 * tiny, tiny, tiny], dtype)
+    return (np.concatenate([xs, extra_x, sub_x]).astype(dtype),
+            np.concatenate([yv, extra_y, sub_y]).astype(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+def test_poisson_linear_gradient_near_its_zero_is_accurate(dtype):
+    """poisson_nll(log_input=False)'s gradient 1 - y/x at x ~ y: computed as
+    (x - y)/x (x - y is exact there), it is within GOAL ULP of the oracle with
+    no condition allowance. 1 - y/x was 2x off at x = 1 - 2^-53, y = 1
+    (-2^-53 for -2^-53/(1 - 2^-53)), and -inf at subnormal x, y (1/x
+    overflows; y/x does not)."""
+    xs, ys = _poisson_lin_near_one(dtype)
+    _, g = fl.value_and_grad("poisson_nll", xs, ys, reduction="none", log_input=False)
+    want = np.array([round_to_dtype(ref.value_and_grad("poisson_nll", float(a), float(b), 1.0,
+                                                       log_input=False)[1], dtype)
+                     for a, b in zip(xs, ys)], dtype)
+    u = ulp_distance(g, want, dtype)
+    bad = np.nonzero(~(u <= GOAL))[0]
+    assert bad.size == 0, [(xs[i], ys[i], g[i], want[i], u[i]) for i in bad[:8]]
+
+
+def test_poisson_linear_special_values():
+    """The limits of 1 - y/x kept by the (x - y)/x form: 0/0 at x = y = 0 is
+    the limit 1 (y log x with 0 log 0 = 0 is identically 0 at y = 0), x = 0
+    with y > 0 gives -inf, x = inf gives 1 (NaN for y = inf, no limit), NaN
+    propagates."""
+    nan, inf = np.nan, np.inf
+    xs = np.array([0.0, -0.0, 0.0, 0.0, inf, inf, 2.0, nan, 0.0, 3.0], np.float64)
+    ys = np.array([0.0, 0.0, 1.0, inf, 1.0, inf, inf, 1.0, nan, 0.0], np.float64)
+    want = np.array([1.0, 1.0, -inf, -inf, 1.0, nan, -inf, nan, nan, 1.0])
+    for dtype in DTYPES:
+        _, g = fl.value_and_grad("poisson_nll", xs.astype(dtype), ys.astype(dtype),
+                                 reduction="none", log_input=False)
+        np.testing.assert_array_equal(g, want.astype(dtype))
+        for a, b, w in zip(xs, ys, want):
+            if a == a and b == b and not (math.isinf(a) and math.isinf(b)):
+                ge = float(ref.value_and_grad("poisson_nll", a, b, 1.0, log_input=False)[1])
+                assert ge == w or (math.isnan(ge) and math.isnan(w)), (a, b, ge, w)

@@ -144,8 +144,9 @@ def write_markdown(result: AuditResult, path: pathlib.Path, plots: list[str]) ->
     w("## Summary: worst ULP per loss (over dtypes, value and gradient)\n")
     w("Cells: worst ULP; *÷cond*: the worst ULP divided by the problem's condition number "
       "where that differs (the quantity the accuracy policy bounds: condition number times a "
-      "few ULP, see DESIGN.md); then the number of NaN / infinity errors; – where the "
-      "implementation does not have the loss.\n")
+      "few ULP, see DESIGN.md; where the condition number exceeds 1 the error is counted in "
+      "ULPs of the exact value, |computed - exact| / ulp(exact), if that is less); then the "
+      "number of NaN / infinity errors; – where the implementation does not have the loss.\n")
     w("| loss | " + " | ".join(labels[i] for i in impls) + " |")
     w("|---|" + "---|" * len(impls))
     for loss, row in rep["summary"]["per_loss"].items():

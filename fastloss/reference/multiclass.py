@@ -205,17 +205,25 @@ def _ratio(terms, total):
 def _kl_value_condition(xs, target, log_target):
     """kl_div's row value sum_j t_j (log t_j - x_j): the cancellation ratio of
     its terms t_j log t_j and -t_j x_j (large where x_j ~ log t_j); 1 with
-    non-finite entries. Its gradient -t_j has no cancellation."""
+    non-finite entries that contribute. Entries with target 0 (t_j = 0, or
+    log t_j = -inf with log_target) contribute nothing (0 log 0 = 0, also
+    where x_j = -inf) and are skipped: they used to make every row with a
+    -inf log-probability look well conditioned (condition 1), e.g.
+    x = [-inf, log 0.5, -inf, log 0.5], t = [0, 0.5, 0, 0.5], whose value
+    log 0.5 - fl(log 0.5) cancels by a factor of ~6e16. Its gradient -t_j
+    has no cancellation."""
     with mp.workdps(DPS):
         terms = []
         for xj, tv in zip(xs, target):
             tj = _mpf(tv)
+            if mp.isnan(xj) or mp.isnan(tj):
+                return 1.0
+            pj = mp.exp(tj) if log_target else tj
+            if pj == 0:
+                continue
             if not (mp.isfinite(xj) and mp.isfinite(tj)):
                 return 1.0
-            if log_target:
-                terms += [mp.exp(tj) * tj, -mp.exp(tj) * xj]
-            elif tj > 0:
-                terms += [tj * mp.log(tj), -tj * xj]
+            terms += [pj * (tj if log_target else mp.log(tj)), -pj * xj]
         return _ratio(terms, mp.fsum(terms))
 
 

@@ -22,6 +22,8 @@ written as sums of non-negative terms built from coordinate differences
   C - U = pw dyt + tw dyp + gx ch, gx = -ox >= 0           (no overlap in x)
   2 rho_x = (px1 - tx1) + (px2 - tx2)                      (centre distance)
   atan(wt/ht) - atan(w/h) = atan2(wt h - w ht, ht h + wt w)
+  (the numerator with the rounding errors of w, h, wt, ht and of both
+  products added back where it cancels: _angle_numerator)
 so every value is accurate to a few ULP relative to itself, and the gradient
 of 1 - IoU, e.g. d/dpx1 = ih (At + dxp ph) / U^2 where px1 is the
 intersection's left edge, has no cancellation either.
@@ -209,6 +211,61 @@ def _two_diff_err(a, b, s):
     return (a - (s - bb)) - (b + bb)
 
 
+#: Veltkamp's splitting constant 2^27 + 1 (Dekker's exact product)
+_SPLIT = 134217729.0
+#: relative size |wt h - w ht| / (wt h + w ht) under which CIoU's angle
+#: numerator is evaluated with compensation (_angle_numerator)
+_ANGLE_CANCEL = 2.0**-10
+
+
+@njit(**JIT)
+def _two_prod_err(a, b, p):
+    """The rounding error of p = fl(a b): a b = p + err exactly (Dekker's
+    product, Veltkamp splitting; no fma, so the same on every target). Exact
+    for |a|, |b| << 2^996 and a b far from underflow (the drivers' box_scale
+    brings coordinates into [1, 2))."""
+    c = _SPLIT * a
+    ah = c - (c - a)
+    al = a - ah
+    c = _SPLIT * b
+    bh = c - (c - b)
+    bl = b - bh
+    return ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@njit(**JIT)
+def _angle_numerator(px1, py1, px2, py2, tx1, ty1, tx2, ty2, w, h, wt, ht):
+    """wt h - w ht, the numerator of CIoU's angle difference, for widths and
+    heights w = fl(px2 - px1), ... that are themselves rounded.
+
+    Plain wt h - w ht has an absolute error of a few u (wt h + w ht) (the
+    rounding of the four differences and of the two products), which is all
+    of it where the aspect ratios agree to within that: e.g. the target
+    [1000, 1000, 3.02e23, 3.02e23] and the prediction [3.02e23, 1000,
+    6.04e23, 3.02e23] (S = 3.02e23 = 2^78; both heights S - 1000 round to
+    S) gave 0 for the exact -1000 (S - 1000), and so a zero CIoU gradient
+    component (d/dpy1) for an exact 2.46e-87. Where the products nearly cancel
+    (|wt h - w ht| <= _ANGLE_CANCEL (wt h + w ht)) the numerator is formed
+    from the exact differences (hi + lo, TwoSum) and exact products (hi + lo,
+    Dekker): relative error ~u, until it is ~u^2 (wt h + w ht). Elsewhere the
+    plain form is within ~3 / _ANGLE_CANCEL ulp, i.e. within about 3 ulp
+    times the condition number (wt h + w ht) / |wt h - w ht| of the
+    difference with respect to the coordinates."""
+    a = wt * h
+    b = w * ht
+    n = a - b
+    if not (abs(n) <= _ANGLE_CANCEL * (a + b)):
+        return n
+    w0 = _two_diff_err(px2, px1, w)
+    h0 = _two_diff_err(py2, py1, h)
+    wt0 = _two_diff_err(tx2, tx1, wt)
+    ht0 = _two_diff_err(ty2, ty1, ht)
+    # n = a - b is exact here (Sterbenz: a and b within a factor of 2)
+    e = _two_prod_err(wt, h, a) - _two_prod_err(w, ht, b)
+    cross = (wt * h0 + wt0 * h) - (w * ht0 + w0 * ht)
+    return n + (e + (cross + (wt0 * h0 - w0 * ht0)))
+
+
 @njit(**JIT)
 def _distance_part(px1, py1, px2, py2, tx1, ty1, tx2, ty2, cw, ch):
     """(rho^2/c^2, its gradient): rho the distance of the box centres, c the
@@ -264,7 +321,8 @@ def ciou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     the gradient is that of DIoU plus alpha dv, with
     dv = -(8/pi^2) Delta d atan(w/h), d atan(w/h) = (h dw - w dh)/(w^2 + h^2).
     The angle difference Delta is atan2(wt h - w ht, ht h + wt w), which does
-    not cancel for similar aspect ratios; atan(w/0) = pi/2, a box with
+    not cancel for similar aspect ratios (its numerator is compensated where
+    the two products nearly cancel: _angle_numerator); atan(w/0) = pi/2, a box with
     w = h = 0 has angle 0 and no angle gradient; alpha = 0 where 1 - IoU + v
     = 0 (identical boxes)."""
     if _has_nan(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
@@ -278,7 +336,8 @@ def ciou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     if (w == 0.0 and h == 0.0) or (wt == 0.0 and ht == 0.0):
         delta = math.atan2(wt, ht) - math.atan2(w, h)
     else:
-        delta = math.atan2(wt * h - w * ht, ht * h + wt * w)
+        num = _angle_numerator(px1, py1, px2, py2, tx1, ty1, tx2, ty2, w, h, wt, ht)
+        delta = math.atan2(num, ht * h + wt * w)
     v = _FOUR_PI2 * delta * delta
     den = loss + v
     alpha = v / den if den > 0.0 else 0.0

@@ -161,7 +161,13 @@ def poisson_nll(x, y, q, log_input, p1, p2):
 
     log_input (p0 = 1): e^x - y x, derivative e^x - y.
     otherwise:          x - y log x, derivative 1 - y/x, with 0 log 0 = 0.
-    Exact: no epsilon is added to x (PyTorch adds 1e-8)."""
+    Exact: no epsilon is added to x (PyTorch adds 1e-8).
+
+    The derivative 1 - y/x is computed as (x - y)/x: x - y is exact where x
+    and y are close (Sterbenz), so it does not cancel at x ~ y (1 - y/x was
+    2x off at x = 1 - 2^-53, y = 1), and y/x does not overflow where 1/x does
+    (subnormal x and y). x = y = 0 gives the limit 1 (y log x is 0 at y = 0),
+    x = 0 < y gives -inf, x = inf gives 1 (NaN if y = inf too), as before."""
     if log_input != 0.0:
         # e^x as a pair: e^x - y cancels near x = log y (the gradient's zero)
         e, el = exp_pair(x)
@@ -170,4 +176,6 @@ def poisson_nll(x, y, q, log_input, p1, p2):
         return (e - xmul(y, x)) + el, (e - y) + el
     if x == math.inf:
         return math.inf, 1.0 - xmul(y, 0.0)
-    return x - xmul(y, log(x)), 1.0 - xmul(y, 1.0 / x)
+    # 0/0 at x = y = 0: the limit 1 (1 - 0/x = 1 for every x > 0)
+    g = (x - y) / x if (x != 0.0 or y != 0.0) else 1.0
+    return x - xmul(y, log(x)), g
