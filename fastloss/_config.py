@@ -12,6 +12,8 @@ alone would otherwise be served its stale machine code.
 compensated sums (shared DESIGN.md, numerics policy).
 """
 
+import os as _os
+
 #: options for scalar helpers and formulas (compiled into the kernels that call them)
 #: error_model="numpy" gives IEEE division (x/0 = inf) instead of Python's
 #: ZeroDivisionError.
@@ -19,6 +21,19 @@ JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 
 #: options for the parallel CPU kernels
 PARALLEL_JIT = {**JIT, "parallel": True}
+
+#: vector width (bits) the CPU kernels ask LLVM's vectorizer for, as the
+#: function attribute "prefer-vector-width" (``fastloss.math._intrin.
+#: wide_vectors``). LLVM's default for AVX-512 CPUs (Skylake-SP, Ice Lake,
+#: Zen 4) is 256: it avoids the 512-bit frequency drop of the first AVX-512
+#: chips. The kernels here are long runs of dependent floating-point work
+#: (polynomials, double-double steps), where 512-bit vectors measured 1.5-2x
+#: the throughput on this project's Ice Lake server; on CPUs without AVX-512
+#: the hint changes nothing. Results are bitwise the same at any width (each
+#: lane does the same IEEE operations; no fast-math reassociation).
+#: ``FASTLOSS_VECTOR_WIDTH=256`` (or 128) restores a narrower choice; 0 leaves
+#: LLVM's default.
+VECTOR_WIDTH = int(_os.environ.get("FASTLOSS_VECTOR_WIDTH", "512") or 0)
 
 #: elements per reduction chunk. The loss is summed per chunk, then the chunk
 #: partials are combined in index order; the chunk size does not depend on the
@@ -36,6 +51,7 @@ def _source_keyed_cache_dir() -> None:
         return
     root = pathlib.Path(__file__).resolve().parent
     h = hashlib.sha256()
+    h.update(f"vector-width={VECTOR_WIDTH}".encode())  # in the generated code
     for p in sorted(root.rglob("*.py")):
         h.update(p.relative_to(root).as_posix().encode())
         h.update(p.read_bytes())

@@ -37,6 +37,7 @@ from numba import njit, types
 from numba.extending import overload
 
 from fastloss._config import JIT
+from fastloss.math._intrin import wide_vectors
 
 
 def round_as(a, v):
@@ -78,6 +79,7 @@ def block_sum(v, e, width):
 
     Each pass adds the upper half onto the lower half: the iterations are
     independent, so the pass vectorizes, and the order of additions is fixed."""
+    wide_vectors()
     step = width >> 1
     while step > 0:
         # slices: indices provably >= 0 (contiguous vector access, no wraparound)

@@ -19,6 +19,7 @@ from numba.extending import overload
 
 from fastloss._config import CHUNK, JIT, PARALLEL_JIT
 from fastloss.cpu.dispatch import LiteralDispatch
+from fastloss.math._intrin import wide_vectors
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.boxes import BOX_FORMULAS, box_scale
 
@@ -58,6 +59,7 @@ def fused(fid, x, y, gdiv, grad, vals, hi, lo, store_grad, store_vals):
     numba.literally(fid)
     n = x.shape[0]
     for c in prange(hi.size):
+        wide_vectors()  # the attribute of the outlined parallel body
         start = c * BOX_CHUNK
         stop = min(start + BOX_CHUNK, n)
         s = 0.0

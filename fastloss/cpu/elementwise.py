@@ -59,7 +59,7 @@ from fastloss._config import CHUNK, JIT, PARALLEL_JIT
 from fastloss.catalog import FORMULAS
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
 from fastloss.math import F32_VARIANTS, xmul
-from fastloss.math._intrin import fma
+from fastloss.math._intrin import fma, wide_vectors
 from fastloss.reduce import block_sum
 
 #: elements per vectorized block = number of running accumulators per chunk
@@ -196,6 +196,7 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
     plain = (not periodic and np.float64(w[0]) == 1.0 and abs(gdiv) >= 2.0**-1000
              and abs(gdiv) <= 2.0**1000)
     for grp in prange(ngroups):
+        wide_vectors()  # the attribute of the outlined parallel body
         c0 = grp * GROUP
         c1 = min(c0 + GROUP, nchunks)
         S = np.empty(BLOCK, dtype=np.float64)

@@ -2,11 +2,13 @@
 
 These are single LLVM instructions, so they vectorize with the loops that call
 them: a fused multiply-add (``llvm.fma``, exactly rounded, not a fast-math
-contraction) and bit casts between float64 and int64.
+contraction) and bit casts between float64 and int64; and ``wide_vectors``,
+a hint to LLVM's loop vectorizer.
 """
 
 from llvmlite import ir
 from numba import types
+from numba.core.cpu import CPUContext
 from numba.extending import intrinsic
 
 
@@ -44,5 +46,30 @@ def bits_f64(typingctx, i):
     def codegen(context, builder, signature, args):
         v = context.cast(builder, args[0], signature.args[0], types.int64)
         return builder.bitcast(v, ir.DoubleType())
+
+    return sig, codegen
+
+
+@intrinsic
+def wide_vectors(typingctx):
+    """Asks LLVM to vectorize the enclosing compiled function with vectors of
+    ``fastloss._config.VECTOR_WIDTH`` bits: sets its function attribute
+    "prefer-vector-width" (the attribute clang's -mprefer-vector-width sets).
+    Called at the top of every CPU kernel body and row helper that holds a
+    hot loop: the attribute belongs to the LLVM function in which the loop
+    vectorizer runs, which for a prange body is the outlined parallel
+    function. No code is generated; off the CPU target, or with
+    VECTOR_WIDTH 0, it does nothing."""
+    from fastloss._config import VECTOR_WIDTH
+
+    sig = types.none()
+
+    def codegen(context, builder, signature, args):
+        if VECTOR_WIDTH and isinstance(context, CPUContext):
+            # llvmlite's FunctionAttributes checks names against a list of
+            # keyword attributes; a string attribute is written out as given
+            attrs = builder.function.attributes
+            set.add(attrs, f'"prefer-vector-width"="{VECTOR_WIDTH}"')
+        return context.get_dummy_value()
 
     return sig, codegen

@@ -73,7 +73,7 @@ from fastloss import math as fmath
 from fastloss._config import JIT
 from fastloss.math import xmul
 from fastloss.math._cpu import CPU_JIT, exp_dd
-from fastloss.math._intrin import fma
+from fastloss.math._intrin import fma, wide_vectors
 from fastloss.reduce import block_sum
 
 # Scalar functions of the row loops: the primitives of fastloss.math
@@ -393,6 +393,7 @@ def _block_max(xb, mb, width):
     by pairwise passes into mb: each pass is a vectorizable elementwise
     loop (a running max is a loop-carried dependence LLVM does not
     vectorize without fast-math)."""
+    wide_vectors()
     if width == 1:
         return xb[0]
     h = width >> 1
@@ -420,6 +421,7 @@ def _pair_sum(v, width):
     """Pairwise sum of v[0:width] (a power of two), in place, in a fixed
     order; each pass vectorizes. Used for float32 data, whose terms are
     summed in float64 without compensation (see ``row_lse``)."""
+    wide_vectors()
     h = width >> 1
     while h > 0:
         lo = v[:h]
@@ -477,6 +479,7 @@ def row_lse_state(x, buf, keep):
 
     ``buf``: float64 scratch of ``SCRATCH`` elements, ``scratch_size(n)``
     with ``keep``."""
+    wide_vectors()
     n = x.size
     ex = is_f64(x)
     wd = block_width(n)
@@ -550,6 +553,7 @@ def softmax_kept(x, buf, g, m, denom, a, gdiv):
     e^(m_b - m) a / (denom gdiv), then one multiplication per element, a
     vectorized loop that does not read x (so g may be x). Relative error a
     few 2^-53 plus ``exp32``'s 2^-46: invisible after rounding to float32."""
+    wide_vectors()
     n = x.size
     wd = block_width(n)
     r = a / (denom * gdiv)
@@ -569,6 +573,7 @@ def softmax_scaled(x, g, m, denom, a, gdiv, lo, hi):
     as written (each correctly rounded); float32 data: one multiplication by
     a / (denom gdiv) (relative error a few 2^-53, invisible after rounding
     to float32)."""
+    wide_vectors()
     ex = is_f64(x)
     xs = x[lo:hi]
     gs = g[lo:hi]
@@ -589,6 +594,7 @@ def softmax_scaled(x, g, m, denom, a, gdiv, lo, hi):
 def _smooth_sum(x, w, m, buf, sc):
     """sum_c w_c (m - x_c) sc of a row (sc a power of two), compensated,
     block by block: (s, c) with the sum s + c."""
+    wide_vectors()
     n = x.size
     wd = block_width(n)
     eb = buf[:wd]
@@ -635,6 +641,7 @@ def ce_grad_dd(x, y, w, m, oh, ol, l1, wy, eps, z, wsum, wsum_lo, gdiv, g):
     small to take the 2^-64 leaves it to the terms, ``unscale_ok``): within 2 ulp times the cancellation ratio
     (A p_j + B_j) / |A p_j - B_j| where the two sides nearly cancel
     (``fastloss.reference.multiclass.row_condition``)."""
+    wide_vectors()
     n = x.size
     dh, dl = dd_add(1.0, 0.0, oh, ol)
     rh, rl = dd_recip(dh, dl)
@@ -695,6 +702,7 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     (``ce_grad_dd``). The plain path (no options) and float32 data (whose
     float64 evaluation has 29 bits to spare) are the single-precision forms
     below."""
+    wide_vectors()
     n = x.size
     ex = is_f64(x)
     ec = eps / n
@@ -775,6 +783,7 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     error is the rounding plus the ~1 ulp relative error of ``others`` times
     the softmax term. Both passes after pass 1 run in blocks (vectorized
     loops into buffers summed pairwise with TwoSum)."""
+    wide_vectors()
     n = x.size
     ex = is_f64(x)
     m, s0, c0, k0 = row_lse_state(x, buf, False)
@@ -881,6 +890,7 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
 def nll(x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
     """Negative log-likelihood of log-probabilities x: -w_y x_y; gradient
     -w_y at the label, 0 elsewhere (PyTorch's nll_loss)."""
+    wide_vectors()
     wy = np.float64(w[y])
     val = -xmul(wy, np.float64(x[y]))
     if sg:
@@ -896,6 +906,7 @@ def categorical_cross_entropy(x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
     probabilities t: -sum_c t_c log x_c; gradient -t_c / x_c, with
     0 log 0 = 0 and a zero gradient where t_c = 0 (also at x_c = 0). No
     clamping: x_c = 0 with t_c > 0 gives +inf and a -inf gradient."""
+    wide_vectors()
     sv = 0.0
     svc = 0.0
     for j in range(x.size):
@@ -918,6 +929,7 @@ def kl_div(x, y, t, w, log_target, p1, p2, p3, gdiv, g, sg, buf):
     The term t (log t - x) is ill-conditioned where log t ~ x (the exact
     difference cancels); its error is cond * eps (LOSSES.md, KL). The
     gradient at t = 0 is exactly 0 (pytorch#89558)."""
+    wide_vectors()
     lt = log_target != 0.0
     sv = 0.0
     svc = 0.0
@@ -941,6 +953,7 @@ def softmax_focal(x, y, t, alpha, gamma, p1, p2, p3, gdiv, g, sg, buf):
     1 - p_y cancellation), nll / q -> 1 as q -> 0 (so gamma < 1 gives no
     0 * inf), and p_y nll / q = 0 when p_y = 0 (x_y = -inf: loss +inf,
     gradient finite)."""
+    wide_vectors()
     n = x.size
     m, o, l1, nl = _nll_parts(x, y, buf, False)
     ay = np.float64(alpha[y])
@@ -976,6 +989,7 @@ def multi_margin(x, y, t, w, margin, pw, p2, p3, gdiv, g, sg, buf):
     for p = 2); x_j = -inf with x_y finite gives h_j = -inf, no term; x_y
     and x_j both infinite with the same sign is inf - inf, refused by the
     caller (``fastloss.rows``)."""
+    wide_vectors()
     n = x.size
     xy = np.float64(x[y])
     wy = np.float64(w[y])
