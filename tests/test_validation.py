@@ -132,3 +132,35 @@ def test_metric_style_refusal_of_grad_is_clear():
         if not spec.has_grad:
             with pytest.raises(ValueError, match="has no gradient"):
                 fl.value_and_grad(name, X, Y)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_domain_checks_find_the_first_offender_across_blocks(dtype):
+    """The blocked (vectorized) domain checks return the same first index as
+    a NumPy reference, for offenders at block edges, in later blocks, and
+    several per block; NaN passes."""
+    from fastloss.cpu.checks import CHECK_BLOCK, first_not_in, first_outside
+
+    rng = np.random.default_rng(7)
+    n = 3 * CHECK_BLOCK + 5
+    spots = [0, 1, CHECK_BLOCK - 1, CHECK_BLOCK, 2 * CHECK_BLOCK + 3, n - 1]
+    for trial in range(40):
+        a = rng.random(n).astype(dtype)
+        a[rng.integers(0, n, 3)] = np.nan
+        bad_at = sorted(rng.choice(spots, size=int(rng.integers(0, 3)), replace=False))
+        for i in bad_at:
+            a[i] = rng.choice([-0.25, 1.5, 0.0, 1.0])
+        for lo_open in (False, True):
+            for hi_open in (False, True):
+                bad = (a < 0) | (a > 1) | (lo_open & (a == 0)) | (hi_open & (a == 1))
+                want = int(np.argmax(bad)) if bad.any() else -1
+                assert first_outside(a, 0.0, 1.0, lo_open, hi_open) == want
+        for values in ([-1.0, 1.0], [0.0, 1.0, 2.0], [1.0, 2.0, 3.0, 4.0, 5.0]):
+            v = np.asarray(values)
+            b = rng.choice(v, n).astype(dtype)
+            b[rng.integers(0, n, 2)] = np.nan
+            for i in bad_at:
+                b[i] = 0.5
+            bad = ~(np.isnan(b) | np.isin(b, v))
+            want = int(np.argmax(bad)) if bad.any() else -1
+            assert first_not_in(b, v) == want
