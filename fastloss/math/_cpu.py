@@ -104,17 +104,16 @@ def _reduce(x, lo_clamp, hi_clamp, small_zero):
     hr = 0.5 * r
     h = hr * r
     hl = fma(hr, r, -h)
-    q = fma(r, E13, E12)
-    q = fma(q, r, E11)
-    q = fma(q, r, E10)
-    q = fma(q, r, E9)
-    q = fma(q, r, E8)
-    q = fma(q, r, E7)
-    q = fma(q, r, E6)
-    q = fma(q, r, E5)
-    q = fma(q, r, E4)
-    q = fma(q, r, E3)
-    p3 = (r * r) * (r * q)
+    # q = E3 + E4 r + ... + E13 r^10 by Estrin's scheme: a dependency chain
+    # of 4 multiply-adds instead of Horner's 10 (the vector loops calling
+    # this are latency-bound); q's rounding errors are scaled by r^3 <= 0.042
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    q = fma(r8, fma(r2, E13, fma(r, E12, E11)),
+            fma(r4, fma(r2, fma(r, E10, E9), fma(r, E8, E7)),
+                fma(r2, fma(r, E6, E5), fma(r, E4, E3))))
+    p3 = r2 * (r * q)
     return k, r, rl, h, hl, p3
 
 
@@ -171,7 +170,7 @@ SHIFT_BITS = 0x4338000000000000  # the bits of SHIFT: bits(SHIFT + k) - SHIFT_BI
 def exp32(x):
     """e^x to the accuracy float32 data needs, for the row kernels' hot
     loops: relative error < 2^-46 (Taylor to degree 11 on |r| <= ln2/2,
-    plain Horner, one scaling); 0 for x < -708.05 (results below ~2^-1021.5
+    Estrin's scheme, one scaling); 0 for x < -708.05 (results below ~2^-1021.5
     are flushed), +inf above EXP_OVF, NaN propagates (through the
     arithmetic: the clamps keep NaN). About 25 vector operations, half the
     work of ``exp``."""
@@ -181,17 +180,15 @@ def exp32(x):
     k = kf - SHIFT
     r = fma(-k, LN2HI, xc)  # exact
     r = fma(-k, LN2LO, r)
-    q = fma(r, E11, E10)
-    q = fma(q, r, E9)
-    q = fma(q, r, E8)
-    q = fma(q, r, E7)
-    q = fma(q, r, E6)
-    q = fma(q, r, E5)
-    q = fma(q, r, E4)
-    q = fma(q, r, E3)
-    q = fma(q, r, 0.5)
-    q = fma(q, r, 1.0)
-    q = fma(q, r, 1.0)
+    # 1 + r + r^2/2 + ... + r^11/11! by Estrin's scheme (a chain of 4
+    # multiply-adds, not Horner's 11: the loops calling this are bound by
+    # latency, not by the number of operations)
+    r2 = r * r
+    r4 = r2 * r2
+    r8 = r4 * r4
+    q = fma(r8, fma(r2, fma(r, E11, E10), fma(r, E9, E8)),
+            fma(r4, fma(r2, fma(r, E7, E6), fma(r, E5, E4)),
+                fma(r2, fma(r, E3, 0.5), r + 1.0)))
     # 2^(k-1), normal for k in [-1021, 1024]; outside, the selects decide
     y = (q + q) * bits_f64((f64_bits(kf) - (SHIFT_BITS - 1022)) << 52)
     y = 0.0 if k < -1021.0 else y
@@ -355,7 +352,7 @@ def logistic32(z):
     """``logistic`` to the accuracy float32 data needs (relative error below
     ~2^-45 for every output: invisible after rounding to float32, whose half
     ULP is 2^-24), at about a third of the cost: e = e^-|z| from ``exp32``
-    (plain Horner, no double-double), and one division shared by log1p(e)
+    (Estrin, no double-double), and one division shared by log1p(e)
     and 1/(1 + e).
 
     u = fl(1 + e) and its exact rounding error c = e - (u - 1) (|e| <= 1);
