@@ -694,3 +694,25 @@ def test_multi_margin_hinge_lost_to_the_big_logits(p, dtype):
     y = np.array([0, 1, 0])
     vu, gu = oracle_ulps("multi_margin", x, y, dtype, p=p)
     assert vu <= 2 and gu <= 2, (vu, gu)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("eps", [0.0, 0.1])
+def test_z_loss_at_a_plus_inf_logit_has_the_limit_gradient(dtype, eps):
+    """z-loss z lse^2 at a +inf logit: the loss is +inf, and its gradient
+    2 z lse p_j is +inf at the +inf logits and tends to 0 elsewhere (p_j =
+    e^(x_j - x_k) -> 0 faster than lse = x_k grows). Analytic limits, per
+    row: the cross-entropy part (1 - eps) (p_j - [j = y]) - (eps / C) is
+    -(1 - eps) - eps/C at a finite label and -eps/C elsewhere. Was NaN
+    (A p_j = inf * 0)."""
+    x = np.array([[np.inf, 0, -1], [np.inf, 0, -1], [np.inf, np.inf, 0], [-np.inf, np.inf, 3]],
+                 dtype=dtype)
+    y = np.array([1, 0, 2, 0])
+    v, g = fl.value_and_grad("cross_entropy", x, y, z_loss=1e-2, label_smoothing=eps,
+                             reduction="none")
+    assert np.all(v == np.inf)
+    e = eps / 3
+    inf = np.inf
+    want = np.array([[inf, -(1 - eps) - e, -e], [inf, -e, -e], [inf, inf, -(1 - eps) - e],
+                     [-(1 - eps) - e, inf, -e]])
+    np.testing.assert_array_equal(g, want.astype(dtype))

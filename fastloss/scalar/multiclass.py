@@ -731,22 +731,28 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
             sm, smc = _smooth_sum(x, w, m, buf, _DOWN)
             up = _UP
     if sg:
-        if ex and (eps != 0.0 or z != 0.0 or wy != 1.0):
+        # A = +inf: the z-loss 2 z lse p_j at a +inf logit (lse = +inf). Its
+        # limit is +inf where p_j > 0 (the +inf logits) and 0 where p_j = 0
+        # (2 z x_k e^(x_j - x_k) -> 0): the products A p_j are taken as 0 at
+        # p_j = 0 (xmul) in the plain loop below, not inf * 0 = NaN
+        inf_a = abs(a) == _INF
+        if ex and (eps != 0.0 or z != 0.0 or wy != 1.0) and not inf_a:
             oh, ol = others_dd(s0, c0, k0)
             ce_grad_dd(x, y, w, m, oh, ol, l1, wy, eps, z, wsum, wsum_lo, gdiv, g)
         else:
             # gradient A p_j - (eps/C) w_j: one vectorizable loop; the
             # label's entry is overwritten below
-            if keep:
+            if keep and not inf_a:
                 softmax_kept(x, buf, g, m, denom, a, gdiv)
-            elif ec == 0.0:
+            elif ec == 0.0 and not inf_a:
                 softmax_scaled(x, g, m, denom, a, gdiv, 0, n)
             else:
                 for j in range(n):
                     p = exp_gap(np.float64(x[j]), m, ex) / denom
-                    g[j] = (a * p - ec * np.float64(w[j])) / gdiv
-            py = exp(-nll)
-            g[y] = (xmul(a1, expm1(-nll)) + a2 * py - ec * wy) / gdiv
+                    g[j] = (xmul(p, a) - ec * np.float64(w[j])) / gdiv
+            # p_y: needed with smoothing or a z-loss only (a2 = 0 otherwise)
+            py = exp(-nll) if a2 != 0.0 else 0.0
+            g[y] = (xmul(a1, expm1(-nll)) + xmul(py, a2) - ec * wy) / gdiv
     val = xmul(a1, nll)
     if eps != 0.0:
         if math.isfinite(sm):
