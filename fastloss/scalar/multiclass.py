@@ -114,6 +114,20 @@ def two_sum_add(s, c, v):
 # inf, is dropped), so the special values behave as in plain arithmetic.
 
 
+@njit(**JIT)
+def fold_block(vb, vc, nb, wd, s, c):
+    """(s, c) plus the sum of a block's terms vb[:nb] (with their error terms
+    vc[:nb]): the tails vb[nb:wd], vc[nb:wd] zeroed, the block summed
+    pairwise with TwoSum (``reduce.block_sum``, width wd a power of two) and
+    added to the running pair with TwoSum."""
+    for j in range(nb, wd):
+        vb[j] = 0.0
+        vc[j] = 0.0
+    bs, bc = block_sum(vb, vc, wd)
+    s, c = two_sum_add(s, c, bs)
+    return s, c + bc
+
+
 @njit(**CPU_JIT)
 def dd_fix(h, l):
     """Renormalize h + l (|l| <= ulp(h) after it); (h, 0) if the sum is not
@@ -608,12 +622,7 @@ def _smooth_sum(x, w, m, buf, sc):
         for j in range(nb):
             eb[j] = xmul(np.float64(ws[j]), gap(np.float64(xs[j]), m)) * sc
             cb[j] = 0.0
-        for j in range(nb, wd):
-            eb[j] = 0.0
-            cb[j] = 0.0
-        bs, bc = block_sum(eb, cb, wd)
-        sm, smc = two_sum_add(sm, smc, bs)
-        smc += bc
+        sm, smc = fold_block(eb, cb, nb, wd, sm, smc)
     return sm, smc
 
 
@@ -818,12 +827,7 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
             else:
                 vb[j] = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
                 vc[j] = 0.0
-        for j in range(nb, wd):
-            vb[j] = 0.0
-            vc[j] = 0.0
-        bs, bc = block_sum(vb, vc, wd)
-        tt, ttc = two_sum_add(tt, ttc, bs)
-        ttc += bc
+        tt, ttc = fold_block(vb, vc, nb, wd, tt, ttc)
     tth, ttl = dd_fix(tt, ttc)
     if math.isfinite(tt):
         tt += ttc
@@ -878,12 +882,7 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
                     gs[j] = dd_round(sh, sl)
                 else:
                     gs[j] = (a * softmax_elem(v, m, denom, ex) - wt) / gdiv
-        for j in range(nb, wd):
-            vb[j] = 0.0
-            vc[j] = 0.0
-        bs, bc = block_sum(vb, vc, wd)
-        sv, svc = two_sum_add(sv, svc, bs)
-        svc += bc
+        sv, svc = fold_block(vb, vc, nb, wd, sv, svc)
     if math.isfinite(sv):
         sv += svc
     val = sv + xmul(tt, l1)
@@ -1032,18 +1031,9 @@ def multi_margin(x, y, t, w, margin, pw, p2, p3, gdiv, g, sg, buf):
             dc[j] = 0.0 if lab else dl
             if sg:
                 gs[j] = gj  # the label's entry is overwritten below
-        for j in range(nb, wd):
-            vb[j] = 0.0
-            vc[j] = 0.0
-            db[j] = 0.0
-            dc[j] = 0.0
-        bs, bc = block_sum(vb, vc, wd)
-        sv, svc = two_sum_add(sv, svc, bs)
-        svc += bc
+        sv, svc = fold_block(vb, vc, nb, wd, sv, svc)
         if sg:
-            bs, bc = block_sum(db, dc, wd)
-            sd, sdc = two_sum_add(sd, sdc, bs)
-            sdc += bc
+            sd, sdc = fold_block(db, dc, nb, wd, sd, sdc)
     if sg:
         gh, gl = dd_mul(kh, kl, sd, sdc if math.isfinite(sd) else 0.0)
         g[y] = -dd_round(gh, gl)
