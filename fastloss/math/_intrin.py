@@ -8,6 +8,7 @@ a hint to LLVM's loop vectorizer.
 
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.core.cpu import CPUContext
 from numba.extending import intrinsic
 
@@ -70,6 +71,35 @@ def wide_vectors(typingctx):
             # keyword attributes; a string attribute is written out as given
             attrs = builder.function.attributes
             set.add(attrs, f'"prefer-vector-width"="{VECTOR_WIDTH}"')
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def prefetch(typingctx, arr, i, write):
+    """Hint (``llvm.prefetch``, PREFETCHT0 / PREFETCHW on x86) that element
+    i of the 1-D array arr is needed soon, for reading or, with the
+    compile-time ``write`` flag, for writing. No fault on any address; no
+    effect on results. Used where the hardware prefetcher cannot see the
+    next access coming: the row driver computes on one row in L1 for
+    thousands of cycles, then reads the next row in a burst."""
+    if not (isinstance(arr, types.Array) and arr.ndim == 1 and isinstance(i, types.Integer)
+            and isinstance(write, types.BooleanLiteral)):
+        return None
+    rw = 1 if write.literal_value else 0
+    sig = types.none(arr, i, write)
+
+    def codegen(context, builder, signature, args):
+        aryty = signature.args[0]
+        ary = context.make_array(aryty)(context, builder, value=args[0])
+        idx = context.cast(builder, args[1], signature.args[1], types.intp)
+        ptr = cgutils.get_item_pointer(context, builder, aryty, ary, [idx], wraparound=False)
+        i8p = ir.IntType(8).as_pointer()
+        i32 = ir.IntType(32)
+        fn = builder.module.declare_intrinsic(
+            "llvm.prefetch", [i8p], ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]))
+        builder.call(fn, [builder.bitcast(ptr, i8p), i32(rw), i32(3), i32(1)])
         return context.get_dummy_value()
 
     return sig, codegen
