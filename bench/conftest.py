@@ -11,26 +11,12 @@ the derived figures and the machine description into the JSON
     python -m pytest bench/ --fl-loss=mse,huber --fl-threads=1,2 --fl-dtype=float32
     python -m pytest bench/ --fl-full --benchmark-json=out.json   # everything, longer timing
 
-Before numba is imported: NUMBA_CACHE_DIR is set (unless given) to a
-directory keyed by a hash of fastloss' sources, as in tests/conftest.py, so
-kernels compile once per source version and never come from a stale cache.
+Kernels are cached where the library puts them (``fastloss._config``: a
+directory keyed by a hash of fastloss' sources and the vector width), so they
+compile once per source version and never come from a stale cache.
 """
 
-import hashlib
-import os
-import pathlib
-import tempfile
-
-_ROOT = pathlib.Path(__file__).resolve().parents[1] / "fastloss"
-_h = hashlib.sha256()
-for _p in sorted(_ROOT.rglob("*.py")):
-    _h.update(_p.read_bytes())
-os.environ.setdefault(
-    "NUMBA_CACHE_DIR",
-    str(pathlib.Path(tempfile.gettempdir()) / f"fastloss-bench-cache-{_h.hexdigest()[:16]}"),
-)
-
-import pytest  # noqa: E402
+import pytest
 
 
 def pytest_addoption(parser):

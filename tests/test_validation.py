@@ -144,7 +144,7 @@ def test_domain_checks_find_the_first_offender_across_blocks(dtype):
     rng = np.random.default_rng(7)
     n = 3 * CHECK_BLOCK + 5
     spots = [0, 1, CHECK_BLOCK - 1, CHECK_BLOCK, 2 * CHECK_BLOCK + 3, n - 1]
-    for trial in range(40):
+    for _trial in range(40):
         a = rng.random(n).astype(dtype)
         a[rng.integers(0, n, 3)] = np.nan
         bad_at = sorted(rng.choice(spots, size=int(rng.integers(0, 3)), replace=False))
