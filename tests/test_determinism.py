@@ -71,3 +71,37 @@ def test_sum_is_the_sum_of_the_returned_values(name, dtype):
         want = math.fsum(vals.astype(np.float64))
         assert math.isfinite(want)
         assert abs(s - want) <= np.spacing(abs(want)), (s, want)
+
+
+_WIDTH_PROBE = """
+import hashlib, numpy as np, fastloss as fl
+rng = np.random.default_rng(5)
+h = hashlib.sha256()
+x = (rng.standard_normal(3000) * 30).astype(np.float32)
+y = rng.random(3000).astype(np.float32)
+for name in ("binary_cross_entropy_with_logits",):
+    v, g = fl.value_and_grad(name, x, y, reduction="none")
+    h.update(v.tobytes()); h.update(g.tobytes())
+z = (rng.standard_normal((40, 700)) * 20).astype(np.float32)
+v, g = fl.value_and_grad("cross_entropy", z, rng.integers(0, 700, 40), reduction="none")
+h.update(v.tobytes()); h.update(g.tobytes())
+print(h.hexdigest())
+"""
+
+
+def test_vector_width_does_not_change_results(tmp_path):
+    """FASTLOSS_VECTOR_WIDTH only changes how LLVM packs the loops: the
+    kernels compiled for 256-bit vectors (in a fresh process and cache) give
+    the same bits as this process' kernels (default 512-bit hint)."""
+    import os
+    import subprocess
+    import sys
+
+    here = subprocess.run([sys.executable, "-c", _WIDTH_PROBE], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    env.update(FASTLOSS_VECTOR_WIDTH="256", XDG_CACHE_HOME=str(tmp_path))
+    narrow = subprocess.run([sys.executable, "-c", _WIDTH_PROBE], capture_output=True, text=True,
+                            check=True, env=env).stdout.strip()
+    assert len(here) == 64 and here == narrow
+    assert any((tmp_path / "fastloss" / "numba").iterdir())  # compiled afresh there
