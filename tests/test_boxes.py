@@ -2,25 +2,34 @@
 finite differences, determinism, degenerate geometry, bad input, torchvision.
 
 Accuracy, measured on ``box_grid`` against ``fastloss.reference.boxes`` (the
-truth rounded to the dtype; ULP = units in the last place of the dtype):
+truth rounded to the dtype; ULP = units in the last place of the dtype;
+"x cond" = in units of the oracle's condition number of that component,
+``fastloss.reference.boxes.condition``, the error then counted as
+|got - exact| / ulp(exact) as the audit does):
 
-| loss      | dtype   | value | gradient, per component | gradient, in ULPs of the row's largest component |
-|-----------|---------|-------|-------------------------|----------------------------------------------------|
-| all four  | float32 | <= 1  | <= 1                    | <= 1                                               |
-| iou_loss  | float64 | <= 2  | <= 4 (exception)        | <= 3                                               |
-| giou_loss | float64 | <= 2  | unbounded (exception)   | <= 3                                               |
-| diou_loss | float64 | <= 2  | unbounded (exception)   | <= 4                                               |
-| ciou_loss | float64 | <= 2  | unbounded (exception)   | <= 4                                               |
+| loss      | dtype   | value | gradient, per component | gradient / cond | gradient, in ULPs of the row's largest component |
+|-----------|---------|-------|-------------------------|-----------------|----------------------------------------------------|
+| all four  | float32 | 0     | 0                       | 0               | 0                                                  |
+| iou_loss  | float64 | <= 1  | <= 3 (cond = 1)         | <= 3            | <= 3                                               |
+| giou_loss | float64 | <= 1  | 95 (at cond 1550)       | <= 3.5          | <= 3                                               |
+| diou_loss | float64 | <= 2  | 347 (at cond 523)       | <= 3            | <= 4                                               |
+| ciou_loss | float64 | <= 2  | 347 (at cond 543)       | <= 3            | <= 3                                               |
 
-Exceptions (float64 gradients): the IoU gradient is a ratio of sums of
-non-negative products (no cancellation) but chains about six roundings, up to
-4 ULP. The GIoU/DIoU/CIoU gradients add the IoU term's gradient to the
-penalty's; where the two nearly cancel, the component is small compared with
-the row's gradient and its relative error grows with the cancellation (the
-condition number of that sum), e.g. 7e-50 computed as 2e-49 for boxes whose
-aspect ratios differ by one rounding (CIoU). The bound that holds is the
-row-scaled one: every component within 4 ULP of the largest component of its
-row. Float32 data is evaluated in float64 and rounded once, hence <= 1 ULP.
+Condition numbers (docs/ACCURACY.md, "Box losses"): a gradient component
+is the sum of the gradient of 1 - IoU (no cancellation) and the penalty's
+quotient-rule parts (GIoU -dU/C and U dC/C^2; DIoU/CIoU d(rho^2)/c^2 and
+-(rho^2/c^2) d(c^2)/c^2; CIoU's alpha dv, whose angle difference cancels
+for similar aspect ratios); the condition is their cancellation ratio. The
+large per-component errors are all at large condition numbers: the penalty's
+two parts cancel (the IoU term is 0 at the grid's worst points: disjoint
+boxes). What is left is the float64 evaluation itself: a chain of 10 to 20
+roundings (the coordinate differences, the union, its square, the
+quotients), up to 3 ULP on this grid and 6 ULP at condition ~1 on random
+boxes, so float64 gradients are bounded by 4 ULP x condition
+(``COND_BOUND``; the policy's 2 ULP x condition would need the whole chain
+in double-double arithmetic), and the value by 2 ULP (3 ULP for CIoU on
+random boxes). Float32 data is evaluated in float64 and rounded once:
+correctly rounded on the grid.
 """
 
 import math
@@ -37,10 +46,27 @@ from fastloss.reference import boxes as ref
 NAMES = ["iou_loss", "giou_loss", "diou_loss", "ciou_loss"]
 DTYPES = [np.float32, np.float64]
 
-#: (dtype, loss) -> (value ULP, gradient ULP of the row's largest component)
+#: dtype -> gradient ULP of the row's largest component
 ROW_BOUND = {np.float32: 2, np.float64: 4}
 #: per-component gradient bound where it holds (see the module table)
 COMPONENT_BOUND = {(np.float32, n): 2 for n in NAMES} | {(np.float64, "iou_loss"): 4}
+#: dtype -> gradient error per unit of the component's condition number
+#: (the policy's 2 for float32; float64 see the module doc)
+COND_BOUND = {np.float32: 2, np.float64: 4}
+
+
+def cond_errors(got, exact, cond, dtype):
+    """Errors divided by the condition numbers: in ULPs (the count of floats
+    between got and exact), or where the condition exceeds 1 in ulps of the
+    exact value (|got - exact| / ulp(exact)) when that is fewer, as
+    ``fastloss.audit.core.error_stats`` counts them; 0 where the condition
+    is infinite (terms that cancel to an exact 0)."""
+    u = ulp_distance(got, exact, dtype)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.abs(got.astype(np.float64) - exact) / np.spacing(
+            np.abs(exact).astype(dtype)).astype(np.float64)
+        err = np.where(cond > 1, np.minimum(u, rel), u)
+        return np.where(np.isinf(cond), 0.0, err / cond)
 
 
 def box_grid(seed=0, n=24):
@@ -123,16 +149,21 @@ def test_against_mpmath(name, dtype, grid):
     assert v.dtype == dtype and g.dtype == dtype and g.shape == p.shape
     ev = np.empty(len(p))
     eg = np.empty((len(p), 4))
+    cg = np.empty((len(p), 4))
     for i in range(len(p)):
         rv, rg = ref.value_and_grad(name, p[i], t[i])
         ev[i] = round_to_dtype(rv, dtype)
         eg[i] = [round_to_dtype(x, dtype) for x in rg]
+        cg[i] = ref.condition(name, p[i], t[i])[1]
     dv = ulp_distance(v, ev, dtype)
     assert dv.max() <= 2, (name, int(np.argmax(dv)), dv.max())
     bound = COMPONENT_BOUND.get((dtype, name))
     if bound is not None:
         dg = ulp_distance(g, eg, dtype)
         assert dg.max() <= bound, (name, np.unravel_index(np.argmax(dg), dg.shape), dg.max())
+    dc = cond_errors(g, eg, cg, dtype)
+    worst = np.unravel_index(np.argmax(dc), dc.shape)
+    assert dc.max() <= COND_BOUND[dtype], (name, worst, dc.max(), cg[worst], p[worst[0]], t[worst[0]])
     scale = np.abs(eg).max(axis=1, keepdims=True)
     unit = np.spacing(scale.astype(dtype)).astype(np.float64)
     err = np.abs(g.astype(np.float64) - eg)
@@ -440,3 +471,91 @@ def test_ciou_angle_gradient_at_far_offsets():
         assert np.max(ulp_distance(g[0], want, np.float64)) <= 4, (c, s, g[0], want)
         assert ulp_distance(v_, np.array([round_to_dtype(rv, np.float64)]), np.float64)[0] <= 2
     assert seen >= 6
+
+
+def test_condition_numbers_analytic():
+    """The oracle's condition numbers at points where the terms are known in
+    closed form.
+
+    DIoU, p = (200, 200, 300, 300), t = (0, 0, 100, 100) (disjoint: the IoU
+    term is 0): rho = (200, 200), c = (300, 300); d/dpx2 = rho_x/c^2 -
+    (rho^2/c^2) 2 cw/c^2 = 1/900 - 4/2700 = -1/2700, ratio (1/900 + 4/2700)
+    / (1/2700) = 7; d/dpx1 = rho_x/c^2 alone (px1 is not the enclosing
+    box's edge): 1. GIoU, p = (2, 2, 3, 3), t = (0, 0, 1, 1): U = 2, C = 9;
+    d/dpx2 = -dU/C + U dC/C^2 = -1/9 + 6/81 = -1/27, ratio 5. Identical
+    unit boxes, GIoU d/dpx2: 1 - IoU gives 1, the penalty -1 + 1: ratio 3."""
+    cv, cg = ref.condition("diou_loss", [200, 200, 300, 300], [0, 0, 100, 100])
+    assert cv == 1.0
+    np.testing.assert_allclose(cg, [1, 1, 7, 7], rtol=1e-14)
+    _, cg = ref.condition("giou_loss", [2, 2, 3, 3], [0, 0, 1, 1])
+    np.testing.assert_allclose(cg, [1, 1, 5, 5], rtol=1e-14)
+    _, cg = ref.condition("giou_loss", [0, 0, 1, 1], [0, 0, 1, 1])
+    np.testing.assert_allclose(cg, [1, 1, 3, 3], rtol=1e-14)
+    # no penalty: IoU is a single term; NaN / inf coordinates: 1
+    assert ref.condition("iou_loss", [2, 2, 3, 3], [0, 0, 1, 1]) == (1.0, [1.0] * 4)
+    assert ref.condition("ciou_loss", [0, 0, math.inf, 1], [0, 0, 1, 1]) == (1.0, [1.0] * 4)
+
+
+def test_ciou_angle_condition():
+    """CIoU's angle term alpha dv ~ Delta^3, Delta = atan(wt/ht) - atan(w/h):
+    its factor is the relative condition of Delta with respect to the four
+    sides, (2 w h/(w^2 + h^2) + 2 wt ht/(wt^2 + ht^2))/|Delta|, times
+    d ln(alpha Delta)/d ln Delta = 1 + 2 (1 - IoU)/(1 - IoU + v). At the
+    pair of test_ciou_angle_gradient_at_far_offsets (touching boxes, equal
+    centre heights, equal bottoms) the IoU and distance terms of d/dpy1 are
+    0, so the component is alpha dv alone and its condition that factor,
+    here ~1e10 (the aspect ratios differ by c/S)."""
+    import mpmath
+    s, c = 2.0**40, 1000.0
+    p, t = [s, c, 2 * s, s], [c, c, s, s]
+    with mpmath.workdps(200):
+        w, h = mpmath.mpf(s), mpmath.mpf(s) - c
+        wt, ht = mpmath.mpf(s) - c, mpmath.mpf(s) - c
+        delta = mpmath.atan(wt / ht) - mpmath.atan(w / h)
+        v = 4 / mpmath.pi**2 * delta**2
+        k = (2 * w * h / (w * w + h * h) + 2 * wt * ht / (wt * wt + ht * ht)) / abs(delta)
+        want = float(k * (1 + 2 / (1 + v)))
+    _, cg = ref.condition("ciou_loss", p, t)
+    assert want > 1e9
+    assert cg[1] == pytest.approx(want, rel=1e-12)
+
+
+def test_audit_picks_up_box_conditions():
+    """fastloss.audit.oracle.evaluate_chunk returns the box oracle's
+    condition numbers (it returned 1 for every box pair before)."""
+    from fastloss.audit.oracle import Task, evaluate_chunk
+    task = Task("fastloss.reference", "diou_loss", "boxes", (), ((200.0, 200.0, 300.0, 300.0),),
+                ((0.0, 0.0, 100.0, 100.0),), None, "float64")
+    vals, grads, ok, err, cv, cg = evaluate_chunk(task)
+    assert ok.all() and not err
+    np.testing.assert_allclose(grads[0], [1 / 900, 1 / 900, -1 / 2700, -1 / 2700], rtol=1e-15)
+    assert cv[0] == 1.0
+    np.testing.assert_allclose(cg[0], [1, 1, 7, 7], rtol=1e-14)
+
+
+@pytest.mark.parametrize("gap", [1e3, 1e6, 1e9, 2.0**70])
+def test_giou_gradient_of_boxes_far_apart(gap):
+    """Boxes far apart along one axis and overlapping along the other, with
+    nearly equal extents along the gap's axis: d/dpx1 (px1 < tx1) is
+    ch (ph cw - U) / C^2, formed from ph - th. The kernel formed ph - th as
+    dyp - dyt, two sums that grow with the gap: at gap 1e6 it was off by
+    3e5 ULP at condition 7 (and ~2e8 ULP on random such pairs); held here to
+    the grid's COND_BOUND x condition against mpmath, both axes."""
+    base = [([0, 0.1, 1, 1.3], [0.5, 0.2, 1.5, 1.4000001]),
+            ([0, 0.1, 1, 1.3], [2.5, 0.2, 3.5, 1.4000001]),  # gap in x too
+            ([0, -0.7, 1, 0.3], [0.25, 0.1, 1.75, 1.1 + 1e-12])]
+    p, t = [], []
+    for bp, bt in base:
+        bp = np.array(bp, dtype=float)
+        bp[[1, 3]] += gap
+        p += [bp, bp[[1, 0, 3, 2]]]
+        bt = np.array(bt, dtype=float)
+        t += [bt, bt[[1, 0, 3, 2]]]
+    p, t = np.array(p), np.array(t)
+    _, g = fl.value_and_grad("giou_loss", p, t, reduction="none")
+    for i in range(len(p)):
+        _, rg = ref.value_and_grad("giou_loss", p[i], t[i])
+        _, cg = ref.condition("giou_loss", p[i], t[i])
+        eg = np.array([round_to_dtype(x, np.float64) for x in rg])
+        dc = cond_errors(g[i], eg, np.array(cg), np.float64)
+        assert dc.max() <= COND_BOUND[np.float64], (gap, i, g[i], eg, cg)

@@ -593,7 +593,10 @@ def box_grid(name: str, dtype, size: str = "full") -> list[Block]:
     coordinates carry few bits of the size): identical boxes, boxes one ULP
     apart, shifted by a quarter, a half, exactly one (touching) and two
     (disjoint) sizes, nested, scaled, swapped aspect ratio (CIoU's angle
-    term), and degenerate boxes (zero width or height, zero-size points).
+    term), a million sizes apart along one axis (GIoU's gradient formed the
+    difference of the heights from two sums of the size of the gap: up to
+    5e4 ULP x condition), and degenerate boxes (zero width or height,
+    zero-size points).
     ``mag`` is the size s."""
     if name not in ("iou_loss", "giou_loss", "diou_loss", "ciou_loss"):
         return []
@@ -613,6 +616,7 @@ def box_grid(name: str, dtype, size: str = "full") -> list[Block]:
         (0.0, 0.0, 2.0, 0.5),  # other aspect ratio
         (0.5, 0.5, 0.5, 0.5),  # a point inside
         (0.0, 0.0, 1.0, 0.0),  # zero height
+        (0.5, 1e6, 1.5, 1e6 + 1.0),  # far apart in y, overlapping in x: GIoU's ph - th
     ]
     if size == "full":
         rel += [(0.1, 0.2, 1.3, 0.9), (-1.0, 0.25, 0.5, 0.75), (0.0, 0.0, 0.5, 2.0),

@@ -6,7 +6,8 @@ The oracle is a module (``fastloss.reference`` by default) providing
 (and ``condition(...)``, the condition numbers, where it has them); for rows,
 ``multiclass.row_value_and_grad(name, x_row, target, **params) -> (value,
 [grad_c])`` (and ``multiclass.row_condition``); for box pairs,
-``boxes.value_and_grad(name, pred4, target4) -> (value, [grad_k])``; as
+``boxes.value_and_grad(name, pred4, target4) -> (value, [grad_k])`` (and
+``boxes.condition``); as
 mpmath numbers. The work is cut into chunks
 (``Task``); ``evaluate_chunk`` is a pure top-level function of its task, so a
 chunk gives the same numbers wherever it runs: in this process, in a local
@@ -182,9 +183,13 @@ def evaluate_chunk(task: Task):
                     pass
         return vals, grads, ok, err, cv, cg
     if task.kind == "boxes":
-        box = importlib.import_module(task.module + ".boxes").value_and_grad
+        bx = importlib.import_module(task.module + ".boxes")
+        box = bx.value_and_grad
+        bcond = getattr(bx, "condition", None)
         vals = np.full(n, np.nan)
         grads = np.full((n, 4), np.nan)
+        cv = np.ones(n)
+        cg = np.ones((n, 4))
         for i in range(n):
             try:
                 v, g = box(task.loss, list(task.x[i]), list(task.y[i]), **params)
@@ -193,7 +198,15 @@ def evaluate_chunk(task: Task):
             except Exception as e:  # noqa: BLE001 - reported, never hidden
                 ok[i] = False
                 err = err or f"{type(e).__name__}: {e}"
-        return vals, grads, ok, err, np.ones(n), np.ones((n, 4))
+                continue
+            if bcond is not None:
+                try:
+                    c0, cs = bcond(task.loss, list(task.x[i]), list(task.y[i]), **params)
+                    cv[i] = float(c0)
+                    cg[i] = [float(c) for c in cs]
+                except Exception:  # noqa: BLE001 - no allowance where it cannot be computed
+                    pass
+        return vals, grads, ok, err, cv, cg
     vals = np.full(n, np.nan)
     grads = np.full(n, np.nan)
     cv = np.ones(n)

@@ -20,6 +20,7 @@ written as sums of non-negative terms built from coordinate differences
   U - I = dxp ph + iw dyp + dxt th + iw dyt                (boxes overlap)
   C - U = dxt dyp + dxp dyt                                (boxes overlap)
   C - U = pw dyt + tw dyp + gx ch, gx = -ox >= 0           (no overlap in x)
+  ph - th = fl(ph) - fl(th) + both roundings (TwoSum)      (not dyp - dyt)
   2 rho_x = (px1 - tx1) + (px2 - tx2)                      (centre distance)
   atan(wt/ht) - atan(w/h) = atan2(wt h - w ht, ht h + wt w)
   (the numerator with the rounding errors of w, h, wt, ht and of both
@@ -141,6 +142,13 @@ def iou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
 
 
 @njit(**JIT)
+def _two_diff_err(a, b, s):
+    """The rounding error of s = fl(a - b): a - b = s + err exactly (Knuth's TwoSum)."""
+    bb = s - a
+    return (a - (s - bb)) - (b + bb)
+
+
+@njit(**JIT)
 def giou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     """GIoU loss 1 - IoU + (C - U)/C, C the area of the smallest enclosing box
     (Rezatofighi et al., "Generalized Intersection over Union", CVPR 2019).
@@ -163,9 +171,9 @@ def giou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     pw_out = _pos(px2 - tx2) + _pos(tx1 - px1) if ox > 0.0 else pw
     # d/dpx1 = (U/C) dC/C - dU/C, dC = -ch [px1 < tx1], dU = -ph + ih [px1 is the
     # intersection's left edge]; where px1 < tx1 this is ch K / C^2 with
-    # K = ph cw - U, written with ph - th = dyp - dyt as
-    #   dxt dyp - tw dyt (overlap), tw (dyp - dyt) + ph gx (gap gx = -ox >= 0 in x),
-    #   dxt (dyp - dyt) - iw th (gap in y only)
+    # K = ph cw - U, written as
+    #   dxt dyp - tw dyt (overlap), tw (ph - th) + ph gx (gap gx = -ox >= 0 in x),
+    #   dxt (ph - th) - iw th (gap in y only)
     dxt = _pos(tx2 - px2) + _pos(px1 - tx1)
     dyt = _pos(ty2 - py2) + _pos(py1 - ty1)
     dxp = _pos(px2 - tx2) + _pos(tx1 - px1)
@@ -176,14 +184,20 @@ def giou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
         kx = dxt * dyp - tw * dyt
         ky = dyt * dxp - th * dxt
     else:
+        # ph - th (= dyp - dyt) from the heights and their rounding errors:
+        # dyp and dyt grow with the gap between the boxes, and dyp - dyt
+        # lost that many bits (d/dpx1 of boxes 1e6 apart in y, heights 1.2
+        # and 1.2000001, was off by 3e5 ulp at condition 7)
+        dh = (ph - th) + (_two_diff_err(py2, py1, ph) - _two_diff_err(ty2, ty1, th))
+        dw = (pw - tw) + (_two_diff_err(px2, px1, pw) - _two_diff_err(tx2, tx1, tw))
         if ox <= 0.0:
-            kx = tw * (dyp - dyt) + ph * (-ox)
+            kx = tw * dh + ph * (-ox)
         else:
-            kx = dxt * (dyp - dyt) - ox * th
+            kx = dxt * dh - ox * th
         if oy <= 0.0:
-            ky = th * (dxp - dxt) + pw * (-oy)
+            ky = th * dw + pw * (-oy)
         else:
-            ky = dyt * (dxp - dxt) - oy * tw
+            ky = dyt * dw - oy * tw
     if px1 < tx1:
         h0 = kx / cw / c
     else:
@@ -202,13 +216,6 @@ def giou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
         h3 = -(pw_out if oy >= 0.0 else pw) / c
     pen = 1.0 if union == 0.0 else c_minus_u / c
     return loss + pen, g0 + h0, g1 + h1, g2 + h2, g3 + h3
-
-
-@njit(**JIT)
-def _two_diff_err(a, b, s):
-    """The rounding error of s = fl(a - b): a - b = s + err exactly (Knuth's TwoSum)."""
-    bb = s - a
-    return (a - (s - bb)) - (b + bb)
 
 
 #: Veltkamp's splitting constant 2^27 + 1 (Dekker's exact product)
