@@ -47,7 +47,10 @@ class LiteralDispatch:
         return getattr(self._disp, name)
 
     def __call__(self, fid, *args):
-        key = (fid,) + tuple(_fingerprint(a) for a in args)
+        try:
+            key = (fid, *map(compute_fingerprint, args))
+        except (TypeError, ValueError, NotImplementedError):  # pragma: no cover
+            key = (fid, *map(_fingerprint, args))
         entry = self._entries.get(key)
         if entry is None:
             result = self._disp(fid, *args)
