@@ -716,3 +716,30 @@ def test_z_loss_at_a_plus_inf_logit_has_the_limit_gradient(dtype, eps):
     want = np.array([[inf, -(1 - eps) - e, -e], [inf, -e, -e], [inf, inf, -(1 - eps) - e],
                      [-(1 - eps) - e, inf, -e]])
     np.testing.assert_array_equal(g, want.astype(dtype))
+
+
+#: rows where the float64 softmax_focal was 3-5 ULP off (q^gamma multiplied
+#: the ~1 ulp of pass 1's sum and of pow by gamma)
+_FOCAL_ROWS = [
+    ([0.0, 8.0, -8.0, 4.0], 1), ([0.0, -np.inf, 1.0, -np.inf], 2), ([50.0, 0.1, -0.3], 0),
+    ([1.0, 2.0, 3.0], 0), ([3.0, 3.0, 1.0], 0), ([0.0, 0.0, 0.0], 1), ([-1e3, 1e3, 0.0], 0),
+]
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0, 5.0])
+def test_softmax_focal_float64_within_two_ulp(gamma):
+    """float64 softmax_focal value and every gradient component within 2 ULP
+    of the oracle (``_focal_dd``: double-double row scalars), on the rows
+    above, the extreme rows and random rows, with and without alpha."""
+    for r, y in _FOCAL_ROWS:
+        vu, gu = oracle_ulps("softmax_focal", np.array([r]), np.array([y]), np.float64, gamma=gamma)
+        assert vu <= 2 and gu <= 2, (r, y, vu, gu)
+    x = extreme_logits(9, 12, np.float64)
+    y = np.array([0, 3, 5, 7, 0, 11, 0, 4, 1])
+    vu, gu = oracle_ulps("softmax_focal", x, y, np.float64, gamma=gamma)
+    assert vu <= 2 and gu <= 2, (vu, gu)
+    x = np.concatenate([RNG.standard_normal((4, 7)), RNG.standard_normal((4, 7)) * 12])
+    y = RNG.integers(0, 7, 8)
+    a = RNG.uniform(0.1, 2.0, 7)
+    vu, gu = oracle_ulps("softmax_focal", x, y, np.float64, gamma=gamma, alpha=a)
+    assert vu <= 2 and gu <= 2, (vu, gu)

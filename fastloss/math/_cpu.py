@@ -504,3 +504,61 @@ def pow_pos(x, y):
     r = (0.0 if y > 0.0 else INF) if x == 0.0 else r
     r = 1.0 if y == 0.0 or x == 1.0 else r
     return r if x == x and y == y or y == 0.0 or x == 1.0 else x + y
+
+
+@njit(**CPU_JIT)
+def logistic_dd(z):
+    """``logistic``'s four values as double-double pairs, for finite z:
+    (softplus(z), softplus(-z), sigmoid(z), sigmoid(-z)) as
+    (h0, l0, h1, l1, h2, l2, h3, l3), each h + l to ~2^-60 relative (where
+    e^-|z| is normal; below that the sigmoid(-|z|) pair is only as exact as
+    its head). For losses that combine several of them before one rounding
+    (sigmoid_focal, float64)."""
+    a = abs(z)
+    yh, yl, s1, s2 = exp_dd(-a, 0.0)
+    eh = (yh * s1) * s2
+    el = (yl * s1) * s2
+    dk, f, t = log1p_parts(eh, el)
+    b1, e1 = _two_sum(dk * LN2HI, f)
+    sh, sl = _two_sum(b1, -t)
+    sl += e1
+    bh, bl = _two_sum(a, sh)
+    bl += sl
+    sh2 = sh + sl
+    sl = (sh - sh2) + sl
+    bh2 = bh + bl
+    bl = (bh - bh2) + bl
+    dh = 1.0 + eh
+    dl = ((1.0 - dh) + eh) + el
+    r = 1.0 / dh
+    rc = fma(-r, dh, 1.0)
+    pl = r * (rc - r * dl)
+    q = eh * r
+    res = fma(-q, dh, eh) + (el - q * dl)
+    ql = res * r
+    if z >= 0.0:
+        return bh2, bl, sh2, sl, r, pl, q, ql
+    return sh2, sl, bh2, bl, q, ql, r, pl
+
+
+@njit(**CPU_JIT)
+def log_dd(x):
+    """log x as a double-double (hi, lo) for a finite normal x > 0."""
+    dk, f, t = _log_parts(x)
+    b1, e1 = _two_sum(dk * LN2HI, f)
+    h, l = _two_sum(b1, -t)
+    l += e1
+    s = h + l
+    return s, (h - s) + l
+
+
+@njit(**CPU_JIT)
+def log1p_dd(a, al):
+    """log1p(a + al) as a double-double (hi, lo), for finite a + al > -1
+    with |al| <= ulp(a) (``log1p_parts``)."""
+    dk, f, t = log1p_parts(a, al)
+    b1, e1 = _two_sum(dk * LN2HI, f)
+    h, l = _two_sum(b1, -t)
+    l += e1
+    s = h + l
+    return s, (h - s) + l

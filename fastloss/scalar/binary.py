@@ -16,7 +16,9 @@ import math
 from numba import njit
 
 from fastloss._config import JIT
-from fastloss.math import exp, log, log1p, logaddexp, logistic, relu, xmul
+from fastloss.math import F32_VARIANTS, exp, log, log1p, logaddexp, logistic, relu, xmul
+from fastloss.math._cpu import exp_dd, log_dd, logistic_dd
+from fastloss.scalar.multiclass import dd_add, dd_mul, dd_recip, dd_round
 
 _TINY = 2.0**-960  # below this, pow(D, gamma) may lose D to underflow
 
@@ -63,7 +65,7 @@ def binary_cross_entropy_with_logits(x, y, w, eps, p1, p2):
 
 
 @njit(**JIT)
-def sigmoid_focal(x, y, q, alpha, gamma, use_alpha):
+def _focal_plain(x, y, alpha, gamma, use_alpha):
     """Focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV
     2017): alpha_t (1 - p_t)^gamma BCE(x, y), with 1 - p_t = y sigma(-x) +
     (1 - y) sigma(x) (torchvision's definition, soft targets included).
@@ -104,6 +106,125 @@ def sigmoid_focal(x, y, q, alpha, gamma, use_alpha):
         v = at * v
         g = at * g
     return v, g
+
+
+@njit(**JIT)
+def _two_diff(a, b):
+    """a - b as an exact pair (TwoSum)."""
+    s = a - b
+    z = s - a
+    return s, (a - (s - z)) - (b + z)
+
+
+@njit(**JIT)
+def _focal_dd(x, y, alpha, gamma, use_alpha):
+    """sigmoid_focal's value and gradient for float64 data (finite x,
+    0 <= y <= 1, or +-inf x with 0 < y < 1; gamma != 0), every intermediate a double-double pair
+    (``logistic_dd``, fma products, TwoSum sums) so that each result is
+    rounded about once: the modulating factor e^(gamma L) is the
+    double-double exponential of the pair gamma L (its rounding would be
+    amplified by |gamma L|, and pow(D, gamma)'s by gamma), BCE, alpha_t,
+    1 - y and the gradient's bracket gamma L' BCE + BCE' are pairs. The
+    2^k of e^(gamma L) is applied last (products below 2^-1022 are not
+    rounded early). Returns (v, g, ok); ok is False where the pair
+    arithmetic overflows (|x| near the float64 maximum): the caller then
+    uses the plain formula."""
+    fin = abs(x) < math.inf
+    if fin:
+        pph, ppl, pnh, pnl, sph, spl, snh, snl = logistic_dd(x)
+    else:  # soft targets only (``focal_exact``)
+        up = x > 0.0
+        pph, ppl = (math.inf if up else 0.0), 0.0
+        pnh, pnl = (0.0 if up else math.inf), 0.0
+        sph, spl = (1.0 if up else 0.0), 0.0
+        snh, snl = (0.0 if up else 1.0), 0.0
+    oh, ol = _two_diff(1.0, y)
+    if y == 1.0:
+        lh, ll = -pph, -ppl
+        ceh, cel = pnh, pnl
+        th, tl = dd_mul(gamma, 0.0, sph, spl)
+        th, tl = dd_mul(th, tl, ceh, cel)
+        bh, bl = dd_add(th, tl, snh, snl)
+        bh, bl = -bh, -bl
+    elif y == 0.0:
+        lh, ll = -pnh, -pnl
+        ceh, cel = pph, ppl
+        th, tl = dd_mul(gamma, 0.0, snh, snl)
+        th, tl = dd_mul(th, tl, ceh, cel)
+        bh, bl = dd_add(th, tl, sph, spl)
+    else:
+        ah, al = dd_mul(oh, ol, pph, ppl)
+        ch, cl = dd_mul(y, 0.0, pnh, pnl)
+        ceh, cel = dd_add(ah, al, ch, cl)
+        ah, al = dd_mul(y, 0.0, snh, snl)
+        ch, cl = dd_mul(oh, ol, sph, spl)  # (1 - y) sigma(x)
+        dh, dl = dd_add(ah, al, ch, cl)  # D = 1 - p_t
+        if not dh > _TINY:
+            return 0.0, 0.0, False
+        lh, ll = log_dd(dh)
+        lh, ll = dd_add(lh, ll, dl / dh, 0.0)
+        uh, ul = _two_diff(1.0, 2.0 * y)
+        th, tl = dd_mul(uh, ul, sph, spl)
+        th, tl = dd_mul(th, tl, snh, snl)
+        rh, rl = dd_recip(dh, dl)
+        th, tl = dd_mul(th, tl, rh, rl)  # L' = (1 - 2y) sigma(x) sigma(-x) / D
+        th, tl = dd_mul(gamma, 0.0, th, tl)
+        th, tl = dd_mul(th, tl, ceh, cel) if fin else (0.0, 0.0)  # L' BCE -> 0
+        bh, bl = dd_add(th, tl, ch, cl)
+        bh, bl = dd_add(bh, bl, -ah, -al)  # + BCE' = (1 - y) sigma(x) - y sigma(-x)
+    ph, pl = dd_mul(gamma, 0.0, lh, ll)
+    yh, yl, s1, s2 = exp_dd(ph, 0.0)
+    if not ph >= -745.0:  # e^(gamma L) < 2^-1075: the factor is 0
+        return 0.0, 0.0, ph == ph
+    mh, ml = dd_mul(yh, yl, 1.0, pl)  # e^(ph + pl) / 2^k
+    vh, vl = dd_mul(mh, ml, ceh, cel)
+    gh, gl = dd_mul(mh, ml, bh, bl)
+    if use_alpha != 0.0:
+        qh, ql = _two_diff(1.0, alpha)
+        ah, al = dd_mul(qh, ql, oh, ol)
+        ch, cl = dd_mul(alpha, 0.0, y, 0.0)
+        ah, al = dd_add(ah, al, ch, cl)
+        vh, vl = dd_mul(ah, al, vh, vl)
+        gh, gl = dd_mul(ah, al, gh, gl)
+    v = (dd_round(vh, vl) * s1) * s2
+    g = (dd_round(gh, gl) * s1) * s2
+    ok = (abs(vh) < math.inf or ceh == math.inf) and abs(gh) < math.inf
+    return v, g, ok
+
+
+@njit(**JIT)
+def focal_exact(x, y, gamma):
+    """Whether sigmoid_focal takes the double-double path (``_focal_dd``):
+    float64 data with finite x, y in [0, 1] and gamma != 0. float32 data
+    rebinds this name to ``_never`` (``F32_VARIANTS``): its plain float64
+    evaluation is already within 1 ULP after rounding to float32, and keeps
+    its speed."""
+    soft = y > 0.0 and y < 1.0
+    return gamma != 0.0 and (abs(x) < math.inf and (soft or y == 0.0 or y == 1.0) or soft and x == x)
+
+
+@njit(**JIT)
+def _never(x, y, gamma):
+    return False
+
+
+F32_VARIANTS["focal_exact"] = _never
+
+
+@njit(**JIT)
+def sigmoid_focal(x, y, q, alpha, gamma, use_alpha):
+    """Focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV
+    2017): alpha_t (1 - p_t)^gamma BCE(x, y), with 1 - p_t = y sigma(-x) +
+    (1 - y) sigma(x) (torchvision's definition, soft targets included).
+
+    float64 data: ``_focal_dd`` (double-double intermediates, each result
+    rounded about once); float32 data, gamma = 0, infinite logits and
+    targets outside [0, 1]: ``_focal_plain``."""
+    if focal_exact(x, y, gamma):
+        v, g, ok = _focal_dd(x, y, alpha, gamma, use_alpha)
+        if ok:
+            return v, g
+    return _focal_plain(x, y, alpha, gamma, use_alpha)
 
 
 @njit(**JIT)

@@ -72,7 +72,7 @@ from numba.extending import overload
 from fastloss import math as fmath
 from fastloss._config import JIT
 from fastloss.math import xmul
-from fastloss.math._cpu import CPU_JIT, exp_dd
+from fastloss.math._cpu import CPU_JIT, exp_dd, log1p_dd, log_dd
 from fastloss.math._intrin import fma, wide_vectors
 from fastloss.reduce import block_sum
 
@@ -397,8 +397,9 @@ def block_width(n):
 def scratch_size(c):
     """float64 scratch (``buf``) a row formula needs for rows of c elements:
     the block buffers, then the row's terms and its blocks' maxima
-    (``row_lse(..., keep=True)``)."""
-    return SCRATCH + c + c // LSE_BLOCK + 1
+    (``row_lse(..., keep=True)``), or the row's terms as pairs
+    (softmax_focal's ``_focal_dd``)."""
+    return SCRATCH + 2 * c + c // LSE_BLOCK + 1
 
 
 @njit(**JIT)
@@ -949,6 +950,102 @@ def kl_div(x, y, t, w, log_target, p1, p2, p3, gdiv, g, sg, buf):
 
 
 @njit(**JIT)
+def _focal_dd(x, y, alpha, gamma, gdiv, g, sg, buf):
+    """softmax_focal for float64 data with every row scalar a double-double
+    pair, so that the value and each gradient component are rounded about
+    once: D = 1 + others (others summed again from the pairs e_j), e_y = e^(x_y - m)
+    (``exp_gap_dd``), q = (D - e_y) / D with D - e_y = others when x_y is the
+    maximum (no cancellation), log q = log(D - e_y) - log1p(others),
+    nll = (m - x_y) + log1p(others), q^gamma = e^(gamma log q) (the
+    double-double exponential of a pair: pow's rounding of q would be
+    multiplied by gamma), K = alpha_y q^gamma (1 + gamma e_y nll / (D - e_y)),
+    g_j = K e_j / (D gdiv), g_y = -K q / gdiv (pass 1 gives m and the
+    count of maxima; the pairs are a second pass over the row). Returns (value, ok); ok False
+    (nothing written) where q = 0, nll or the factors are not finite, or
+    q^gamma < 2^-1075: the caller then uses the plain formula."""
+    m, s, c, k = row_lse_state(x, buf, False)
+    xy = np.float64(x[y])
+    if not (abs(m) < _INF and abs(s) < _INF and abs(xy) < _INF):
+        return 0.0, False
+    # others summed again as pairs: pass 1's sum of rounded terms is only
+    # good to ~1 ulp, which q^gamma would multiply by gamma
+    # (block by block, branch-free: the block loop vectorizes; pairwise
+    # TwoSum sums of the pairs' high parts, their low parts added)
+    n = x.size
+    wd = block_width(n)
+    vb = buf[:wd]
+    vc = buf[wd:2 * wd]
+    sh, sl = 0.0, 0.0
+    # the pairs are kept (buf[SCRATCH:SCRATCH + 2n]) for the gradient
+    keh = buf[SCRATCH:SCRATCH + n]
+    kel = buf[SCRATCH + n:SCRATCH + 2 * n]
+    for b0 in range(0, n, wd):
+        nb = min(wd, n - b0)
+        xs = x[b0:b0 + nb]
+        khs = keh[b0:b0 + nb]
+        kls = kel[b0:b0 + nb]
+        for j in range(nb):
+            v = np.float64(xs[j])
+            eh, el = exp_gap_dd(v, m)
+            khs[j] = eh
+            kls[j] = el
+            below = v < m
+            vb[j] = eh if below else 0.0
+            vc[j] = el if below else 0.0
+        sh, sl = fold_block(vb, vc, nb, wd, sh, sl)
+    sh, sl = dd_fix(sh, sl)
+    oh, ol = dd_add(sh * E_UNSCALE, sl * E_UNSCALE, k - 1.0, 0.0)
+    dh, dl = dd_add(1.0, 0.0, oh, ol)
+    eyh, eyl = exp_gap_dd(xy, m)
+    if xy == m:
+        qnh, qnl = oh, ol
+    else:
+        qnh, qnl = dd_add(dh, dl, -eyh * E_UNSCALE, -eyl * E_UNSCALE)
+    if not qnh > 2.0 ** -1000:
+        return 0.0, False
+    l1h, l1l = log1p_dd(oh, ol)
+    gh0 = m - xy
+    bv = gh0 - m
+    gl0 = (m - (gh0 - bv)) + (-xy - bv)  # m - x_y exactly: gh0 + gl0
+    nh, nl = dd_add(gh0, gl0, l1h, l1l)  # nll
+    lqh, lql = log_dd(qnh)
+    lqh, lql = dd_add(lqh, lql, qnl / qnh, 0.0)
+    lqh, lql = dd_add(lqh, lql, -l1h, -l1l)  # log q
+    ph, pl = dd_mul(gamma, 0.0, lqh, lql)
+    if not ph >= -745.0:
+        return 0.0, False
+    yh, yl, s1, s2 = exp_dd(ph, 0.0)
+    mh, ml = dd_mul(yh, yl, 1.0, pl)  # q^gamma / 2^kk
+    mh, ml = dd_mul(mh, ml, np.float64(alpha[y]), 0.0)
+    v = (dd_round(*dd_mul(mh, ml, nh, nl)) * s1) * s2
+    if sg:
+        # K / 2^kk = alpha_y q^gamma (1 + gamma e_y nll / (D - e_y))
+        rqh, rql = dd_recip(qnh, qnl)
+        th, tl = dd_mul(eyh * E_UNSCALE, eyl * E_UNSCALE, nh, nl)
+        th, tl = dd_mul(th, tl, rqh, rql)
+        th, tl = dd_mul(gamma, 0.0, th, tl)
+        th, tl = dd_add(1.0, 0.0, th, tl)
+        kh, kl = dd_mul(mh, ml, th, tl)
+        rh, rl = dd_recip(dh, dl)
+        igh, igl = dd_recip(gdiv, 0.0)
+        kh, kl = dd_mul(kh, kl, igh, igl)
+        # g_y = -K q / gdiv, q = (D - e_y) / D
+        qh, ql = dd_mul(qnh, qnl, rh, rl)
+        uh, ul = dd_mul(kh, kl, qh, ql)
+        gy = -((dd_round(uh, ul) * s1) * s2)
+        fh, fl = dd_mul(kh, kl, rh, rl)
+        fh, fl = (fh * s1) * s2, (fl * s1) * s2
+        fs = E_UNSCALE if unscale_ok(fh) else 1.0
+        es = E_UNSCALE if fs == 1.0 else 1.0
+        fh, fl = fh * fs, fl * fs
+        for j in range(n):  # g may be x itself: the kept pairs, not x
+            zh, zl = dd_mul(fh, fl, keh[j] * es, kel[j] * es)
+            g[j] = dd_round(zh, zl)
+        g[y] = gy
+    return v, True
+
+
+@njit(**JIT)
 def softmax_focal(x, y, t, alpha, gamma, p1, p2, p3, gdiv, g, sg, buf):
     """Softmax focal loss (Lin et al., ICCV 2017): -alpha_y (1 - p_y)^gamma
     log p_y with p = softmax(x); gradient K (p_j - [j = y]) with
@@ -957,8 +1054,13 @@ def softmax_focal(x, y, t, alpha, gamma, p1, p2, p3, gdiv, g, sg, buf):
     Stable form: nll from the log-sum-exp above, q = -expm1(-nll) (no
     1 - p_y cancellation), nll / q -> 1 as q -> 0 (so gamma < 1 gives no
     0 * inf), and p_y nll / q = 0 when p_y = 0 (x_y = -inf: loss +inf,
-    gradient finite)."""
+    gradient finite). float64 data: ``_focal_dd`` (double-double row
+    scalars, each result rounded about once) wherever it applies."""
     wide_vectors()
+    if is_f64(x):
+        v, ok = _focal_dd(x, y, alpha, gamma, gdiv, g, sg, buf)
+        if ok:
+            return v
     n = x.size
     m, o, l1, nl = _nll_parts(x, y, buf, False)
     ay = np.float64(alpha[y])
