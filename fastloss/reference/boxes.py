@@ -86,16 +86,21 @@ def _atan2(y, x):
     return _D(mpmath.atan2(y.v, x.v), (x.v * y.d - y.v * x.d) / r2)
 
 
-def _loss(name, p, t):
+def _inter_union(p, t):
+    """(I, U) of two boxes of duals: I = iw ih, U = Ap + At - I."""
     px1, py1, px2, py2 = p
     tx1, ty1, tx2, ty2 = t
     zero = _D(0)
     iw = _max(_min(px2, tx2) - _max(px1, tx1), zero)
     ih = _max(_min(py2, ty2) - _max(py1, ty1), zero)
     inter = iw * ih
-    ap = (px2 - px1) * (py2 - py1)
-    at = (tx2 - tx1) * (ty2 - ty1)
-    union = ap + at - inter
+    return inter, (px2 - px1) * (py2 - py1) + (tx2 - tx1) * (ty2 - ty1) - inter
+
+
+def _loss(name, p, t):
+    px1, py1, px2, py2 = p
+    tx1, ty1, tx2, ty2 = t
+    inter, union = _inter_union(p, t)
     if union.v == 0:
         same = all(a.v == b.v for a, b in zip(p, t))
         iou = _D(1 if same else 0)
@@ -186,11 +191,7 @@ def _terms(name, p, t):
     """
     px1, py1, px2, py2 = p
     tx1, ty1, tx2, ty2 = t
-    zero = _D(0)
-    iw = _max(_min(px2, tx2) - _max(px1, tx1), zero)
-    ih = _max(_min(py2, ty2) - _max(py1, ty1), zero)
-    inter = iw * ih
-    union = (px2 - px1) * (py2 - py1) + (tx2 - tx1) * (ty2 - ty1) - inter
+    inter, union = _inter_union(p, t)
     if union.v == 0:
         loss = _D(0 if all(a.v == b.v for a, b in zip(p, t)) else 1)
     else:
