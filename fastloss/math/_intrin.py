@@ -2,7 +2,8 @@
 
 These are single LLVM instructions, so they vectorize with the loops that call
 them: a fused multiply-add (``llvm.fma``, exactly rounded, not a fast-math
-contraction) and bit casts between float64 and int64; and ``wide_vectors``,
+contraction; float64 and float32) and bit casts between float64 and int64
+and between float32 and int32; and ``wide_vectors``,
 a hint to LLVM's loop vectorizer.
 """
 
@@ -23,6 +24,45 @@ def fma(typingctx, a, b, c):
         d = ir.DoubleType()
         fn = builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d]))
         return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@intrinsic
+def fma32(typingctx, a, b, c):
+    """float32 a*b + c with one rounding (``llvm.fma.f32``): the float32-lane
+    primitives (``fastloss.math._cpu.logistic32``)."""
+    sig = types.float32(types.float32, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        args = [context.cast(builder, v, t, types.float32) for v, t in zip(args, signature.args)]
+        f = ir.FloatType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [f], ir.FunctionType(f, [f, f, f]))
+        return builder.call(fn, args)
+
+    return sig, codegen
+
+
+@intrinsic
+def f32_bits(typingctx, x):
+    """The IEEE bit pattern of float32 x as an int32."""
+    sig = types.int32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        v = context.cast(builder, args[0], signature.args[0], types.float32)
+        return builder.bitcast(v, ir.IntType(32))
+
+    return sig, codegen
+
+
+@intrinsic
+def bits_f32(typingctx, i):
+    """The float32 whose IEEE bit pattern is the int32 i."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        v = context.cast(builder, args[0], signature.args[0], types.int32)
+        return builder.bitcast(v, ir.FloatType())
 
     return sig, codegen
 
