@@ -1,0 +1,438 @@
+"""Row-wise (multiclass) losses on the GPU: the CUDA path of ``fastloss.rows.evaluate``.
+
+``make_row_kernel(fid)`` returns a @cuda.jit kernel (memoised per formula)
+that calls ``ROW_FORMULAS[fid](x, y, t, w, p0, p1, p2, p3, gdiv, g, sg,
+buf)``, the @njit row formula of ``fastloss.scalar.multiclass`` itself,
+compiled by numba-cuda as a device function (its ``fastloss.math``
+primitives resolve to libdevice, its double-double pieces are plain
+arithmetic and ``fma``): nothing of any formula is written here.
+
+Design: **one thread per row** (correct, deterministic, not fast). A
+block works on one chunk of rows at a time; its first A = min(blockDim,
+LANES, rows per chunk) threads get rows, and thread t of block b runs its
+rows whole, with scratch row ``buf[b * A + t]`` (``scratch_size(C)``
+float64, >= 16 KiB; the formula's ``buf``, whose contents never outlive a
+row). Slow because a thread reads its row serially (nothing coalesces
+across a warp), the scratch lives in global memory, and a block has at most
+min(LANES, CHUNK // C) rows in flight: for C > CHUNK / blockDim most of its
+threads idle. Scratch is ``blocks * A * scratch_size(C) * 8`` bytes; a
+default launch caps the grid to ``SCRATCH_BUDGET``. Under the simulator the
+kernel calls the CPU-compiled formula on the NumPy arrays behind its
+arrays (``_simulated``: an @njit function cannot unbox simulator arrays).
+
+What the GPU needs for speed is a warp- or block-per-row kernel: each
+thread takes a strided slice of the row and keeps an online (max, sum)
+state (``multiclass.lse_step``), the states are combined with
+``multiclass.lse_merge`` by a fixed tree, and a second, elementwise phase
+writes the gradient from the row scalars (``ce_grad_elem``,
+``focal_grad_elem``, ``margin_elem``, ``cce_elem``, ``kl_elem``,
+``exp_gap_dd``). That needs each row formula split into a reduce phase (row
+scalars from per-element terms) and an elementwise gradient phase; today
+the formulas are single functions over a whole row. Their values would
+then differ from the CPU's in the last bits (another summation order).
+
+Reduction: the CPU driver's partition into chunks of ``rows_per_chunk(C) =
+max(1, CHUNK // C)`` rows (``fastloss.cpu.rowwise``). Within a chunk, lane
+l (0 <= l < ``LANES``) sums the values of rows l, l + LANES, ... in order
+(Neumaier, float64); the lane sums are added by the fixed TwoSum tree
+``reduce.tree_sum`` and the chunk partials combined in order by
+``reduce.combine`` (as ``fastloss.cuda.boxes``). Which block runs a chunk
+and which thread runs a lane change nothing: the loss is bitwise the same
+for every launch configuration and run after run. It is the CPU's
+partition with a different (equally compensated) order inside each chunk,
+so it agrees with the CPU's sum to about one rounding, not bitwise.
+
+Per-row values and gradients are the formula's own: under the simulator
+(which runs the same CPU-compiled formula) they are bitwise the CPU's; on a
+GPU they differ where libdevice's exp/log differ from the CPU polynomials
+and where NVVM contracts a*b + c into an fma (its default, even without
+fastmath).
+
+Validation, in the CPU's order and with its messages (``fastloss.rows``):
+labels in range, data domains, rows of all -inf logits, undefined hinges
+run as kernels (``fastloss.cuda.checks``); only an index and the offending
+element come to the host. The class-weight vector (a parameter, C values)
+is checked as on the CPU; with ``cross_entropy``'s labels its sum as a
+double-double pair is computed on the host (``cpu.rowwise.sum_dd``) from a
+copy. The weighted-mean denominator (sum of w[y] over rows not ignored) is
+a deterministic chunked sum on the device (``label_weight_sum``). Every
+check runs before any kernel writes, so ``out`` (which may be the input)
+is untouched when a call fails.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+
+import numpy as np
+from numba import cuda, float64
+
+from fastloss import validate
+from fastloss._config import CHUNK
+from fastloss.catalog import Interval
+from fastloss.cuda import arrays, checks, config
+from fastloss.cuda.arrays import adapt, contiguous, flat, is_device_array, scratch
+from fastloss.cuda.config import LANES, SIMULATOR
+from fastloss.cuda.reduce import combine, store_chunk
+from fastloss.reduce import neumaier_add
+from fastloss.rows import (
+    _BELOW_INF,
+    _INT_DTYPES,
+    _NONNEG,
+    _NONNEG_FINITE,
+    _SOFTMAX,
+    FIDS,
+    _class_vector,
+    _gdiv_and_denominator,
+)
+from fastloss.scalar.multiclass import ROW_FORMULAS, scratch_size
+from fastloss.validate import FLOAT_DTYPES
+
+#: bytes of per-thread scratch a default launch may allocate (the grid is
+#: capped to fit; an injected ``blocks`` is used as given)
+SCRATCH_BUDGET = 1 << 30
+
+
+def rows_per_chunk(c: int) -> int:
+    """Rows per reduction chunk, the CPU driver's (``cpu.rowwise``)."""
+    return max(1, CHUNK // max(c, 1))
+
+
+def _host_view(a):
+    """Simulator only: the NumPy array behind a simulated device array."""
+    a = vars(a).get("_item", a)
+    return vars(a).get("_ary", a)
+
+
+def _simulated(formula):
+    """Simulator only: the CPU-compiled formula applied to the NumPy arrays
+    behind the simulator's arrays (an @njit function cannot unbox those)."""
+
+    def call(x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
+        return formula(_host_view(x), y, _host_view(t), _host_view(w), p0, p1, p2, p3, gdiv,
+                       _host_view(g), sg, _host_view(buf))
+
+    return call
+
+
+@functools.cache
+def make_row_kernel(fid: int, atomic: bool = False):
+    """The thread-per-row kernel of ``ROW_FORMULAS[fid]`` (see the module doc).
+
+    kernel[blocks, threads, stream](x, lab, has_lab, t, w, p0, p1, p2, p3,
+        ignore, use_ignore, gdiv, grad, vals, buf, act, rpc, hi, lo,
+        store_grad, store_vals)
+
+    x: (N, C) C-contiguous; lab: (N,) int32/int64 labels (has_lab) or a
+    1-element zero array; t: (N, C) targets or (N, 0); w: (C,) class
+    weights; grad: (N, C) or (N, 0); vals: (N,) of x's dtype when stored;
+    buf: (blocks * act, scratch_size(C)) float64, act = min(threads,
+    LANES, rpc) (the threads that get rows); rpc: rows per chunk;
+    hi/lo: one partial per chunk (or, atomic, hi[0] accumulates the total).
+    A row whose label is ``ignore`` (use_ignore) has value 0 and a zero
+    gradient row."""
+    formula = ROW_FORMULAS[fid]
+    call = _simulated(formula) if SIMULATOR else formula
+
+    @cuda.jit
+    def kernel(x, lab, has_lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, vals,
+               buf, act, rpc, hi, lo, store_grad, store_vals):
+        sh = cuda.shared.array(LANES, float64)
+        se = cuda.shared.array(LANES, float64)
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        # threads tid >= act get no rows (they never touch the scratch)
+        scr = buf[cuda.blockIdx.x * act + min(tid, act - 1)]
+        n = x.shape[0]
+        nchunks = (n + rpc - 1) // rpc
+        for ch in range(cuda.blockIdx.x, nchunks, cuda.gridDim.x):
+            base = ch * rpc
+            stop = min(base + rpc, n)
+            for lane in range(tid, LANES, nt):
+                s = 0.0
+                comp = 0.0
+                for r in range(base + lane, stop, LANES):
+                    y = lab[r] if has_lab else lab[0]
+                    if use_ignore and y == ignore:
+                        v = 0.0
+                        if store_grad:
+                            for j in range(grad.shape[1]):
+                                grad[r, j] = 0.0
+                    else:
+                        v = call(x[r], y, t[r], w, p0, p1, p2, p3, gdiv, grad[r], store_grad,
+                                 scr)
+                    if store_vals:
+                        vals[r] = v
+                    s, comp = neumaier_add(s, comp, v)
+                sh[lane] = s
+                se[lane] = comp
+            store_chunk(sh, se, tid, nt, ch, hi, lo, atomic)
+
+    return kernel
+
+
+def row_pass(fid: int, x, lab, t, w, p, ignore: int, use_ignore: bool, gdiv: float, grad, vals,
+             stream, *, rpc: int | None = None):
+    """Run the kernel of ``ROW_FORMULAS[fid]`` once over the (N, C) numba
+    device array x; returns the sum of the row values as a 1-element float64
+    device array. lab: labels or None; t: (N, C) targets or None; w: (C,)
+    weights; p: (p0, p1, p2, p3); grad (N, C) / vals (N,): device arrays to
+    fill, or None. ``rpc`` is a test hook (a smaller partition for tiny
+    simulator inputs); the library uses ``rows_per_chunk(C)``."""
+    n, c = x.shape
+    dtype = x.dtype
+    if n == 0:
+        return cuda.to_device(np.zeros(1), stream=stream)
+    rpc = rows_per_chunk(c) if rpc is None else rpc
+    launch = config.current()
+    nchunks = -(-n // rpc)
+    threads = config.threads_per_block()
+    blocks = config.blocks_for(nchunks)
+    nscratch = scratch_size(c)
+    act = min(threads, LANES, rpc)
+    if launch.blocks is None:
+        blocks = max(1, min(blocks, SCRATCH_BUDGET // (act * nscratch * 8)))
+    buf = scratch((blocks * act, nscratch), "float64", stream)
+    if launch.atomic:
+        hi = cuda.to_device(np.zeros(1), stream=stream)
+        lo = hi
+    else:
+        hi = scratch(nchunks, "float64", stream)
+        lo = scratch(nchunks, "float64", stream)
+    has_lab = lab is not None
+    if not has_lab:
+        lab = cuda.to_device(np.zeros(1, dtype=np.int64), stream=stream)
+    if t is None:
+        t = scratch((n, 0), dtype, stream)
+    p0, p1, p2, p3 = (float(v) for v in p)
+    kern = make_row_kernel(fid, launch.atomic)
+    kern[blocks, threads, stream](
+        x, lab, has_lab, t, w, p0, p1, p2, p3, int(ignore), bool(use_ignore), float(gdiv),
+        scratch((n, 0), dtype, stream) if grad is None else grad,
+        scratch(1, dtype, stream) if vals is None else vals,
+        buf, act, rpc, hi, lo, grad is not None, vals is not None)
+    if launch.atomic:
+        return hi
+    return combine(hi, lo, stream)
+
+
+@cuda.jit
+def _label_weight_kernel(lab, w, use_w, ignore, use_ignore, hi, lo):
+    """Per chunk of CHUNK labels, the compensated sum of w[y] (or 1) over
+    labels y that are not ``ignore``: lanes and tree as ``make_row_kernel``."""
+    sh = cuda.shared.array(LANES, float64)
+    se = cuda.shared.array(LANES, float64)
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n = lab.size
+    nchunks = (n + CHUNK - 1) // CHUNK
+    for ch in range(cuda.blockIdx.x, nchunks, cuda.gridDim.x):
+        base = ch * CHUNK
+        stop = min(base + CHUNK, n)
+        for lane in range(tid, LANES, nt):
+            s = 0.0
+            comp = 0.0
+            for i in range(base + lane, stop, LANES):
+                y = lab[i]
+                if not (use_ignore and y == ignore):
+                    s, comp = neumaier_add(s, comp, float(w[y]) if use_w else 1.0)
+            sh[lane] = s
+            se[lane] = comp
+        store_chunk(sh, se, tid, nt, ch, hi, lo, False)
+
+
+def label_weight_sum(lab, w, use_w: bool, ignore: int, use_ignore: bool, stream) -> float:
+    """sum of w[y] (or the count) over the labels not ignored: the weighted
+    mean's denominator (``cpu.rowwise.check_labels``' second result; the
+    count is exact, a weighted sum agrees to about one rounding). Labels
+    must be in range."""
+    from fastloss.cuda.api import _host_float
+
+    n = lab.size
+    if n == 0:
+        return 0.0
+    nchunks = -(-n // CHUNK)
+    hi = scratch(nchunks, "float64", stream)
+    lo = scratch(nchunks, "float64", stream)
+    _label_weight_kernel[config.blocks_for(nchunks), config.threads_per_block(), stream](
+        lab, w, use_w, int(ignore), bool(use_ignore), hi, lo)
+    return _host_float(combine(hi, lo, stream), stream)
+
+
+def _not_on_device(name: str, a) -> TypeError:
+    where = "a NumPy array" if isinstance(a, np.ndarray) else type(a).__name__
+    return TypeError(f"{name}: must be a GPU array like the input (fastloss does not move data "
+                     f"between host and device); got {where}")
+
+
+def _class_weights(name: str, a, c: int, xd):
+    """(device (C,) weights, host copy or None, DevArray or None) of a class
+    weight parameter: a NumPy array gets the CPU's checks (``rows._class_vector``)
+    and is copied to the device; a device array gets the same checks on the
+    device."""
+    stream = xd.stream
+    if not is_device_array(a):
+        host = _class_vector(name, a, c, xd.dtype)
+        return arrays.to_device_like(host, xd), host, None
+    d = adapt(name, a)
+    validate.check_float_meta(name, d.dtype, d.ndim, xd.dtype)
+    if d.shape != (c,):
+        raise ValueError(f"{name}: must have shape ({c},), one value per class; got {d.shape}")
+    d = contiguous(name, d)
+    d.stream = stream
+    i = checks.first_bad(d.arr, _NONNEG, stream)
+    if i >= 0:
+        raise validate.domain_error(name, _NONNEG, i, checks.element(d.arr, i, stream), (c,))
+    return d.arr, None, d
+
+
+def evaluate(spec, input, target, reduction, params, want_grad, out=None):
+    """(value, grad or None) of a row-wise loss on GPU arrays: the rules and
+    results of ``fastloss.rows.evaluate``, returned as in ``fastloss.cuda.api``
+    (floats for "mean"/"sum"/"batchmean", device arrays of the input's kind
+    otherwise)."""
+    from fastloss.cpu.rowwise import sum_dd
+    from fastloss.cuda.api import _check_domain, _check_out, _device_float, _host_float
+
+    name = spec.name
+    reduction = validate.check_reduction(spec, reduction)
+    p = validate.check_params(spec, params)
+    xd = _device_float("input", input)
+    if xd.ndim != 2:
+        raise ValueError(
+            f"input: must be 2-D (N, C) scores, one row per sample; got shape {xd.shape}"
+        )
+    if xd.shape[1] < 1:
+        raise ValueError(f"input: needs at least one class (C >= 1); got shape {xd.shape}")
+    n, c = xd.shape
+    dtype, stream, x = xd.dtype, xd.stream, xd.arr
+    fid_lab, fid_prob = FIDS[name]
+
+    # target: labels or an (N, C) array
+    if not is_device_array(target):
+        raise _not_on_device("target", target)
+    ta = adapt("target", target)
+    is_float_target = ta.dtype in FLOAT_DTYPES
+    if fid_lab is not None and is_float_target and ta.ndim == 1:
+        raise TypeError(
+            f"target: {name} takes int32/int64 class labels of shape ({n},) or an (N, C) array "
+            f"of probabilities; got {ta.dtype} of shape {ta.shape}"
+        )
+    lab = t = None
+    if fid_prob is not None and (fid_lab is None or is_float_target):
+        fid = fid_prob
+        td = _device_float("target", target, xd)
+        if td.shape != xd.shape:
+            raise ValueError(
+                f"target: must have the input's shape {xd.shape} (one row of "
+                f"{'probabilities' if name != 'kl_div' else 'targets'} per sample); got {td.shape}"
+            )
+        t = td.arr
+    else:
+        fid = fid_lab
+        if is_float_target:
+            raise TypeError(
+                f"target: {name} takes int32/int64 class labels of shape ({n},); got {ta.dtype}"
+            )
+        if ta.dtype not in _INT_DTYPES:
+            raise TypeError(f"target: class labels must be int32 or int64; got {ta.dtype}")
+        if ta.shape != (n,):
+            raise ValueError(f"target: labels must have shape ({n},) (one per row); got {ta.shape}")
+        td = contiguous("target", ta)
+        td.stream = stream
+        lab = td.arr
+
+    use_ignore = fid in (0, 2)  # cross_entropy with labels, nll
+    ignore = int(p.get("ignore_index", -100))
+
+    wname = spec.weight_param
+    w_given = wname is not None and p.get(wname) is not None
+    w_dev = None
+    if w_given:
+        w, w_host, w_dev = _class_weights(wname, p[wname], c, xd)
+    else:
+        w, w_host = arrays.to_device_like(np.ones(c, dtype=dtype), xd), None
+
+    # labels before anything reads the data by them
+    if lab is not None and fid in (0, 2, 5, 6):
+        bad = checks.first_bad_label(lab, c, ignore, use_ignore, stream)
+        if bad >= 0:
+            extra = f" and is not ignore_index ({ignore})" if use_ignore else ""
+            raise ValueError(
+                f"target: label {checks.int_element(lab, bad, stream)} at row {bad} is outside "
+                f"[0, {c}){extra}"
+            )
+
+    # data domains
+    shape = xd.shape
+    if name == "categorical_cross_entropy":
+        _check_domain("input", flat(x), Interval(0.0, 1.0), shape, stream)
+        _check_domain("target", flat(t), _NONNEG_FINITE, shape, stream)
+    elif name == "kl_div":
+        dom = _BELOW_INF if p["log_target"] else _NONNEG_FINITE
+        _check_domain("target", flat(t), dom, shape, stream)
+    elif fid == 1:
+        _check_domain("target", flat(t), _NONNEG_FINITE, shape, stream)
+    if fid in _SOFTMAX:
+        labs = lab if lab is not None else cuda.to_device(np.zeros(1, np.int64), stream=stream)
+        dead = checks.first_dead_row(x, labs, lab is not None, ignore, use_ignore, stream)
+        if dead >= 0:
+            raise ValueError(
+                f"input: row {dead} has all logits -inf; its softmax (and the loss) is "
+                "undefined (mask the row with ignore_index, or give it a finite logit)"
+            )
+    if fid == 6 and c > 1:
+        bad = checks.first_undefined_hinge(x, lab, stream)
+        if bad >= 0:
+            yb = checks.int_element(lab, bad, stream)
+            xy = checks.element(x[bad], yb, stream)
+            raise ValueError(
+                f"input: row {bad} has its label's logit x[{bad}, {yb}] = {xy} and "
+                "another logit equal to it; the hinge margin - x_y + x_j is inf - inf, "
+                "undefined (give the label's logit a finite value)"
+            )
+
+    od = None
+    if out is not None and want_grad:
+        od = _check_out(out, xd, [td, w_dev])
+
+    d_rows = float(n)
+    if reduction == "mean" and fid in (0, 2):
+        d_rows = label_weight_sum(lab, w, w_given, ignore, use_ignore, stream)
+    gdiv, denom = _gdiv_and_denominator(name, reduction, n, c, d_rows, fid in (0, 2))
+    gdiv_k = math.nan if gdiv == 0.0 else gdiv  # every row ignored or weighted 0: 0/0
+
+    p0, p1, p2 = spec.pack(p)
+    p3 = 0.0
+    if fid == 0:  # cross_entropy with labels: sum(w) as a pair (p3 + p2)
+        if w_given and w_host is None:
+            w_host = w.copy_to_host(stream=stream)
+        p3, p2 = (sum_dd(w_host) if w_given else (float(c), 0.0))
+
+    grad_obj = gview = None
+    if want_grad:
+        if od is not None:
+            grad_obj, gview = out, od.arr
+        else:
+            grad_obj, gview = arrays.empty_like_kind(xd, shape, dtype)
+    vals_obj = vview = None
+    if reduction == "none":
+        vals_obj, vview = arrays.empty_like_kind(xd, (n,), dtype)
+    total_dev = row_pass(fid, x, lab, t, w, (p0, p1, p2, p3), ignore, use_ignore, gdiv_k,
+                         gview, vview, stream)
+
+    if reduction == "none":
+        return vals_obj, grad_obj
+    total = _host_float(total_dev, stream)
+    if reduction == "sum":
+        value = total
+    elif n == 0:
+        warnings.warn("fastloss: mean of an empty input is NaN", RuntimeWarning, stacklevel=6)
+        value = math.nan
+    elif denom == 0.0:
+        value = math.nan
+    else:
+        value = total / denom
+    return value, grad_obj
