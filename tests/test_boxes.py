@@ -1,35 +1,44 @@
 """Box losses (iou_loss, giou_loss, diou_loss, ciou_loss): mpmath oracle,
 finite differences, determinism, degenerate geometry, bad input, torchvision.
 
-Accuracy, measured on ``box_grid`` against ``fastloss.reference.boxes`` (the
-truth rounded to the dtype; ULP = units in the last place of the dtype;
-"x cond" = in units of the oracle's condition number of that component,
+Accuracy against ``fastloss.reference.boxes`` (the truth rounded to the
+dtype; ULP = units in the last place of the dtype; "/ cond" = divided by the
+oracle's condition number of that component,
 ``fastloss.reference.boxes.condition``, the error then counted as
-|got - exact| / ulp(exact) as the audit does):
+|got - exact| / ulp(exact) as the audit does; "row" = in ULPs of the row's
+largest component), measured:
 
-| loss      | dtype   | value | gradient, per component | gradient / cond | gradient, in ULPs of the row's largest component |
-|-----------|---------|-------|-------------------------|-----------------|----------------------------------------------------|
-| all four  | float32 | 0     | 0                       | 0               | 0                                                  |
-| iou_loss  | float64 | <= 1  | <= 3 (cond = 1)         | <= 3            | <= 3                                               |
-| giou_loss | float64 | <= 1  | 95 (at cond 1550)       | <= 3.5          | <= 3                                               |
-| diou_loss | float64 | <= 2  | 347 (at cond 523)       | <= 3            | <= 4                                               |
-| ciou_loss | float64 | <= 2  | 347 (at cond 543)       | <= 3            | <= 3                                               |
+| pairs                                  | loss      | dtype   | value | gradient, per component      | gradient / cond | row |
+|----------------------------------------|-----------|---------|-------|------------------------------|-----------------|-----|
+| ``box_grid`` (147)                     | all four  | float32 | 0     | 0                            | 0               | 0   |
+| ``box_grid`` (147)                     | iou_loss  | float64 | 0     | 0 (cond 1)                   | 0               | 0   |
+| ``box_grid`` (147)                     | giou_loss | float64 | 0     | 1 (at cond 7.9e16), else 0   | < 1e-16         | 0   |
+| ``box_grid`` (147)                     | diou_loss | float64 | 0     | 0                            | 0               | 0   |
+| ``box_grid`` (147)                     | ciou_loss | float64 | 0     | 0                            | 0               | 0   |
+| ``random_pairs(0, 10500)``             | all four  | float64 | 0     | 0                            | 0               | 0   |
+| ``box_grid(2, 8)`` x 1e+-150 (118)     | all four  | float64 | 0     | 0 (*)                        | 0               | 0   |
+
+(*) but where the exact component is 0 because its quotient-rule parts
+cancel exactly (condition inf; DIoU/CIoU at point and line boxes): there
+it is O(u^2) of those parts (1e-32 of the row) instead of 0; and GIoU 2 ULP
+at one component of condition 5.4e16.
+
+Float64 data is evaluated in compensated double-double arithmetic
+(``fastloss.scalar.boxes``, "float64 data"): every result is rounded once
+from a pair accurate to O(u^2), so it is the correctly rounded value unless
+its condition number is near 1/u. The plain float64 evaluation it replaced
+(a chain of 10 to 20 roundings) measured up to 3 ULP in values and 7 ULP x
+condition in gradients on the same 10500 random pairs (2 and 3.5 on
+``box_grid``), then bounded here by 4 ULP x condition. Float32 data keeps the
+plain float64 evaluation, rounded once to float32: correctly rounded on the
+grid. The bounds asserted are the policy's: 2 ULP for values, 2 ULP x
+condition for gradient components, 2 ULP of the row.
 
 Condition numbers (docs/ACCURACY.md, "Box losses"): a gradient component
 is the sum of the gradient of 1 - IoU (no cancellation) and the penalty's
 quotient-rule parts (GIoU -dU/C and U dC/C^2; DIoU/CIoU d(rho^2)/c^2 and
 -(rho^2/c^2) d(c^2)/c^2; CIoU's alpha dv, whose angle difference cancels
-for similar aspect ratios); the condition is their cancellation ratio. The
-large per-component errors are all at large condition numbers: the penalty's
-two parts cancel (the IoU term is 0 at the grid's worst points: disjoint
-boxes). What is left is the float64 evaluation itself: a chain of 10 to 20
-roundings (the coordinate differences, the union, its square, the
-quotients), up to 3 ULP on this grid and 6 ULP at condition ~1 on random
-boxes, so float64 gradients are bounded by 4 ULP x condition
-(``COND_BOUND``; the policy's 2 ULP x condition would need the whole chain
-in double-double arithmetic), and the value by 2 ULP (3 ULP for CIoU on
-random boxes). Float32 data is evaluated in float64 and rounded once:
-correctly rounded on the grid.
+for similar aspect ratios); the condition is their cancellation ratio.
 """
 
 import math
@@ -47,12 +56,13 @@ NAMES = ["iou_loss", "giou_loss", "diou_loss", "ciou_loss"]
 DTYPES = [np.float32, np.float64]
 
 #: dtype -> gradient ULP of the row's largest component
-ROW_BOUND = {np.float32: 2, np.float64: 4}
-#: per-component gradient bound where it holds (see the module table)
-COMPONENT_BOUND = {(np.float32, n): 2 for n in NAMES} | {(np.float64, "iou_loss"): 4}
+ROW_BOUND = {np.float32: 2, np.float64: 2}
+#: per-component gradient bound where it holds (see the module table; IoU's
+#: components have condition 1)
+COMPONENT_BOUND = {(np.float32, n): 2 for n in NAMES} | {(np.float64, "iou_loss"): 2}
 #: dtype -> gradient error per unit of the component's condition number
-#: (the policy's 2 for float32; float64 see the module doc)
-COND_BOUND = {np.float32: 2, np.float64: 4}
+#: (the policy's 2 ULP x condition)
+COND_BOUND = {np.float32: 2, np.float64: 2}
 
 
 def cond_errors(got, exact, cond, dtype):
@@ -175,6 +185,99 @@ def _random_boxes(rng, n, scale=1.0):
     c = rng.uniform(-1, 1, (n, 2)) * scale
     wh = np.exp(rng.uniform(-2, 1, (n, 2))) * scale
     return np.concatenate([c - wh / 2, c + wh / 2], axis=1)
+
+
+def random_pairs(seed=0, n=2800):
+    """(pred, target) float64 (n, 4) arrays: seeded random pairs of seven kinds
+    in equal shares: independent boxes (mostly disjoint), overlapping, nested
+    (either way round), disjoint along one or both axes, similar aspect ratios
+    (the target a scaled, shifted copy with its height perturbed by a relative
+    1e-12..1e-2), near-identical (corners moved by 1e-12..1e-2 of the size),
+    and overlapping pairs at scales 1e-3..1e3, half of them offset by 1e3."""
+    rng = np.random.default_rng(seed)
+    m = -(-n // 7)
+
+    def boxes():
+        c = rng.uniform(-1, 1, (m, 2))
+        wh = np.exp(rng.uniform(-2, 1, (m, 2)))
+        return np.concatenate([c - wh / 2, c + wh / 2], axis=1)
+
+    def ordered(t):
+        return np.concatenate([np.minimum(t[:, :2], t[:, 2:]), np.maximum(t[:, :2], t[:, 2:])],
+                              axis=1)
+
+    def size(p):
+        return np.concatenate([p[:, 2:] - p[:, :2]] * 2, axis=1)
+
+    ps, ts = [], []
+
+    def add(p, t):
+        ps.append(p)
+        ts.append(t)
+
+    add(boxes(), boxes())                                                  # independent
+    p = boxes()
+    add(p, ordered(p + rng.normal(0, 0.3, (m, 4)) * size(p)))              # overlapping
+    p = boxes()                                                            # nested
+    f = rng.uniform(0.02, 0.98, (m, 4)) / 2
+    w = size(p)
+    t = np.concatenate([p[:, :2] + f[:, :2] * w[:, :2], p[:, 2:] - f[:, 2:] * w[:, 2:]], axis=1)
+    swap = rng.random(m) < 0.5
+    add(np.where(swap[:, None], t, p), np.where(swap[:, None], p, t))
+    p = boxes()                                                            # disjoint
+    w = size(p)[:, :2]
+    gap = rng.uniform(0.01, 3, (m, 2)) * w
+    sgn = np.where(rng.random((m, 2)) < 0.5, -1.0, 1.0)
+    both = rng.random(m) < 0.5
+    one = np.stack([sgn[:, 0] * (w[:, 0] + gap[:, 0]), rng.normal(0, 0.3, m) * w[:, 1]], axis=1)
+    shift = np.where(both[:, None], sgn * (w + gap), one)
+    t = p + np.concatenate([shift, shift], axis=1)
+    add(p, ordered(t + rng.normal(0, 0.1, (m, 4)) * size(p) * 0.1))
+    p = boxes()                                                            # similar aspect
+    k = np.exp(rng.uniform(-1, 1, m))[:, None]
+    c = (p[:, :2] + p[:, 2:]) / 2 + rng.normal(0, 0.3, (m, 2)) * size(p)[:, :2]
+    half = size(p)[:, :2] / 2 * k
+    half[:, 1] *= 1 + 10.0 ** rng.uniform(-12, -2, m) * np.where(rng.random(m) < 0.5, -1, 1)
+    add(p, np.concatenate([c - half, c + half], axis=1))
+    p = boxes()                                                            # near-identical
+    rel = 10.0 ** rng.uniform(-12, -2, (m, 1))
+    add(p, ordered(p + rng.uniform(-1, 1, (m, 4)) * rel * size(p)))
+    p = boxes()                                                            # scaled, offset
+    t = ordered(p + rng.normal(0, 0.3, (m, 4)) * size(p))
+    s = 10.0 ** rng.uniform(-3, 3, (m, 1))
+    off = np.where(rng.random((m, 1)) < 0.5, 1e3, 0.0)
+    add(p * s + off, t * s + off)
+    return np.concatenate(ps)[:n], np.concatenate(ts)[:n]
+
+
+#: pairs of ``test_random_pairs_against_mpmath`` (400 of each kind)
+N_RANDOM_PAIRS = 2800
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_random_pairs_against_mpmath(name):
+    """float64 data, N_RANDOM_PAIRS seeded random pairs of seven kinds
+    (``random_pairs``) against the oracle: values within 2 ULP, every
+    gradient component within 2 ULP x its condition number (the condition,
+    which costs as much as the oracle, is computed only where the plain ULP
+    error exceeds 2: cond >= 1). The double-double evaluation gave 0 ULP on
+    10500 such pairs (module table); the plain float64 one up to 7 ULP at
+    condition 1."""
+    p, t = random_pairs(seed=11, n=N_RANDOM_PAIRS)
+    v, g = fl.value_and_grad(name, p, t, reduction="none")
+    ev = np.empty(len(p))
+    eg = np.empty((len(p), 4))
+    for i in range(len(p)):
+        rv, rg = ref.value_and_grad(name, p[i], t[i])
+        ev[i] = round_to_dtype(rv, np.float64)
+        eg[i] = [round_to_dtype(x, np.float64) for x in rg]
+    dv = ulp_distance(v, ev, np.float64)
+    assert dv.max() <= 2, (name, int(np.argmax(dv)), dv.max())
+    dg = ulp_distance(g, eg, np.float64)
+    for i in np.flatnonzero((dg > 2).any(axis=1)):
+        cg = np.array(ref.condition(name, p[i], t[i])[1])
+        dc = cond_errors(g[i], eg[i], cg, np.float64)
+        assert dc.max() <= COND_BOUND[np.float64], (name, i, p[i], t[i], g[i], eg[i], cg)
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -368,18 +471,108 @@ TV = {"giou_loss": "generalized_box_iou_loss", "diou_loss": "distance_box_iou_lo
 
 @pytest.mark.parametrize("name", sorted(TV))
 def test_agrees_with_torchvision(name):
+    """torchvision's box losses (``fastloss.audit.peers.torchvision_box_losses``:
+    ``torchvision.ops``, or its pure-Python box-loss files where the wheel
+    cannot be imported), in float64, eps=0, autograd gradients, on 64 random
+    pairs (16 of them overlapping), at scale 1 and 2^20 (exact; every box
+    loss is scale-invariant). torchvision's complete_box_iou_loss ignores
+    its eps for the IoU and the diagonal (it calls _diou_iou_loss(boxes1,
+    boxes2), whose default eps=1e-7: 7e-7 relative on these pairs), so CIoU is
+    compared at scale 2^20 only, where 1e-7 is below float64 resolution.
+
+    Same loss and conventions: values within 1e-13 relative, gradients
+    within 1e-13 of the row's largest component. Where the two differ,
+    the difference is torchvision's rounding error (its textbook float64
+    formulas: up to ~10 ULP in values and ~250 ULP in gradient components
+    whose terms cancel), not fastloss': each result of fastloss is within
+    2 ULP of the mpmath oracle and the disagreement is at most torchvision's
+    own distance to the oracle plus 2 ULP."""
+    from fastloss.audit.peers import torchvision_box_losses
+
     torch = pytest.importorskip("torch")
-    ops = pytest.importorskip("torchvision.ops")
+    tv = torchvision_box_losses()
+    if tv is None:
+        pytest.skip("torchvision is not installed")
     rng = np.random.default_rng(4)
-    p = _random_boxes(rng, 64)
-    t = _random_boxes(rng, 64)
-    t[:16] = p[:16] + 0.05
-    pt = torch.tensor(p, requires_grad=True)
-    loss = getattr(ops, TV[name])(pt, torch.tensor(t), reduction="sum", eps=0.0)
-    loss.backward()
-    v, g = fl.value_and_grad(name, p, t, reduction="sum")
-    assert v == pytest.approx(loss.item(), rel=1e-12)
-    np.testing.assert_allclose(g, pt.grad.numpy(), rtol=1e-9, atol=1e-12)
+    p0 = _random_boxes(rng, 64)
+    t0 = _random_boxes(rng, 64)
+    t0[:16] = p0[:16] + 0.05
+    for scale in ([2.0**20] if name == "ciou_loss" else [1.0, 2.0**20]):
+        p, t = p0 * scale, t0 * scale
+        pt = torch.tensor(p, requires_grad=True)
+        vt = getattr(tv, TV[name])(pt, torch.tensor(t), reduction="none", eps=0.0)
+        vt.sum().backward()
+        vt, gt = vt.detach().numpy(), pt.grad.numpy()
+        v, g = fl.value_and_grad(name, p, t, reduction="none")
+        np.testing.assert_allclose(v, vt, rtol=1e-13, atol=0, err_msg=f"{name} values")
+        row = np.abs(gt).max(axis=1, keepdims=True)
+        assert (np.abs(g - gt) <= 1e-13 * row).all(), (name, scale, np.abs(g - gt).max())
+        ev = np.empty(len(p))
+        eg = np.empty((len(p), 4))
+        for i in range(len(p)):
+            rv, rg = ref.value_and_grad(name, p[i], t[i])
+            ev[i] = round_to_dtype(rv, np.float64)
+            eg[i] = [round_to_dtype(x, np.float64) for x in rg]
+        assert ulp_distance(v, ev, np.float64).max() <= 2
+        assert ulp_distance(g, eg, np.float64).max() <= 2
+        unit = np.spacing(np.abs(eg))
+        assert (np.abs(v - vt) <= np.abs(vt - ev) + 2 * np.spacing(np.abs(ev))).all()
+        assert (np.abs(g - gt) <= np.abs(gt - eg) + 2 * unit).all()
+
+
+@pytest.fixture
+def fresh_torchvision_loader():
+    """``torchvision_box_losses`` with its cache and private package cleared
+    before and after the test."""
+    import sys
+
+    from fastloss.audit import peers
+
+    def clear():
+        peers._TV_CACHE.clear()
+        for k in [k for k in sys.modules if k == peers._TV_SHIM or k.startswith(peers._TV_SHIM + ".")]:
+            del sys.modules[k]
+
+    clear()
+    yield peers
+    clear()
+
+
+def test_torchvision_loader_falls_back_to_source_files(tmp_path, monkeypatch,
+                                                       fresh_torchvision_loader):
+    """A torchvision whose ``__init__`` raises (as a wheel built for another
+    torch does: "operator torchvision::nms does not exist"): the loader
+    reads ops/{_utils, diou_loss, giou_loss, ciou_loss}.py (here stand-ins
+    with torchvision's imports) into its private package, never running
+    ``__init__``, and the audit's adapter reports itself available."""
+    pytest.importorskip("torch")
+    peers = fresh_torchvision_loader
+    ops = tmp_path / "torchvision" / "ops"
+    ops.mkdir(parents=True)
+    (tmp_path / "torchvision" / "__init__.py").write_text(
+        'raise RuntimeError("operator torchvision::nms does not exist")\n')
+    (tmp_path / "torchvision" / "utils.py").write_text('raise RuntimeError("not to be imported")\n')
+    (ops / "__init__.py").write_text('raise RuntimeError("not to be imported")\n')
+    (ops / "_utils.py").write_text(
+        "def _loss_inter_union(a, b):\n    return 'I', 'U'\n")
+    for name, fn, extra in (("diou_loss", "distance_box_iou_loss", ""),
+                            ("giou_loss", "generalized_box_iou_loss", ""),
+                            ("ciou_loss", "complete_box_iou_loss",
+                             "from .diou_loss import distance_box_iou_loss\n")):
+        (ops / f"{name}.py").write_text(
+            "from ..utils import _log_api_usage_once\n"
+            "from ._utils import _loss_inter_union\n" + extra +
+            f"def {fn}(a, b, reduction='none', eps=1e-7):\n"
+            f"    _log_api_usage_once({fn})\n"
+            f"    return '{name}'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    tv = peers.torchvision_box_losses()
+    assert tv.generalized_box_iou_loss(0, 0) == "giou_loss"
+    assert tv.distance_box_iou_loss(0, 0) == "diou_loss"
+    assert tv.complete_box_iou_loss(0, 0) == "ciou_loss"
+    assert tv.loss_inter_union(0, 0) == ("I", "U")
+    assert "operator torchvision::nms does not exist" in tv.source
+    assert peers.Torchvision().unavailable() is None
 
 
 @pytest.mark.parametrize("scale", [1e-150, 1e150])
@@ -449,7 +642,7 @@ def test_ciou_angle_gradient_at_far_offsets():
     Delta = atan(1) - atan(w/h) ~ -c/(2S), alpha = v/(1 + v) (1 - IoU = 1):
     2.46e-87 at c = 1000, S = 3.02e23 (evaluated below at 300 digits). The
     kernel gave 0 (wt h - w ht cancelled to 0 with the rounded heights);
-    the other components and the value are held to the usual bounds."""
+    every component and the value are held to 2 ULP of the oracle."""
     import mpmath
     seen = 0
     for c, s in _far_offset_pairs():
@@ -468,7 +661,7 @@ def test_ciou_angle_gradient_at_far_offsets():
         if want[1] != 0:  # ~(c/S)^3 / S: below the float64 range for S >> c 2^110
             assert g[0, 1] > 0, (c, s, g[0], want)
             seen += 1
-        assert np.max(ulp_distance(g[0], want, np.float64)) <= 4, (c, s, g[0], want)
+        assert np.max(ulp_distance(g[0], want, np.float64)) <= 2, (c, s, g[0], want)
         assert ulp_distance(v_, np.array([round_to_dtype(rv, np.float64)]), np.float64)[0] <= 2
     assert seen >= 6
 

@@ -17,7 +17,9 @@ correct them: that is what is being measured), evaluates the values with
 - ``torch``: ``torch.nn.functional`` (and ``torchvision.ops`` for the focal
   loss when installed), gradients by autograd;
 - ``jax``: ``optax.losses`` under ``jax_enable_x64``, gradients by ``jax.vjp``;
-- ``torchvision``: ``torchvision.ops`` box losses, gradients by autograd;
+- ``torchvision``: ``torchvision.ops`` box losses, gradients by autograd
+  (``torchvision_box_losses``: from torchvision's own source files when a
+  wheel built for another torch cannot be imported);
 - ``tensorflow``: ``tf.keras.losses``, gradients by ``tf.GradientTape``;
 - ``sklearn``: ``sklearn.metrics``, values only (no gradients), per element.
 
@@ -508,7 +510,7 @@ class Torch(Impl):
         if name == "sigmoid_focal":
             try:
                 from torchvision.ops import sigmoid_focal_loss
-            except ImportError:
+            except Exception:  # not installed, or a build that fails to import (RuntimeError)
                 return None
             a = -1 if p["alpha"] is None else p["alpha"]
             return lambda x, y: sigmoid_focal_loss(x, y, alpha=a, gamma=p["gamma"], reduction="none")
@@ -588,12 +590,122 @@ class Optax(Impl):
 # ---------------------------------------------------------------------------
 # torchvision (box losses)
 
+#: the pure-Python files of torchvision's box losses, in import order
+_TV_BOX_FILES = ("_utils", "diou_loss", "giou_loss", "ciou_loss")
+#: the private package the files are loaded into when ``import torchvision`` fails
+_TV_SHIM = "_fastloss_torchvision_shim"
+_TV_CACHE: dict = {}
+
+
+def torchvision_box_losses():
+    """torchvision's box losses, or None when torchvision is not installed.
+
+    Returns a namespace with ``generalized_box_iou_loss``,
+    ``distance_box_iou_loss``, ``complete_box_iou_loss`` (torchvision's own
+    functions), ``loss_inter_union`` (``torchvision.ops._utils.
+    _loss_inter_union``, the per-pair intersection and union they use) and
+    ``source`` (where they came from).
+
+    ``import torchvision.ops`` when that works. A torchvision wheel built
+    for another torch (its C++ operators fail to register: "operator
+    torchvision::nms does not exist") cannot be imported at all, but its box
+    losses are pure Python: ``torchvision/ops/{_utils, diou_loss, giou_loss,
+    ciou_loss}.py``, importing only torch, each other and
+    ``torchvision.utils._log_api_usage_once``. Then those four files are
+    loaded from the installed package directory (found without executing
+    ``torchvision/__init__.py``) into a private package with a no-op
+    ``_log_api_usage_once``. Raises ImportError when torchvision is
+    installed but neither way works (or torch is missing)."""
+    if "ns" not in _TV_CACHE:
+        _TV_CACHE["ns"] = _load_torchvision_box_losses()
+    return _TV_CACHE["ns"]
+
+
+def _torchvision_dir():
+    """The installed torchvision package directory, or None; its
+    ``__init__.py`` is not executed."""
+    try:
+        spec = importlib.util.find_spec("torchvision")
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        return list(spec.submodule_search_locations)[0]
+    try:
+        import importlib.metadata as md
+
+        init = md.distribution("torchvision").locate_file("torchvision/__init__.py")
+    except Exception:
+        return None
+    return os.path.dirname(str(init)) if os.path.exists(str(init)) else None
+
+
+def _load_torchvision_box_losses():
+    import types
+
+    tv_dir = _torchvision_dir()
+    if tv_dir is None:
+        return None
+    try:
+        import torchvision.ops as ops
+        from torchvision.ops import _utils
+
+        return types.SimpleNamespace(
+            generalized_box_iou_loss=ops.generalized_box_iou_loss,
+            distance_box_iou_loss=ops.distance_box_iou_loss,
+            complete_box_iou_loss=ops.complete_box_iou_loss,
+            loss_inter_union=_utils._loss_inter_union, source="torchvision.ops")
+    except Exception as e:  # noqa: BLE001 - any failure of torchvision's own import
+        why = f"{type(e).__name__}: {e}"
+    try:
+        import torch  # noqa: F401
+    except ImportError as e:
+        raise ImportError(f"torchvision is installed but torch is not ({e})") from e
+    ops_dir = os.path.join(tv_dir, "ops")
+    if _TV_SHIM not in sys.modules:
+        pkg = types.ModuleType(_TV_SHIM)
+        pkg.__path__ = []
+        utils = types.ModuleType(_TV_SHIM + ".utils")
+        utils._log_api_usage_once = lambda obj: None
+        sub = types.ModuleType(_TV_SHIM + ".ops")
+        sub.__path__ = []
+        mods = {}
+        for name in _TV_BOX_FILES:
+            path = os.path.join(ops_dir, name + ".py")
+            spec = importlib.util.spec_from_file_location(f"{_TV_SHIM}.ops.{name}", path)
+            if spec is None or not os.path.exists(path):
+                raise ImportError(f"import torchvision failed ({why}), and {path} is missing")
+            mods[name] = (spec, importlib.util.module_from_spec(spec))
+        added = [_TV_SHIM, _TV_SHIM + ".utils", _TV_SHIM + ".ops"]
+        sys.modules.update({_TV_SHIM: pkg, _TV_SHIM + ".utils": utils, _TV_SHIM + ".ops": sub})
+        try:
+            for name, (spec, mod) in mods.items():
+                sys.modules[spec.name] = mod
+                added.append(spec.name)
+                spec.loader.exec_module(mod)
+                setattr(sub, name, mod)
+        except Exception as e:
+            for k in added:
+                sys.modules.pop(k, None)
+            raise ImportError(f"import torchvision failed ({why}), and loading its box-loss "
+                              f"files from {ops_dir} failed: {type(e).__name__}: {e}") from e
+    sub = sys.modules[_TV_SHIM + ".ops"]
+    return types.SimpleNamespace(
+        generalized_box_iou_loss=sub.giou_loss.generalized_box_iou_loss,
+        distance_box_iou_loss=sub.diou_loss.distance_box_iou_loss,
+        complete_box_iou_loss=sub.ciou_loss.complete_box_iou_loss,
+        loss_inter_union=sub._utils._loss_inter_union,
+        source=f"{ops_dir}/{{{', '.join(_TV_BOX_FILES)}}}.py (import torchvision failed: {why})")
+
 
 class Torchvision(Impl):
-    """``torchvision.ops``: ``generalized_box_iou_loss``,
-    ``distance_box_iou_loss``, ``complete_box_iou_loss`` (``reduction="none"``,
-    torchvision's default ``eps=1e-7``) and the IoU loss as ``1 - box_iou``
-    of each pair; gradients by autograd."""
+    """torchvision's ``generalized_box_iou_loss``, ``distance_box_iou_loss``,
+    ``complete_box_iou_loss`` (``reduction="none"``, torchvision's default
+    ``eps=1e-7``) and the IoU loss as 1 - I/U with torchvision's per-pair
+    intersection and union (``_loss_inter_union``, what its box losses use);
+    gradients by autograd. The functions come from
+    ``torchvision_box_losses``: ``torchvision.ops``, or, when torchvision is
+    installed but cannot be imported (a wheel built for another torch), its
+    pure-Python box-loss files."""
 
     key = "torchvision"
     label = "torchvision"
@@ -601,8 +713,13 @@ class Torchvision(Impl):
     def unavailable(self):
         try:
             import torch  # noqa: F401
-            import torchvision  # noqa: F401
         except ImportError:
+            return "PyTorch is not installed (pip install torch)"
+        try:
+            tv = torchvision_box_losses()
+        except Exception as e:  # noqa: BLE001 - a broken install must not stop the audit
+            return f"torchvision's box losses cannot be loaded: {e}"
+        if tv is None:
             return "torchvision is not installed (pip install torchvision)"
         return None
 
@@ -612,17 +729,16 @@ class Torchvision(Impl):
 
     def evaluate(self, block):
         import torch
-        from torchvision import ops
+
+        tv = torchvision_box_losses()
 
         def iou_loss(p, t, reduction="none"):
-            # box_iou is pairwise (n x m): its diagonal, a chunk at a time
-            parts = [1 - torch.diagonal(ops.box_iou(p[i:i + 256], t[i:i + 256]))
-                     for i in range(0, p.shape[0], 256)]
-            return torch.cat(parts) if parts else p.sum(dim=1)
+            inter, union = tv.loss_inter_union(p, t)
+            return 1 - inter / union
 
-        f = {"iou_loss": iou_loss, "giou_loss": ops.generalized_box_iou_loss,
-             "diou_loss": ops.distance_box_iou_loss,
-             "ciou_loss": ops.complete_box_iou_loss}[block.loss]
+        f = {"iou_loss": iou_loss, "giou_loss": tv.generalized_box_iou_loss,
+             "diou_loss": tv.distance_box_iou_loss,
+             "ciou_loss": tv.complete_box_iou_loss}[block.loss]
         x = torch.from_numpy(np.array(block.x)).requires_grad_(True)
         y = torch.from_numpy(np.array(block.y))
         v = f(x, y, reduction="none")

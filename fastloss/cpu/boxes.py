@@ -2,8 +2,9 @@
 
 ``kernel`` (``fused`` behind ``fastloss.cpu.dispatch.LiteralDispatch``)
 reads one predicted and one target box per row of two (N, 4) arrays,
-evaluates the loss's scalar formula (``fastloss.scalar.boxes``) in float64,
-writes the gradient row (and, for ``reduction="none"``, the value)
+evaluates the loss's scalar formula (``fastloss.scalar.boxes``) in float64
+(in double-double for float64 data: the formula's last argument, an element
+of the data, chooses at compile time), writes the gradient row (and, for ``reduction="none"``, the value)
 and sums the values per fixed-size chunk of ``BOX_CHUNK`` rows
 (``fastloss.reduce``): the chunking depends on N only, so the reduction is
 bitwise the same on any number of threads. The formula is chosen by ``fid``,
@@ -27,22 +28,22 @@ from fastloss.scalar.boxes import BOX_FORMULAS, box_scale
 BOX_CHUNK = CHUNK // 4
 
 
-def box_apply(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2):  # pragma: no cover
+def box_apply(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):  # pragma: no cover
     """BOX_FORMULAS[fid](...) inside compiled code."""
     raise NotImplementedError
 
 
 @overload(box_apply, jit_options=JIT)
-def _box_apply(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+def _box_apply(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("box_apply: the formula id must be a compile-time literal")
     formula = BOX_FORMULAS[fid.literal_value]
 
-    def impl(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+    def impl(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):
         # scale-invariant losses: evaluated at a power-of-two scale (box_scale)
         s = box_scale(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
         v, g0, g1, g2, g3 = formula(px1 * s, py1 * s, px2 * s, py2 * s,
-                                    tx1 * s, ty1 * s, tx2 * s, ty2 * s)
+                                    tx1 * s, ty1 * s, tx2 * s, ty2 * s, data)
         return v, g0 * s, g1 * s, g2 * s, g3 * s
 
     return impl
@@ -69,6 +70,7 @@ def fused(fid, x, y, gdiv, grad, vals, hi, lo, store_grad, store_vals):
                 fid,
                 np.float64(x[i, 0]), np.float64(x[i, 1]), np.float64(x[i, 2]), np.float64(x[i, 3]),
                 np.float64(y[i, 0]), np.float64(y[i, 1]), np.float64(y[i, 2]), np.float64(y[i, 3]),
+                x[i, 0],
             )
             if store_grad:
                 grad[i, 0] = g0 / gdiv

@@ -1,8 +1,9 @@
 """Box losses on the GPU: the CUDA path of ``fastloss.boxes.evaluate``.
 
 ``make_box_kernel(formula)`` returns a @cuda.jit kernel (memoised per formula)
-that calls ``formula(px1, py1, px2, py2, tx1, ty1, tx2, ty2) -> (value, g0,
-g1, g2, g3)``, the @njit function of ``fastloss.scalar.boxes.BOX_FORMULAS``
+that calls ``formula(px1, py1, px2, py2, tx1, ty1, tx2, ty2, data) -> (value,
+g0, g1, g2, g3)`` (``data`` an element of x, whose dtype chooses the
+formula's float64 or double-double evaluation), the @njit function of ``fastloss.scalar.boxes.BOX_FORMULAS``
 itself, compiled by numba-cuda as a device function: nothing of the formula
 is written here (as ``fastloss.cuda.elementwise`` for the elementwise
 losses).
@@ -69,7 +70,7 @@ def make_box_kernel(formula, chunk: int = BOX_CHUNK, atomic: bool = False):
                     b0, b1, b2, b3 = float(y[i, 0]), float(y[i, 1]), float(y[i, 2]), float(y[i, 3])
                     sc = box_scale(a0, a1, a2, a3, b0, b1, b2, b3)
                     v, g0, g1, g2, g3 = formula(a0 * sc, a1 * sc, a2 * sc, a3 * sc,
-                                                b0 * sc, b1 * sc, b2 * sc, b3 * sc)
+                                                b0 * sc, b1 * sc, b2 * sc, b3 * sc, x[i, 0])
                     if store_grad:
                         grad[i, 0] = (g0 * sc) / gdiv
                         grad[i, 1] = (g1 * sc) / gdiv
