@@ -262,10 +262,14 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                         v, g = apply(fid, x[off + j], y[off + j], qv, p0, p1, p2)
                         vs[j] = xmul(wv, v)
                         ga[goff + j] = xmul(wv, g) / gdiv
-                for j in range(mu):
-                    v = vs[j]
-                    va[voff + j] = v
-                    _acc(S, E, j, np.float64(v))
+                if store_vals:
+                    for j in range(mu):
+                        v = vs[j]
+                        va[voff + j] = v
+                        _acc(S, E, j, np.float64(v))
+                else:
+                    for j in range(mu):
+                        _acc(S, E, j, np.float64(vs[j]))
                 if store_grad and not g_direct:
                     for j in range(mu):
                         grad[off + j] = gb[j]

@@ -267,7 +267,8 @@ _targets(pow_pos, _cpu.pow_pos, _g_pow_pos)
 #: names rebound in its globals (``fastloss.cpu.elementwise``); each is
 #: tested to round to within 1 ULP of float32 (tests/test_math_accuracy.py)
 #: and keeps the float64 version's special values. The formula's text is the
-#: same for both dtypes.
+#: same for both dtypes. ``logistic32`` rounds its argument to float32: the
+#: formulas pass it a data element or its negation (exact), never a product.
 F32_VARIANTS = {"logistic": _cpu.logistic32}
 
 

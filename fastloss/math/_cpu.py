@@ -390,9 +390,10 @@ def _expneg32(x):
     pair p + pl (Fast2Sum); hi = p 2^k rounded once, also into the
     subnormal range (2^k is built as a subnormal power of two there, exact
     down to 2^-149), so hi is within ~0.52 ULP and hi + lo within ~2^-30
-    relative. lo is 0 below 2^-98 (it would be subnormal: each operation on
-    a subnormal costs a microcode assist of ~100 cycles, and there lo is
-    below 2^-24 hi anyway). x < -104 gives (0, 0)."""
+    relative. lo is 0 where pl 2^k would be subnormal (each operation on a
+    subnormal costs a microcode assist of ~100 cycles on x86; it is below
+    2^-126 <= 2^-28 hi wherever hi >= 2^-98, and for hi < 2^-98 its part
+    is lost, hi alone is then rounded once). x < -104 gives (0, 0)."""
     xc = _F(-104.0) if x < _F(-104.0) else x
     kf = fma32(xc, _INVLN2F, _SHIFTF)  # 1.5 * 2^23 + k, k = round(x / ln2)
     k = kf - _SHIFTF
@@ -413,8 +414,10 @@ def _expneg32(x):
     sub = bits_f32(np.int32(1) << min(max(ki + 149, 0), 30))  # 2^k below 2^-126
     sc = normal if ki >= -126 else sub
     sc = sc if ki >= -149 else _F0
-    scl = sc if ki >= -98 else _F0
-    return p * sc, pl * scl
+    # lo = pl 2^k only where that is a normal float32: |pl| >= 2^(-126 - k)
+    thr = bits_f32((1 - min(ki, 0)) << 23)
+    pl = pl if abs(pl) >= thr else _F0
+    return p * sc, pl * sc
 
 
 @njit(**CPU_JIT)

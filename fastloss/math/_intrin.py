@@ -13,82 +13,60 @@ from numba.core import cgutils
 from numba.core.cpu import CPUContext
 from numba.extending import intrinsic
 
-
-@intrinsic
-def fma(typingctx, a, b, c):
-    """a*b + c with one rounding (IEEE fusedMultiplyAdd)."""
-    sig = types.float64(types.float64, types.float64, types.float64)
-
-    def codegen(context, builder, signature, args):
-        args = [context.cast(builder, v, t, types.float64) for v, t in zip(args, signature.args)]
-        d = ir.DoubleType()
-        fn = builder.module.declare_intrinsic("llvm.fma", [d], ir.FunctionType(d, [d, d, d]))
-        return builder.call(fn, args)
-
-    return sig, codegen
+_IR = {types.float32: ir.FloatType(), types.float64: ir.DoubleType(),
+       types.int32: ir.IntType(32), types.int64: ir.IntType(64)}
 
 
-@intrinsic
-def fma32(typingctx, a, b, c):
-    """float32 a*b + c with one rounding (``llvm.fma.f32``): the float32-lane
-    primitives (``fastloss.math._cpu.logistic32``)."""
-    sig = types.float32(types.float32, types.float32, types.float32)
-
-    def codegen(context, builder, signature, args):
-        args = [context.cast(builder, v, t, types.float32) for v, t in zip(args, signature.args)]
-        f = ir.FloatType()
-        fn = builder.module.declare_intrinsic("llvm.fma", [f], ir.FunctionType(f, [f, f, f]))
-        return builder.call(fn, args)
-
-    return sig, codegen
+def _named(impl, name, doc):
+    impl.__name__ = impl.__qualname__ = name
+    impl.__doc__ = doc
+    return intrinsic(impl)
 
 
-@intrinsic
-def f32_bits(typingctx, x):
-    """The IEEE bit pattern of float32 x as an int32."""
-    sig = types.int32(types.float32)
+def _fma_intrinsic(ty, name, doc):
+    """``llvm.fma`` on the floating type ``ty`` (arguments cast to it)."""
 
-    def codegen(context, builder, signature, args):
-        v = context.cast(builder, args[0], signature.args[0], types.float32)
-        return builder.bitcast(v, ir.IntType(32))
+    def impl(typingctx, a, b, c):
+        sig = ty(ty, ty, ty)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            args = [context.cast(builder, v, t, ty) for v, t in zip(args, signature.args)]
+            f = _IR[ty]
+            fn = builder.module.declare_intrinsic("llvm.fma", [f], ir.FunctionType(f, [f, f, f]))
+            return builder.call(fn, args)
 
+        return sig, codegen
 
-@intrinsic
-def bits_f32(typingctx, i):
-    """The float32 whose IEEE bit pattern is the int32 i."""
-    sig = types.float32(types.int32)
-
-    def codegen(context, builder, signature, args):
-        v = context.cast(builder, args[0], signature.args[0], types.int32)
-        return builder.bitcast(v, ir.FloatType())
-
-    return sig, codegen
+    return _named(impl, name, doc)
 
 
-@intrinsic
-def f64_bits(typingctx, x):
-    """The IEEE bit pattern of float64 x as an int64."""
-    sig = types.int64(types.float64)
+def _bitcast_intrinsic(src, dst, name, doc):
+    """The bits of a ``src`` value reinterpreted as ``dst`` (same width)."""
 
-    def codegen(context, builder, signature, args):
-        v = context.cast(builder, args[0], signature.args[0], types.float64)
-        return builder.bitcast(v, ir.IntType(64))
+    def impl(typingctx, x):
+        sig = dst(src)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            v = context.cast(builder, args[0], signature.args[0], src)
+            return builder.bitcast(v, _IR[dst])
+
+        return sig, codegen
+
+    return _named(impl, name, doc)
 
 
-@intrinsic
-def bits_f64(typingctx, i):
-    """The float64 whose IEEE bit pattern is the int64 i."""
-    sig = types.float64(types.int64)
-
-    def codegen(context, builder, signature, args):
-        v = context.cast(builder, args[0], signature.args[0], types.int64)
-        return builder.bitcast(v, ir.DoubleType())
-
-    return sig, codegen
+fma = _fma_intrinsic(types.float64, "fma", "a*b + c with one rounding (IEEE fusedMultiplyAdd).")
+fma32 = _fma_intrinsic(types.float32, "fma32",
+                       "float32 a*b + c with one rounding: the float32-lane primitives "
+                       "(``fastloss.math._cpu.logistic32``).")
+f64_bits = _bitcast_intrinsic(types.float64, types.int64, "f64_bits",
+                              "The IEEE bit pattern of float64 x as an int64.")
+bits_f64 = _bitcast_intrinsic(types.int64, types.float64, "bits_f64",
+                              "The float64 whose IEEE bit pattern is the int64 i.")
+f32_bits = _bitcast_intrinsic(types.float32, types.int32, "f32_bits",
+                              "The IEEE bit pattern of float32 x as an int32.")
+bits_f32 = _bitcast_intrinsic(types.int32, types.float32, "bits_f32",
+                              "The float32 whose IEEE bit pattern is the int32 i.")
 
 
 @intrinsic

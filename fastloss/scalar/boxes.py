@@ -80,6 +80,7 @@ from numba.extending import overload
 
 from fastloss._config import JIT
 from fastloss.math._intrin import fma
+from fastloss.reduce import two_sum as _two_sum
 
 _NAN5 = (math.nan, math.nan, math.nan, math.nan, math.nan)
 _FOUR_PI2 = 4.0 / (math.pi * math.pi)
@@ -400,14 +401,6 @@ def _exact_for(data):
 _Z = (0.0, 0.0)
 #: 4/pi^2 as a pair (hi = fl(4/pi^2) = _FOUR_PI2)
 _K = (0.4052847345693511, -1.5865159517757766e-17)
-
-
-@njit(**JIT)
-def _two_sum(a, b):
-    """(s, e): s = fl(a + b), a + b = s + e exactly (Knuth's TwoSum)."""
-    s = a + b
-    bb = s - a
-    return s, (a - (s - bb)) + (b - bb)
 
 
 @njit(**JIT)
