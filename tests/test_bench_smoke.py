@@ -153,6 +153,12 @@ def test_default_selection_is_a_subset_and_full_covers_everything():
     # an explicit selection is taken as given
     sel = cases.Options(threads=(1,), losses=("mse",), dtypes=("float64",))
     assert {(c.loss, c.dtype) for c in cases.plan("elementwise", sel)} == {("mse", "float64")}
+    # --dtype both (the CLI's spelling) is both dtypes, in every suite; a typo is an error
+    both = cases.Options(threads=(1,), losses=("mse", "iou_loss"), dtypes=("both",))
+    assert {c.dtype for c in cases.plan("elementwise", both)} == {"float32", "float64"}
+    assert cases.box_selection(both)[1] == ("float32", "float64")
+    with pytest.raises(ValueError, match="float33"):
+        cases.selected_dtypes(cases.Options(dtypes=("float33",)))
 
 
 def test_smoke_run_end_to_end(tmp_path):

@@ -79,9 +79,15 @@ class Options:
 
 
 def selected_dtypes(opts: Options) -> tuple[str, ...]:
-    if opts.dtypes:
-        return tuple(opts.dtypes)
-    return DEFAULT_DTYPES if opts.default_selection else DTYPES
+    """The dtypes to measure: as given ("both" = float32 and float64), else
+    float32 for the default run and both otherwise."""
+    if not opts.dtypes:
+        return DEFAULT_DTYPES if opts.default_selection else DTYPES
+    out = tuple(dict.fromkeys(x for d in opts.dtypes for x in (DTYPES if d == "both" else (d,))))
+    bad = [d for d in out if d not in DTYPES]
+    if bad:
+        raise ValueError(f"--dtype: unknown {', '.join(bad)} (float32, float64 or both)")
+    return out
 
 
 def _csv(s):
