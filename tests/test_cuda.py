@@ -10,6 +10,7 @@ with larger shapes.
 
 import math
 import os
+import textwrap
 
 import numpy as np
 import pytest
@@ -343,13 +344,169 @@ def test_importable_without_gpu_libraries():
     subprocess.run([sys.executable, "-c", code], check=True, env=env)
 
 
+# --- code generation: no fma contraction (no GPU needed, libNVVM needed) -----------
+
+#: run before anything imports fastloss.cuda, in a process without the
+#: simulator: exits 77 without libNVVM; without a GPU, lets kernels compile for
+#: sm_90 through numba-cuda's real dispatcher path (the compute capability is
+#: patched in, and binding the cubin to a device is skipped)
+PTX_PRELUDE = textwrap.dedent("""
+    import re
+    import sys
+    import numba
+    from numba import cuda
+    try:
+        from numba.cuda.cudadrv.nvvm import NVVM
+        NVVM()
+
+        def _probe(a):
+            a[0] = 1.0
+
+        cuda.compile_ptx(_probe, (numba.float64[::1],), cc=(9, 0))
+    except Exception as e:  # no libNVVM / NVRTC
+        print("NO NVVM:", type(e).__name__, str(e).splitlines()[0] if str(e) else "")
+        sys.exit(77)
+    if not cuda.is_available():
+        import numba.cuda.dispatcher as _d
+        from numba.cuda import codegen as _cg
+
+        class _Sm90:
+            compute_capability = (9, 0)
+
+        _d.get_current_device = lambda: _Sm90()
+        _cg.CUDACodeLibrary._ensure_cc = lambda self, cc: (9, 0, "a") if cc is None else cc
+        _d._Kernel.bind = lambda self: None
+
+    def ptx_of(dispatcher, sig):
+        \"\"\"The PTX of a kernel as its dispatcher compiles it for launch.\"\"\"
+        return dispatcher.compile(sig).inspect_asm((9, 0))
+
+    #: a multiply or add that ptxas may still contract (no rounding modifier)
+    BARE = re.compile(r"\\b(?:mul|add|sub)\\.f(?:32|64)\\b")
+""")
+
+_NO_FMA_SCRIPT = PTX_PRELUDE + textwrap.dedent("""
+    from numba.cuda.dispatcher import CUDADispatcher
+
+    from fastloss.cuda import boxes, checks, elementwise, jit, reduce, rowwise
+    from fastloss.catalog import FORMULAS
+    from fastloss.math._intrin import fma
+    from fastloss.scalar.boxes import BOX_FORMULAS
+
+    f64 = numba.float64
+    sig = (f64[::1], f64, f64, f64)
+
+    @cuda.jit(device=True)
+    def muladd(x, y, z):
+        return x * y + z
+
+    def k_expr(a, x, y, z):
+        a[0] = x * y + z
+
+    def k_fma(a, x, y, z):
+        a[0] = fma(x, y, z)
+
+    def k_dev(a, x, y, z):
+        a[0] = muladd(x, y, z)
+
+    def ops(ptx):
+        return tuple(len(re.findall(r"\\b%s\\.rn\\.f64" % op, ptx)) for op in ("fma", "mul", "add"))
+
+    got = {}
+    # fastloss' kernels first (muladd is compiled inside fastloss' scope),
+    # then the user's plain cuda.jit kernels in the same process
+    for who, deco in (("fastloss", jit.kernel), ("user", cuda.jit)):
+        for k in (k_expr, k_fma, k_dev):
+            d = deco(k)
+            assert isinstance(d, jit.FastlossDispatcher) == (who == "fastloss")
+            got[who, k.__name__] = ops(ptx_of(d, sig))
+    print(got)
+    want = {("fastloss", "k_expr"): (0, 1, 1), ("fastloss", "k_fma"): (1, 0, 0),
+            ("fastloss", "k_dev"): (0, 1, 1), ("user", "k_expr"): (1, 0, 0),
+            ("user", "k_fma"): (1, 0, 0), ("user", "k_dev"): (1, 0, 0)}
+    assert got == want, got
+
+    # every kernel of fastloss.cuda is made by jit.kernel
+    kernels = [v for m in (boxes, checks, elementwise, reduce, rowwise) for v in vars(m).values()
+               if isinstance(v, CUDADispatcher) and not v.targetoptions.get("device")]
+    kernels += [elementwise.make_elementwise_kernel(f) for f in FORMULAS]
+    kernels += [boxes.make_box_kernel(f) for f in BOX_FORMULAS]
+    kernels += [rowwise.make_row_kernel(fid) for fid in range(7)]
+    plain = [k.py_func.__name__ for k in kernels if not isinstance(k, jit.FastlossDispatcher)]
+    assert len(kernels) > 30 and not plain, plain
+
+    # and a real one compiles with every add rounded as written
+    ptx = ptx_of(reduce.combine_kernel, (f64[::1], f64[::1], f64[::1]))
+    assert not BARE.findall(ptx) and "add.rn.f64" in ptx, BARE.findall(ptx)
+    print("OK")
+""")
+
+
+def run_ptx_script(script: str, timeout: int = 1800):
+    """Run a PTX_PRELUDE script in a fresh process without the simulator;
+    skip without libNVVM."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    r = subprocess.run([sys.executable, "-c", script], env=env, cwd=root,
+                       capture_output=True, text=True, timeout=timeout)
+    if r.returncode == 77:
+        pytest.skip("libNVVM not found (set CUDA_HOME to a CUDA toolkit): " + r.stdout.strip())
+    assert r.returncode == 0, (r.stdout[-4000:], r.stderr[-4000:])
+    return r.stdout
+
+
+def test_no_fma_contraction_in_ptx():
+    """fastloss kernels (``fastloss.cuda.jit``) compile with NVVM's -fma=0:
+    ``x*y + z`` is a ``mul.rn`` and an ``add.rn``, also inside a device
+    function; an explicit ``fastloss.math`` fma stays one ``fma.rn``; a
+    kernel the user compiles with plain ``cuda.jit`` in the same process, after
+    fastloss', is still contracted (numba-cuda's default, untouched); every
+    fastloss kernel is made that way, and a real one has no bare mul/add."""
+    out = run_ptx_script(_NO_FMA_SCRIPT, timeout=600)
+    assert out.strip().endswith("OK")
+
+
+_F32_VARIANT_SCRIPT = PTX_PRELUDE + textwrap.dedent("""
+    from fastloss import catalog
+    from fastloss.cuda.elementwise import formula_for, make_elementwise_kernel
+
+    arr = numba.float32[::1]
+    f64 = numba.float64
+    sig = (arr, arr, arr, numba.int64, arr, numba.int64, f64, f64, f64, f64, arr, arr,
+           f64[::1], f64[::1], numba.boolean, numba.boolean)
+    for name in ("binary_cross_entropy_with_logits", "soft_margin", "sigmoid_focal"):
+        fid = catalog.formula_id(catalog.get(name))
+        assert formula_for(fid, True) is not formula_for(fid, False), name
+        ptx = ptx_of(make_elementwise_kernel(formula_for(fid, True)), sig)
+        if name != "sigmoid_focal":  # (its logistic is in a helper, not rebound)
+            # float32 lanes (logistic32): single-precision fma and reciprocal
+            assert "fma.rn.f32" in ptx and "rcp.rn.f32" in ptx, name
+        assert not BARE.findall(ptx), (name, BARE.findall(ptx)[:5])
+    print("OK")
+""")
+
+
+def test_float32_variant_kernels_compile_to_ptx():
+    """The float32-data formulas (``F32_VARIANTS`` rebound: ``logistic32`` on
+    float32 lanes, as on the CPU) compile for sm_90 without contraction."""
+    out = run_ptx_script(_F32_VARIANT_SCRIPT, timeout=600)
+    assert out.strip().endswith("OK")
+
+
 # --- real GPU only ------------------------------------------------------------------
 
 
 @pytest.mark.skipif(SIM, reason="PTX needs NVVM; the simulator runs Python")
 def test_gpu_kernels_use_libdevice_not_cpu_polynomials():  # pragma: no cover
     """The CPU-only polynomial exp (Taylor coefficient 1/13! = 0x3de6124613a86d09)
-    must not appear in the PTX of a kernel that calls exp/log1p."""
+    must not appear in the PTX of a kernel that calls exp/log1p, as its
+    dispatcher compiles it for this device; nor may a multiply or add without
+    a rounding modifier (``fastloss.cuda.jit``: no contraction)."""
+    import re
+
     import numba
 
     from fastloss.cuda.elementwise import make_elementwise_kernel
@@ -360,6 +517,7 @@ def test_gpu_kernels_use_libdevice_not_cpu_polynomials():  # pragma: no cover
     sig = (arr, arr, arr, numba.int64, arr, numba.int64, numba.float64, numba.float64,
            numba.float64, numba.float64, arr, arr, numba.float64[::1], numba.float64[::1],
            numba.boolean, numba.boolean)
-    ptx, _ = cuda.compile_ptx_for_current_device(k.py_func, sig)
+    ptx = k.compile(sig).inspect_asm(cuda.get_current_device().compute_capability)
     assert "3de6124613a86d09" not in ptx.lower()
+    assert not re.findall(r"\b(?:mul|add|sub)\.f(?:32|64)\b", ptx)
 

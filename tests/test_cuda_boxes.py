@@ -1,8 +1,10 @@
 """The CUDA box kernels (``fastloss.cuda.boxes``) against the CPU box kernels:
 values and gradients within 2 ULP (the same formulas; under the simulator
-the same compiled code), 4 ULP for float64 on a real GPU: there NVVM fuses
-multiply-adds into fma where the CPU rounds twice, and the float32 path's
-atan2 is libdevice's. (Float64 data's double-double evaluation uses no libm
+the same compiled code), 4 ULP for float64 on a real GPU: a margin set when
+NVVM still fused multiply-adds into fma where the CPU rounds twice (fastloss
+kernels now compile without contraction, ``fastloss.cuda.jit``; not yet
+re-measured on a GPU), and the float32 path's atan2 is libdevice's.
+(Float64 data's double-double evaluation uses no libm
 function and rounds each result once from an O(u^2) pair, so the devices
 can differ by more than 1 ULP only at components of condition ~1e15 and
 above, which the grid has: tiny CIoU angle terms of disjoint copies.)

@@ -48,8 +48,6 @@ every call also pays the thread pool's wake-up, which single-chunk inputs now
 skip (``_LiteralDispatch``).
 """
 
-import types as pytypes
-
 import numba
 import numpy as np
 from numba import njit, prange
@@ -59,7 +57,7 @@ from numba.extending import overload
 from fastloss._config import CHUNK, JIT, PARALLEL_JIT
 from fastloss.catalog import FORMULAS
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
-from fastloss.math import F32_VARIANTS, xmul
+from fastloss.math import with_f32_variants, xmul
 from fastloss.math._intrin import fma, wide_vectors
 from fastloss.reduce import block_sum
 
@@ -95,10 +93,7 @@ def _inlined(fid, f32):
     if key not in _INLINED:
         py = FORMULAS[fid].py_func
         if f32:
-            names = set(py.__code__.co_names) & set(F32_VARIANTS)
-            if names:
-                env = {**py.__globals__, **{k: F32_VARIANTS[k] for k in names}}
-                py = pytypes.FunctionType(py.__code__, env, py.__name__, py.__defaults__, py.__closure__)
+            py = with_f32_variants(py)
         _INLINED[key] = njit(**{**JIT, "cache": False, "forceinline": True})(py)
     return _INLINED[key]
 

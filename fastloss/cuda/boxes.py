@@ -1,9 +1,10 @@
 """Box losses on the GPU: the CUDA path of ``fastloss.boxes.evaluate``.
 
-``make_box_kernel(formula)`` returns a @cuda.jit kernel (memoised per formula)
-that calls ``formula(px1, py1, px2, py2, tx1, ty1, tx2, ty2, data) -> (value,
-g0, g1, g2, g3)`` (``data`` an element of x, whose dtype chooses the
-formula's float64 or double-double evaluation), the @njit function of ``fastloss.scalar.boxes.BOX_FORMULAS``
+``make_box_kernel(formula)`` returns a CUDA kernel (``jit.kernel``: no fma
+contraction; memoised per formula) that calls ``formula(px1, py1, px2, py2,
+tx1, ty1, tx2, ty2, data) -> (value, g0, g1, g2, g3)`` (``data`` an element
+of x, whose dtype chooses the formula's float64 or double-double
+evaluation), the @njit function of ``fastloss.scalar.boxes.BOX_FORMULAS``
 itself, compiled by numba-cuda as a device function: nothing of the formula
 is written here (as ``fastloss.cuda.elementwise`` for the elementwise
 losses).
@@ -25,16 +26,14 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda
 
 from fastloss import validate
 from fastloss.boxes import FIDS, box_error
 from fastloss.cpu.boxes import BOX_CHUNK
-from fastloss.cuda import arrays, config
+from fastloss.cuda import arrays, config, jit
 from fastloss.cuda.arrays import scratch
-from fastloss.cuda.config import LANES
-from fastloss.cuda.reduce import combine, store_chunk
-from fastloss.reduce import neumaier_add
+from fastloss.cuda.reduce import chunk_sums, combine
 from fastloss.scalar.boxes import BOX_FORMULAS, box_scale
 
 
@@ -49,44 +48,35 @@ def make_box_kernel(formula, chunk: int = BOX_CHUNK, atomic: bool = False):
     chunk (or, atomic, hi[0] accumulates the total). ``chunk`` is a test hook
     (a smaller partition for tiny simulator inputs)."""
 
-    @cuda.jit
+    @jit.device
+    def item(i, args):
+        x, y, gdiv, grad, vals, store_grad, store_vals = args
+        # scale-invariant losses: evaluated at a power-of-two scale
+        # (scalar.boxes.box_scale), as on the CPU
+        a0, a1, a2, a3 = float(x[i, 0]), float(x[i, 1]), float(x[i, 2]), float(x[i, 3])
+        b0, b1, b2, b3 = float(y[i, 0]), float(y[i, 1]), float(y[i, 2]), float(y[i, 3])
+        sc = box_scale(a0, a1, a2, a3, b0, b1, b2, b3)
+        v, g0, g1, g2, g3 = formula(a0 * sc, a1 * sc, a2 * sc, a3 * sc,
+                                    b0 * sc, b1 * sc, b2 * sc, b3 * sc, x[i, 0])
+        if store_grad:
+            grad[i, 0] = (g0 * sc) / gdiv
+            grad[i, 1] = (g1 * sc) / gdiv
+            grad[i, 2] = (g2 * sc) / gdiv
+            grad[i, 3] = (g3 * sc) / gdiv
+        if store_vals:
+            vals[i] = v
+        return v
+
+    run = chunk_sums(item, atomic)
+
+    @jit.kernel
     def kernel(x, y, gdiv, grad, vals, hi, lo, store_grad, store_vals):
-        sh = cuda.shared.array(LANES, float64)
-        se = cuda.shared.array(LANES, float64)
-        tid = cuda.threadIdx.x
-        nt = cuda.blockDim.x
-        n = x.shape[0]
-        nchunks = (n + chunk - 1) // chunk
-        for c in range(cuda.blockIdx.x, nchunks, cuda.gridDim.x):
-            base = c * chunk
-            stop = min(base + chunk, n)
-            for lane in range(tid, LANES, nt):
-                s = 0.0
-                comp = 0.0
-                for i in range(base + lane, stop, LANES):
-                    # scale-invariant losses: evaluated at a power-of-two
-                    # scale (scalar.boxes.box_scale), as on the CPU
-                    a0, a1, a2, a3 = float(x[i, 0]), float(x[i, 1]), float(x[i, 2]), float(x[i, 3])
-                    b0, b1, b2, b3 = float(y[i, 0]), float(y[i, 1]), float(y[i, 2]), float(y[i, 3])
-                    sc = box_scale(a0, a1, a2, a3, b0, b1, b2, b3)
-                    v, g0, g1, g2, g3 = formula(a0 * sc, a1 * sc, a2 * sc, a3 * sc,
-                                                b0 * sc, b1 * sc, b2 * sc, b3 * sc, x[i, 0])
-                    if store_grad:
-                        grad[i, 0] = (g0 * sc) / gdiv
-                        grad[i, 1] = (g1 * sc) / gdiv
-                        grad[i, 2] = (g2 * sc) / gdiv
-                        grad[i, 3] = (g3 * sc) / gdiv
-                    if store_vals:
-                        vals[i] = v
-                    s, comp = neumaier_add(s, comp, v)
-                sh[lane] = s
-                se[lane] = comp
-            store_chunk(sh, se, tid, nt, c, hi, lo, atomic)
+        run(x.shape[0], chunk, (x, y, gdiv, grad, vals, store_grad, store_vals), hi, lo)
 
     return kernel
 
 
-@cuda.jit
+@jit.kernel
 def _first_bad_box(a, res):
     """res[0] = min(res[0], first row i with a[i, 2] < a[i, 0] or a[i, 3] < a[i, 1])."""
     i = cuda.grid(1)

@@ -16,10 +16,10 @@ import numpy as np
 from numba import cuda
 
 from fastloss.catalog import Interval, ValueSet
-from fastloss.cuda import config
+from fastloss.cuda import config, jit
 
 
-@cuda.jit
+@jit.kernel
 def _first_outside(a, lo, hi, lo_open, hi_open, res):
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
@@ -30,7 +30,7 @@ def _first_outside(a, lo, hi, lo_open, hi_open, res):
         i += stride
 
 
-@cuda.jit
+@jit.kernel
 def _first_not_in(a, values, res):
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
@@ -86,7 +86,7 @@ def _grid(n: int) -> tuple[int, int]:
 # --- row-wise (multiclass) checks: ``fastloss.cpu.rowwise``'s, on the device --
 
 
-@cuda.jit
+@jit.kernel
 def _first_bad_label(lab, c, ignore, use_ignore, res):
     i = cuda.grid(1)
     stride = cuda.gridsize(1)
@@ -110,7 +110,7 @@ def first_bad_label(lab, c: int, ignore: int, use_ignore: bool, stream) -> int:
     return -1 if i >= n else i
 
 
-@cuda.jit
+@jit.kernel
 def _first_dead_row(x, lab, has_lab, ignore, use_ignore, res):
     r = cuda.grid(1)
     stride = cuda.gridsize(1)
@@ -141,7 +141,7 @@ def first_dead_row(x, lab, has_lab: bool, ignore: int, use_ignore: bool, stream)
     return -1 if i >= n else i
 
 
-@cuda.jit
+@jit.kernel
 def _first_undefined_hinge(x, lab, res):
     r = cuda.grid(1)
     stride = cuda.gridsize(1)

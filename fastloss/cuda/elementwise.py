@@ -1,14 +1,17 @@
 """The CUDA driver for elementwise losses: one fused pass, as the CPU's
 ``fastloss.cpu.elementwise.kernel``, generated from the same formula.
 
-``make_elementwise_kernel(formula)`` returns a @cuda.jit kernel (memoised per
-formula) that calls ``formula(x, y, q, p0, p1, p2) -> (value, grad)`` -- the
-@njit function of ``catalog.FORMULAS`` itself: numba-cuda compiles it as a
-device function, and the math primitives it calls (``fastloss.math``) resolve
-to their generic (libdevice) implementations on this target. Nothing of the
-formula is written here.
+``make_elementwise_kernel(formula)`` returns a CUDA kernel (``jit.kernel``:
+no fma contraction; memoised per formula) that calls ``formula(x, y, q, p0,
+p1, p2) -> (value, grad)`` -- the @njit function of ``catalog.FORMULAS``
+itself: numba-cuda compiles it as a device function, and the math
+primitives it calls (``fastloss.math``) resolve to their generic
+(libdevice) implementations on this target. Nothing of the formula is
+written here.
 
-Reduction (shared DESIGN.md, numerics policy): the data is cut into chunks of
+Reduction (shared DESIGN.md, numerics policy; the kernel skeleton is
+``reduce.chunk_sums``, shared with the box and row kernels, around the
+per-element function ``item``): the data is cut into chunks of
 ``CHUNK`` elements (``fastloss._config``). Within chunk c, lane l
 (0 <= l < ``LANES``) sums the weighted values of elements c*CHUNK + l,
 c*CHUNK + l + LANES, ... in that order with Neumaier's compensation, in
@@ -28,16 +31,16 @@ from __future__ import annotations
 import functools
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda, float64, njit
 
-from fastloss._config import CHUNK
+from fastloss._config import CHUNK, JIT
 from fastloss.catalog import FORMULAS
-from fastloss.cuda import config
+from fastloss.cuda import config, jit
 from fastloss.cuda.arrays import scratch
 from fastloss.cuda.config import LANES
-from fastloss.cuda.reduce import combine, store_chunk
-from fastloss.math import xmul
-from fastloss.reduce import neumaier_add, round_as
+from fastloss.cuda.reduce import chunk_sums, combine
+from fastloss.math import with_f32_variants, xmul
+from fastloss.reduce import round_as
 
 
 @functools.cache
@@ -58,36 +61,39 @@ def make_elementwise_kernel(formula, chunk: int = CHUNK, atomic: bool = False):
     if chunk % LANES:
         raise ValueError(f"chunk must be a multiple of {LANES}; got {chunk}")
 
-    @cuda.jit
+    @jit.device
+    def item(i, args):
+        x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, store_grad, store_vals = args
+        qv = float(q[0]) if qper == 1 else float(q[i % qper])
+        wv = float(w[0]) if wper == 1 else float(w[i % wper])
+        v, g = formula(float(x[i]), float(y[i]), qv, p0, p1, p2)
+        v = xmul(wv, v)
+        if store_grad:
+            grad[i] = xmul(wv, g) / gdiv
+        if store_vals:
+            vals[i] = v
+        return round_as(x, v)
+
+    run = chunk_sums(item, atomic)
+
+    @jit.kernel
     def kernel(x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                store_grad, store_vals):
-        sh = cuda.shared.array(LANES, float64)
-        se = cuda.shared.array(LANES, float64)
-        tid = cuda.threadIdx.x
-        nt = cuda.blockDim.x
-        n = x.size
-        nchunks = (n + chunk - 1) // chunk
-        for c in range(cuda.blockIdx.x, nchunks, cuda.gridDim.x):
-            base = c * chunk
-            stop = min(base + chunk, n)
-            for lane in range(tid, LANES, nt):
-                s = 0.0
-                comp = 0.0
-                for i in range(base + lane, stop, LANES):
-                    qv = float(q[0]) if qper == 1 else float(q[i % qper])
-                    wv = float(w[0]) if wper == 1 else float(w[i % wper])
-                    v, g = formula(float(x[i]), float(y[i]), qv, p0, p1, p2)
-                    v = xmul(wv, v)
-                    if store_grad:
-                        grad[i] = xmul(wv, g) / gdiv
-                    if store_vals:
-                        vals[i] = v
-                    s, comp = neumaier_add(s, comp, round_as(x, v))
-                sh[lane] = s
-                se[lane] = comp
-            store_chunk(sh, se, tid, nt, c, hi, lo, atomic)
+        run(x.size, chunk, (x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, store_grad,
+                            store_vals), hi, lo)
 
     return kernel
+
+
+@functools.cache
+def formula_for(fid: int, f32: bool):
+    """``FORMULAS[fid]``, for float32 data with ``fastloss.math.F32_VARIANTS``
+    rebound (``math.with_f32_variants``), as the CPU driver compiles it: the
+    same float32-lane primitives run on both targets, so a GPU result agrees
+    with the CPU's bitwise, not only within the policy's ULPs."""
+    formula = FORMULAS[fid]
+    py = with_f32_variants(formula.py_func) if f32 else formula.py_func
+    return formula if py is formula.py_func else njit(**{**JIT, "cache": False})(py)
 
 
 def sum_pass(fid: int, x, y, q, qper, w, wper, p, gdiv, grad, vals, stream, *,
@@ -101,7 +107,7 @@ def sum_pass(fid: int, x, y, q, qper, w, wper, p, gdiv, grad, vals, stream, *,
     if n == 0:
         out = cuda.to_device(np.zeros(1), stream=stream)
         return out
-    kern = make_elementwise_kernel(FORMULAS[fid], chunk, launch.atomic)
+    kern = make_elementwise_kernel(formula_for(fid, x.dtype == np.float32), chunk, launch.atomic)
     dummy = scratch(1, x.dtype, stream)
     if launch.atomic:
         hi = cuda.to_device(np.zeros(1), stream=stream)
@@ -120,14 +126,14 @@ def sum_pass(fid: int, x, y, q, qper, w, wper, p, gdiv, grad, vals, stream, *,
     return combine(hi, lo, stream)
 
 
-@cuda.jit
+@jit.kernel
 def _scale_kernel(a, s, out):
     i = cuda.grid(1)
     if i < a.size:
         out[i] = a[i] * s
 
 
-@cuda.jit
+@jit.kernel
 def _fill_kernel(a, v):
     i = cuda.grid(1)
     if i < a.size:
@@ -150,7 +156,7 @@ def fill(a, v: float, stream):
         _fill_kernel[-(-a.size // t), t, stream](a, v)
 
 
-@cuda.jit
+@jit.kernel
 def _max_abs_diff_kernel(x, y, part):
     """part[c] = max |x_i - y_i| over chunk c (NaN if any is NaN); max is
     exact and order-free, so this is deterministic too."""

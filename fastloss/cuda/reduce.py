@@ -7,6 +7,9 @@
   ``blockDim``: any number of threads gives the same bits. It uses only
   shared memory and ``syncthreads`` (no warp shuffles), so it also runs
   under the CUDA simulator.
+- ``chunk_sums``: the skeleton the fused kernels share (chunks, lanes,
+  per-lane Neumaier sums, ``store_chunk``), around a per-item device
+  function that each kernel family supplies.
 - ``combine_kernel``: the second pass. One block sums the per-chunk
   partials in ``COMBINE_THREADS`` lanes (a fixed number: it is part of the
   summation order): lane l takes chunks l, l + COMBINE_THREADS, ... in order
@@ -18,6 +21,7 @@ import math
 
 from numba import cuda, float64
 
+from fastloss.cuda import jit
 from fastloss.cuda.config import COMBINE_THREADS, LANES
 from fastloss.reduce import finish, neumaier_add, two_sum
 
@@ -55,7 +59,48 @@ def store_chunk(sh, se, tid, nthreads, c, hi, lo, atomic):
     cuda.syncthreads()
 
 
-@cuda.jit
+def chunk_sums(item, atomic: bool = False):
+    """The skeleton of every fused kernel, once: a device function
+
+        run(n, chunk, args, hi, lo)
+
+    that cuts items 0..n-1 into chunks of ``chunk`` (grid-stride over the
+    chunks: block b takes chunks b, b + gridDim, ...); in a chunk, lane l
+    (0 <= l < ``LANES``; thread t runs lanes t, t + blockDim, ...) adds
+    ``item(i, args)`` for i = base + l, base + l + LANES, ... in that order
+    to its Neumaier sum (float64), and ``store_chunk`` adds the lanes and
+    stores the chunk's partial (or, ``atomic``, adds it to hi[0]).
+
+    ``item(i, args) -> float64`` is a device function (``jit.device``): the
+    value of item i,
+    writing whatever the item writes (gradients, per-item values); ``args``
+    is a tuple of the kernel's arguments it needs. Every thread of the block
+    must call ``run``. The order of the additions depends on n, chunk and
+    LANES only, never on the launch configuration."""
+
+    @cuda.jit(device=True)
+    def run(n, chunk, args, hi, lo):
+        sh = cuda.shared.array(LANES, float64)
+        se = cuda.shared.array(LANES, float64)
+        tid = cuda.threadIdx.x
+        nt = cuda.blockDim.x
+        nchunks = (n + chunk - 1) // chunk
+        for c in range(cuda.blockIdx.x, nchunks, cuda.gridDim.x):
+            base = c * chunk
+            stop = min(base + chunk, n)
+            for lane in range(tid, LANES, nt):
+                s = 0.0
+                comp = 0.0
+                for i in range(base + lane, stop, LANES):
+                    s, comp = neumaier_add(s, comp, item(i, args))
+                sh[lane] = s
+                se[lane] = comp
+            store_chunk(sh, se, tid, nt, c, hi, lo, atomic)
+
+    return run
+
+
+@jit.kernel
 def combine_kernel(hi, lo, out):
     """out[0] = the compensated sum of the partials hi[k] + lo[k], in a fixed
     order; launch as [1, any number of threads]: lane l (of COMBINE_THREADS)

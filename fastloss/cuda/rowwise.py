@@ -1,8 +1,8 @@
 """Row-wise (multiclass) losses on the GPU: the CUDA path of ``fastloss.rows.evaluate``.
 
-``make_row_kernel(fid)`` returns a @cuda.jit kernel (memoised per formula)
-that calls ``ROW_FORMULAS[fid](x, y, t, w, p0, p1, p2, p3, gdiv, g, sg,
-buf)``, the @njit row formula of ``fastloss.scalar.multiclass`` itself,
+``make_row_kernel(fid)`` returns a CUDA kernel (``jit.kernel``: no fma
+contraction; memoised per formula) that calls ``ROW_FORMULAS[fid](x, y, t,
+w, p0, p1, p2, p3, gdiv, g, sg, buf)``, the @njit row formula of ``fastloss.scalar.multiclass`` itself,
 compiled by numba-cuda as a device function (its ``fastloss.math``
 primitives resolve to libdevice, its double-double pieces are plain
 arithmetic and ``fma``): nothing of any formula is written here.
@@ -44,9 +44,10 @@ so it agrees with the CPU's sum to about one rounding, not bitwise.
 
 Per-row values and gradients are the formula's own: under the simulator
 (which runs the same CPU-compiled formula) they are bitwise the CPU's; on a
-GPU they differ where libdevice's exp/log differ from the CPU polynomials
-and where NVVM contracts a*b + c into an fma (its default, even without
-fastmath).
+GPU they differ only where libdevice's exp/log differ from the CPU
+polynomials: every product and sum is rounded as written, as on the CPU
+(``jit.kernel`` turns off NVVM's default contraction of a*b + c into an
+fma).
 
 Validation, in the CPU's order and with its messages (``fastloss.rows``):
 labels in range, data domains, rows of all -inf logits, undefined hinges
@@ -67,16 +68,15 @@ import math
 import warnings
 
 import numpy as np
-from numba import cuda, float64
+from numba import cuda
 
 from fastloss import validate
 from fastloss._config import CHUNK
 from fastloss.catalog import Interval
-from fastloss.cuda import arrays, checks, config
+from fastloss.cuda import arrays, checks, config, jit
 from fastloss.cuda.arrays import adapt, contiguous, flat, is_device_array, scratch
 from fastloss.cuda.config import LANES, SIMULATOR
-from fastloss.cuda.reduce import combine, store_chunk
-from fastloss.reduce import neumaier_add
+from fastloss.cuda.reduce import chunk_sums, combine
 from fastloss.rows import (
     _BELOW_INF,
     _INT_DTYPES,
@@ -136,39 +136,31 @@ def make_row_kernel(fid: int, atomic: bool = False):
     formula = ROW_FORMULAS[fid]
     call = _simulated(formula) if SIMULATOR else formula
 
-    @cuda.jit
+    @jit.device
+    def item(r, args):
+        (x, lab, has_lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, vals, scr,
+         store_grad, store_vals) = args
+        y = lab[r] if has_lab else lab[0]
+        if use_ignore and y == ignore:
+            v = 0.0
+            if store_grad:
+                for j in range(grad.shape[1]):
+                    grad[r, j] = 0.0
+        else:
+            v = call(x[r], y, t[r], w, p0, p1, p2, p3, gdiv, grad[r], store_grad, scr)
+        if store_vals:
+            vals[r] = v
+        return v
+
+    run = chunk_sums(item, atomic)
+
+    @jit.kernel
     def kernel(x, lab, has_lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, vals,
                buf, act, rpc, hi, lo, store_grad, store_vals):
-        sh = cuda.shared.array(LANES, float64)
-        se = cuda.shared.array(LANES, float64)
-        tid = cuda.threadIdx.x
-        nt = cuda.blockDim.x
         # threads tid >= act get no rows (they never touch the scratch)
-        scr = buf[cuda.blockIdx.x * act + min(tid, act - 1)]
-        n = x.shape[0]
-        nchunks = (n + rpc - 1) // rpc
-        for ch in range(cuda.blockIdx.x, nchunks, cuda.gridDim.x):
-            base = ch * rpc
-            stop = min(base + rpc, n)
-            for lane in range(tid, LANES, nt):
-                s = 0.0
-                comp = 0.0
-                for r in range(base + lane, stop, LANES):
-                    y = lab[r] if has_lab else lab[0]
-                    if use_ignore and y == ignore:
-                        v = 0.0
-                        if store_grad:
-                            for j in range(grad.shape[1]):
-                                grad[r, j] = 0.0
-                    else:
-                        v = call(x[r], y, t[r], w, p0, p1, p2, p3, gdiv, grad[r], store_grad,
-                                 scr)
-                    if store_vals:
-                        vals[r] = v
-                    s, comp = neumaier_add(s, comp, v)
-                sh[lane] = s
-                se[lane] = comp
-            store_chunk(sh, se, tid, nt, ch, hi, lo, atomic)
+        scr = buf[cuda.blockIdx.x * act + min(cuda.threadIdx.x, act - 1)]
+        run(x.shape[0], rpc, (x, lab, has_lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv,
+                              grad, vals, scr, store_grad, store_vals), hi, lo)
 
     return kernel
 
@@ -218,29 +210,27 @@ def row_pass(fid: int, x, lab, t, w, p, ignore: int, use_ignore: bool, gdiv: flo
     return combine(hi, lo, stream)
 
 
-@cuda.jit
+@jit.device
+def _label_weight(i, args):
+    """w[y] (or 1) of label i, or 0.0 if it is ``ignore``. Adding that 0.0
+    to a Neumaier sum of weights >= 0 (or NaN) changes no bit of the chunk's
+    partial (s + 0.0 = s; the compensation, never -0.0, gains +0.0; once a
+    lane's sum is inf the compensation is dropped by ``store_chunk``)."""
+    lab, w, use_w, ignore, use_ignore = args
+    y = lab[i]
+    if use_ignore and y == ignore:
+        return 0.0
+    return float(w[y]) if use_w else 1.0
+
+
+_label_weight_sums = chunk_sums(_label_weight)
+
+
+@jit.kernel
 def _label_weight_kernel(lab, w, use_w, ignore, use_ignore, hi, lo):
     """Per chunk of CHUNK labels, the compensated sum of w[y] (or 1) over
     labels y that are not ``ignore``: lanes and tree as ``make_row_kernel``."""
-    sh = cuda.shared.array(LANES, float64)
-    se = cuda.shared.array(LANES, float64)
-    tid = cuda.threadIdx.x
-    nt = cuda.blockDim.x
-    n = lab.size
-    nchunks = (n + CHUNK - 1) // CHUNK
-    for ch in range(cuda.blockIdx.x, nchunks, cuda.gridDim.x):
-        base = ch * CHUNK
-        stop = min(base + CHUNK, n)
-        for lane in range(tid, LANES, nt):
-            s = 0.0
-            comp = 0.0
-            for i in range(base + lane, stop, LANES):
-                y = lab[i]
-                if not (use_ignore and y == ignore):
-                    s, comp = neumaier_add(s, comp, float(w[y]) if use_w else 1.0)
-            sh[lane] = s
-            se[lane] = comp
-        store_chunk(sh, se, tid, nt, ch, hi, lo, False)
+    _label_weight_sums(lab.size, CHUNK, (lab, w, use_w, ignore, use_ignore), hi, lo)
 
 
 def label_weight_sum(lab, w, use_w: bool, ignore: int, use_ignore: bool, stream) -> float:

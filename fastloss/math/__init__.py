@@ -24,6 +24,7 @@ Conventions:
 """
 
 import math
+import types as _pytypes
 
 from numba import njit
 from numba.extending import overload
@@ -270,6 +271,19 @@ _targets(pow_pos, _cpu.pow_pos, _g_pow_pos)
 #: same for both dtypes. ``logistic32`` rounds its argument to float32: the
 #: formulas pass it a data element or its negation (exact), never a product.
 F32_VARIANTS = {"logistic": _cpu.logistic32}
+
+
+def with_f32_variants(py):
+    """The Python function ``py`` (a formula's ``py_func``) with the names of
+    ``F32_VARIANTS`` it uses rebound in its globals: the formula for float32
+    data, on the CPU (``cpu.elementwise``) and the GPU (``cuda.elementwise``)
+    alike; ``py`` itself when it uses none. Compile the result without
+    ``cache=True``: it shares ``py``'s code object, hence its cache key."""
+    names = set(py.__code__.co_names) & set(F32_VARIANTS)
+    if not names:
+        return py
+    env = {**py.__globals__, **{k: F32_VARIANTS[k] for k in names}}
+    return _pytypes.FunctionType(py.__code__, env, py.__name__, py.__defaults__, py.__closure__)
 
 
 # --- helpers without transcendental functions ---------------------------------
