@@ -59,14 +59,17 @@ _BELOW_INF = Interval(-math.inf, math.inf, hi_open=True)
 _EMPTY_LAB = np.zeros(0, dtype=np.int64)
 
 
+def check_scores_shape(shape: tuple[int, ...]) -> None:
+    """The input's shape rule (CPU and GPU): 2-D (N, C) with C >= 1."""
+    if len(shape) != 2:
+        raise ValueError(f"input: must be 2-D (N, C) scores, one row per sample; got shape {shape}")
+    if shape[1] < 1:
+        raise ValueError(f"input: needs at least one class (C >= 1); got shape {shape}")
+
+
 def _input(x) -> np.ndarray:
     x = as_float_array("input", x)
-    if x.ndim != 2:
-        raise ValueError(
-            f"input: must be 2-D (N, C) scores, one row per sample; got shape {x.shape}"
-        )
-    if x.shape[1] < 1:
-        raise ValueError(f"input: needs at least one class (C >= 1); got shape {x.shape}")
+    check_scores_shape(x.shape)
     return np.ascontiguousarray(x)
 
 

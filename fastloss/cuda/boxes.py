@@ -33,7 +33,7 @@ from fastloss.boxes import FIDS, box_error
 from fastloss.cpu.boxes import BOX_CHUNK
 from fastloss.cuda import arrays, config, jit
 from fastloss.cuda.arrays import scratch
-from fastloss.cuda.reduce import chunk_sums, combine
+from fastloss.cuda.reduce import chunk_sums, combine, partials
 from fastloss.scalar.boxes import BOX_FORMULAS, box_scale
 
 
@@ -140,12 +140,7 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
         launch = config.current()
         nchunks = -(-n // BOX_CHUNK)
         kern = make_box_kernel(BOX_FORMULAS[FIDS[spec.name]], BOX_CHUNK, launch.atomic)
-        if launch.atomic:
-            hi = cuda.to_device(np.zeros(1), stream=stream)
-            lo = hi
-        else:
-            hi = scratch(nchunks, "float64", stream)
-            lo = scratch(nchunks, "float64", stream)
+        hi, lo = partials(nchunks, launch.atomic, stream)
         dummy2 = scratch((1, 4), dtype, stream)
         dummy1 = scratch(1, dtype, stream)
         gdiv = float(n) if reduction == "mean" else 1.0

@@ -38,7 +38,7 @@ from fastloss.catalog import FORMULAS
 from fastloss.cuda import config, jit
 from fastloss.cuda.arrays import scratch
 from fastloss.cuda.config import LANES
-from fastloss.cuda.reduce import chunk_sums, combine
+from fastloss.cuda.reduce import chunk_sums, combine, partials
 from fastloss.math import with_f32_variants, xmul
 from fastloss.reduce import round_as
 
@@ -109,12 +109,7 @@ def sum_pass(fid: int, x, y, q, qper, w, wper, p, gdiv, grad, vals, stream, *,
         return out
     kern = make_elementwise_kernel(formula_for(fid, x.dtype == np.float32), chunk, launch.atomic)
     dummy = scratch(1, x.dtype, stream)
-    if launch.atomic:
-        hi = cuda.to_device(np.zeros(1), stream=stream)
-        lo = hi
-    else:
-        hi = scratch(nchunks, "float64", stream)
-        lo = scratch(nchunks, "float64", stream)
+    hi, lo = partials(nchunks, launch.atomic, stream)
     p0, p1, p2 = (float(v) for v in p)
     kern[config.blocks_for(nchunks), config.threads_per_block(), stream](
         x, y, q, qper, w, wper, p0, p1, p2, float(gdiv),

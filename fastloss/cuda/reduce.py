@@ -19,9 +19,11 @@
 
 import math
 
+import numpy as np
 from numba import cuda, float64
 
 from fastloss.cuda import jit
+from fastloss.cuda.arrays import scratch
 from fastloss.cuda.config import COMBINE_THREADS, LANES
 from fastloss.reduce import finish, neumaier_add, two_sum
 
@@ -122,6 +124,15 @@ def combine_kernel(hi, lo, out):
     tree_sum(sh, se, COMBINE_THREADS, t, nt)
     if t == 0:
         out[0] = finish(sh[0], se[0])
+
+
+def partials(nchunks: int, atomic: bool, stream):
+    """(hi, lo) for a chunked kernel (``chunk_sums``): one float64 partial
+    per chunk, or, ``atomic``, one zeroed accumulator shared by both."""
+    if atomic:
+        hi = cuda.to_device(np.zeros(1), stream=stream)
+        return hi, hi
+    return scratch(nchunks, "float64", stream), scratch(nchunks, "float64", stream)
 
 
 def combine(hi, lo, stream):

@@ -76,7 +76,7 @@ from fastloss.catalog import Interval
 from fastloss.cuda import arrays, checks, config, jit
 from fastloss.cuda.arrays import adapt, contiguous, flat, is_device_array, scratch
 from fastloss.cuda.config import LANES, SIMULATOR
-from fastloss.cuda.reduce import chunk_sums, combine
+from fastloss.cuda.reduce import chunk_sums, combine, partials
 from fastloss.rows import (
     _BELOW_INF,
     _INT_DTYPES,
@@ -86,6 +86,7 @@ from fastloss.rows import (
     FIDS,
     _class_vector,
     _gdiv_and_denominator,
+    check_scores_shape,
 )
 from fastloss.scalar.multiclass import ROW_FORMULAS, scratch_size
 from fastloss.validate import FLOAT_DTYPES
@@ -187,12 +188,7 @@ def row_pass(fid: int, x, lab, t, w, p, ignore: int, use_ignore: bool, gdiv: flo
     if launch.blocks is None:
         blocks = max(1, min(blocks, SCRATCH_BUDGET // (act * nscratch * 8)))
     buf = scratch((blocks * act, nscratch), "float64", stream)
-    if launch.atomic:
-        hi = cuda.to_device(np.zeros(1), stream=stream)
-        lo = hi
-    else:
-        hi = scratch(nchunks, "float64", stream)
-        lo = scratch(nchunks, "float64", stream)
+    hi, lo = partials(nchunks, launch.atomic, stream)
     has_lab = lab is not None
     if not has_lab:
         lab = cuda.to_device(np.zeros(1, dtype=np.int64), stream=stream)
@@ -290,12 +286,7 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     reduction = validate.check_reduction(spec, reduction)
     p = validate.check_params(spec, params)
     xd = _device_float("input", input)
-    if xd.ndim != 2:
-        raise ValueError(
-            f"input: must be 2-D (N, C) scores, one row per sample; got shape {xd.shape}"
-        )
-    if xd.shape[1] < 1:
-        raise ValueError(f"input: needs at least one class (C >= 1); got shape {xd.shape}")
+    check_scores_shape(tuple(xd.shape))
     n, c = xd.shape
     dtype, stream, x = xd.dtype, xd.stream, xd.arr
     fid_lab, fid_prob = FIDS[name]
