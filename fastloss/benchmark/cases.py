@@ -2,7 +2,14 @@
 
 A ``Case`` is one benchmark: a loss (or the bandwidth kernel), a dtype, a
 shape, a thread count, a backend and an implementation (``fastloss``,
-``torch``, ``numpy``, ``triad``, ``d2d_copy``). ``plan`` builds the cases of
+``fastloss_out``, ``torch``, ``numpy``, ``triad``, ``d2d_copy``).
+``fastloss`` is the public call as a user writes it (a new gradient array
+per call); ``fastloss_out`` (the losses of ``BANDWIDTH_LOSSES``, CPU) passes
+``out=`` a gradient buffer allocated once, as a training loop would: the
+STREAM triad it is compared with also writes into an array allocated once,
+so this is the kernel's fraction of the bandwidth, while the new-array call
+also pays the operating system's first-touch faults of a fresh array (for
+2^24 float32 elements, 64 MiB, about as much time as the kernel itself). ``plan`` builds the cases of
 one family from ``catalog.SPECS`` (every spec whose ``family`` belongs to it),
 so a new loss is benchmarked as soon as it is in the catalogue.
 
@@ -49,6 +56,9 @@ MULTICLASS_CACHE = ((64, 1000),)
 #: (huber), logarithms of probabilities (binary_cross_entropy) and the
 #: exp/log1p of logits (binary_cross_entropy_with_logits, issue 3's target)
 DEFAULT_ELEMENTWISE = ("mse", "huber", "binary_cross_entropy", "binary_cross_entropy_with_logits")
+#: the elementwise losses with a bandwidth target (issue 3: >= 70% of triad),
+#: also measured with ``out=`` a reused gradient buffer (impl "fastloss_out")
+BANDWIDTH_LOSSES = ("mse", "mae", "huber")
 #: row-wise losses run by default
 DEFAULT_MULTICLASS = ("cross_entropy",)
 #: box losses run by default (the simplest and the most complex)
@@ -140,7 +150,7 @@ class Case:
     shape: tuple[int, ...]
     threads: int  # CPU threads (Numba and PyTorch); 0 on a GPU
     backend: str  # "cpu" | "cuda"
-    impl: str  # "fastloss" | "torch" | "numpy" | "triad" | "d2d_copy"
+    impl: str  # "fastloss" | "fastloss_out" | "torch" | "numpy" | "triad" | "d2d_copy"
     size_class: str  # "cache" | "dram"
     target: str = ""  # multiclass: "labels" | "probs"
     params: dict = field(default_factory=dict, compare=False, hash=False)
@@ -262,10 +272,12 @@ def _replace(case: Case, **kw) -> Case:
     return Case(**d)
 
 
-def _expand(bases_by_threads, opts: Options) -> list[Case]:
+def _expand(bases_by_threads, opts: Options, with_out: bool = False) -> list[Case]:
     out = []
     for i, base in enumerate(bases_by_threads):
         out.append(base)
+        if with_out:
+            out.append(_replace(base, impl="fastloss_out"))
         out.extend(_peer_cases(base, opts, first_thread=(i == 0)))
     return out
 
@@ -284,7 +296,11 @@ def plan_elementwise(opts: Options) -> list[Case]:
                 for spec in _specs(ELEMENTWISE_FAMILIES, opts, default=DEFAULT_ELEMENTWISE):
                     bases = [Case("elementwise", spec.name, dtype, (n,), t, backend, "fastloss",
                                   size, params=_defaults(spec)) for t in threads]
-                    cases += _expand(bases, opts)
+                    # the bandwidth losses also into a reused gradient buffer
+                    # (out=): the kernel's traffic without the fresh array's
+                    # first-touch page faults
+                    cases += _expand(bases, opts,
+                                     with_out=backend == "cpu" and spec.name in BANDWIDTH_LOSSES)
     return cases
 
 
