@@ -43,11 +43,16 @@ class Launch:
         deterministic second pass. Faster by one tiny launch, but the order of
         the additions (hence the last bits of the loss) changes run to run.
         Off unless asked for explicitly.
+    rows: which row-wise kernel runs the calls it can: "block" (a block per
+        row, ``fastloss.cuda.rowblock``), "thread" (a thread per row,
+        ``fastloss.cuda.rowwise``) or None (block for rows of at least
+        ``rowblock.MIN_C`` classes).
     """
 
     threads: int | None = None
     blocks: int | None = None
     atomic: bool = False
+    rows: str | None = None
 
 
 _DEFAULT = Launch()
@@ -66,6 +71,8 @@ def launch(**kw):
     for k, v in kw.items():
         if k in ("threads", "blocks") and v is not None and (not isinstance(v, int) or v < 1):
             raise ValueError(f"{k}: must be a positive integer or None; got {v!r}")
+        if k == "rows" and v not in (None, "block", "thread"):
+            raise ValueError(f"rows: must be 'block', 'thread' or None; got {v!r}")
     token = _LAUNCH.set(replace(current(), **kw))
     try:
         yield current()

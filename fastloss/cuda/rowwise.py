@@ -73,7 +73,7 @@ from numba import cuda
 from fastloss import validate
 from fastloss._config import CHUNK
 from fastloss.catalog import Interval
-from fastloss.cuda import arrays, checks, config, jit
+from fastloss.cuda import arrays, checks, config, jit, rowblock
 from fastloss.cuda.arrays import adapt, contiguous, flat, is_device_array, scratch
 from fastloss.cuda.config import LANES, SIMULATOR
 from fastloss.cuda.reduce import chunk_sums, combine, partials
@@ -274,6 +274,15 @@ def _class_weights(name: str, a, c: int, xd):
     return d.arr, None, d
 
 
+def _use_block(fid: int, dtype, w_given: bool, p, c: int) -> bool:
+    """Whether the block-per-row kernel (``rowblock``) runs this call
+    (``config.Launch.rows``; by default for rows of >= ``rowblock.MIN_C``)."""
+    how = config.current().rows
+    if how == "thread" or not rowblock.eligible(fid, dtype, w_given, p):
+        return False
+    return how == "block" or c >= rowblock.MIN_C
+
+
 def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     """(value, grad or None) of a row-wise loss on GPU arrays: the rules and
     results of ``fastloss.rows.evaluate``, returned as in ``fastloss.cuda.api``
@@ -401,8 +410,12 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     vals_obj = vview = None
     if reduction == "none":
         vals_obj, vview = arrays.empty_like_kind(xd, (n,), dtype)
-    total_dev = row_pass(fid, x, lab, t, w, (p0, p1, p2, p3), ignore, use_ignore, gdiv_k,
-                         gview, vview, stream)
+    if _use_block(fid, dtype, w_given, (p0, p1), c):
+        total_dev = rowblock.block_row_pass(x, lab, w, w_given, ignore, use_ignore, gdiv_k,
+                                            gview, vview, stream, rpc=rows_per_chunk(c))
+    else:
+        total_dev = row_pass(fid, x, lab, t, w, (p0, p1, p2, p3), ignore, use_ignore, gdiv_k,
+                             gview, vview, stream)
 
     if reduction == "none":
         return vals_obj, grad_obj

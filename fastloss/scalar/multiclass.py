@@ -601,6 +601,39 @@ def softmax_scaled(x, g, m, denom, a, gdiv, lo, hi):
             gs[j] = exp_gap(np.float64(xs[j]), m, ex) * r
 
 
+# cross_entropy's row scalars and gradient entries, for a block-per-row
+# kernel (``fastloss.cuda.rowblock``) and ``cross_entropy`` below
+
+
+@njit(**JIT)
+def ce_row_scalars(m, s, c, k, xy, wy):
+    """cross_entropy without smoothing or z-loss, from a row's online state
+    (m, s, c, k) (``lse_step``), its label's logit xy and weight wy:
+    (value w_y nll, nll = (m - x_y) + log1p(others), 1 + others, A = w_y)."""
+    o = lse_others(s, c, k)
+    nll = gap(xy, m) + log1p(o)
+    return xmul(wy, nll), nll, 1.0 + o, wy
+
+
+@njit(**CPU_JIT)
+def ce_softmax_grad(v, m, denom, a, gdiv, r, exact):
+    """A p_j / gdiv for the logit v (j != y): float64 data (``exact``) with
+    each division as written, float32 data as one multiplication by
+    r = A / (denom gdiv) (relative error a few 2^-53, invisible after
+    rounding to float32). Branch-free."""
+    if exact:
+        return (a * (exp_gap(v, m, exact) / denom)) / gdiv
+    return exp_gap(v, m, exact) * r
+
+
+@njit(**JIT)
+def ce_label_grad(a1, a2, py, ec, wy, nll, gdiv):
+    """The label's entry of the cross_entropy gradient, (1 - eps) w_y (p_y - 1)
+    + a2 p_y - (eps/C) w_y over gdiv, with p_y - 1 = expm1(-nll) (never a
+    difference)."""
+    return (xmul(a1, expm1(-nll)) + xmul(py, a2) - ec * wy) / gdiv
+
+
 # --------------------------------------------------------------------------
 # row formulas
 

@@ -1,0 +1,203 @@
+"""Block-per-row CUDA kernel for ``cross_entropy`` with integer labels.
+
+The thread-per-row kernels of ``fastloss.cuda.rowwise`` run any row formula
+but read a row serially in one thread. This kernel gives a row to a whole
+block, for the case that matters most for speed (issue 5's targets):
+``cross_entropy`` with labels, no label smoothing and no z-loss, optional
+``ignore_index``, class weights for float32 data. It is assembled from the
+per-element pieces of ``fastloss.scalar.multiclass`` (``lse_step``,
+``lse_merge``, ``lse_others``, ``gap``, ``exp_gap``) and the row scalars of
+``ce_row_scalars``, as the CPU formula is: no formula is written here.
+
+One row per block (grid-stride over rows), any number of threads:
+
+1. **Reduce.** The row is cut into ``ROW_LANES`` lanes: lane l takes the
+   elements l, l + ROW_LANES, ... in order, through the online max-and-sum
+   ``lse_step`` (Milakov & Gimelshein 2018). Thread t runs lanes t, t +
+   blockDim, ... The lane states go to shared memory and are combined by a
+   fixed pairwise tree of ``lse_merge`` over the ROW_LANES lanes. Which
+   thread runs a lane changes nothing: a row's log-sum-exp, value and
+   gradient are bitwise the same for every launch configuration.
+2. **Row scalars.** Thread 0 computes others = sum_{j != argmax} e^(x_j - m),
+   the value (m - x_y) + log1p(others) (Blanchard, Higham & Higham 2021) and
+   the gradient factors (``ce_row_scalars``), into shared memory.
+3. **Gradient.** Every thread writes its strided share of the row,
+   A e^(x_j - m) / (1 + others) / gdiv (``ce_softmax_grad``), then thread 0
+   the label's entry, A expm1(-nll) / gdiv (``ce_label_grad``: no
+   cancellation). Every element of x a thread reads is read before any thread
+   of the block writes the row (barriers), so the gradient may overwrite x
+   (``out=`` the input).
+
+The row values (float64) go to a scratch vector; their sum is the thread-
+per-row kernels' (``reduce.chunk_sums`` over the rows, in the CPU's
+partition into chunks of ``rows_per_chunk(C)`` rows), so the loss is
+deterministic too. Against the CPU kernel a row's values differ in the last
+bits only: its sum of exponentials is added in another (equally compensated)
+order, and float32 data uses ``exp_gap`` per element where the CPU keeps its
+first pass's block terms.
+
+Under the simulator the per-element pieces are the CPU-compiled functions
+called from the simulated threads (the simulator's threads are Python
+threads; shared memory and barriers are simulated).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import cuda, float64
+
+from fastloss.cuda import config, jit
+from fastloss.cuda.arrays import scratch
+from fastloss.cuda.reduce import chunk_sums, combine, partials
+from fastloss.scalar.multiclass import (
+    ce_label_grad,
+    ce_row_scalars,
+    ce_softmax_grad,
+    lse_merge,
+    lse_step,
+)
+
+#: lanes of a row (fixed: part of the order of the row's sum, like
+#: ``config.LANES`` for the chunks; a power of two)
+ROW_LANES = 256
+
+#: rows shorter than this stay on the thread-per-row kernel (a block would
+#: mostly idle)
+MIN_C = 64
+
+_NINF = -math.inf
+
+
+def eligible(fid: int, dtype, w_given: bool, p) -> bool:
+    """True when ``block_row_pass`` computes this call: cross_entropy with
+    labels (fid 0), label smoothing and z-loss 0, class weights only for
+    float32 data (float64 weighted rows need the double-double gradient of
+    the CPU formula, ``ce_grad_dd``)."""
+    eps, z = p[0], p[1]
+    return (fid == 0 and eps == 0.0 and z == 0.0
+            and (not w_given or np.dtype(dtype) == np.float32))
+
+
+@jit.kernel
+def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad, rv):
+    """rv[r] = the loss of row r (float64), grad[r] its gradient / gdiv (if
+    store_grad), one block per row (see the module doc)."""
+    sm = cuda.shared.array(ROW_LANES, float64)
+    ss = cuda.shared.array(ROW_LANES, float64)
+    sc = cuda.shared.array(ROW_LANES, float64)
+    sk = cuda.shared.array(ROW_LANES, float64)
+    rs = cuda.shared.array(5, float64)
+    tid = cuda.threadIdx.x
+    nt = cuda.blockDim.x
+    n, c = x.shape
+    for r in range(cuda.blockIdx.x, n, cuda.gridDim.x):
+        y = lab[r]
+        skip = use_ignore and y == ignore
+        # 1. lane states, then the fixed tree
+        for lane in range(tid, ROW_LANES, nt):
+            m = _NINF
+            s = 0.0
+            cc = 0.0
+            k = 0.0
+            if not skip:
+                for j in range(lane, c, ROW_LANES):
+                    m, s, cc, k = lse_step(m, s, cc, k, float64(x[r, j]), exact)
+            sm[lane] = m
+            ss[lane] = s
+            sc[lane] = cc
+            sk[lane] = k
+        cuda.syncthreads()
+        step = ROW_LANES >> 1
+        while step > 0:
+            j = tid
+            while j < step:
+                m, s, cc, k = lse_merge(sm[j], ss[j], sc[j], sk[j], sm[j + step],
+                                        ss[j + step], sc[j + step], sk[j + step], exact)
+                sm[j] = m
+                ss[j] = s
+                sc[j] = cc
+                sk[j] = k
+                j += nt
+            cuda.syncthreads()
+            step >>= 1
+        # 2. row scalars
+        if tid == 0:
+            if skip:
+                rv[r] = 0.0
+            else:
+                wy = float64(w[y]) if use_w else 1.0
+                v, nll, denom, a = ce_row_scalars(sm[0], ss[0], sc[0], sk[0],
+                                                  float64(x[r, y]), wy)
+                rv[r] = v
+                rs[0] = sm[0]
+                rs[1] = denom
+                rs[2] = a
+                rs[3] = ce_label_grad(a, 0.0, 0.0, 0.0, wy, nll, gdiv)
+                rs[4] = a / (denom * gdiv)
+        cuda.syncthreads()
+        # 3. gradient
+        if store_grad:
+            if skip:
+                for j in range(tid, c, nt):
+                    grad[r, j] = 0.0
+            else:
+                m = rs[0]
+                denom = rs[1]
+                a = rs[2]
+                rf = rs[4]
+                for j in range(tid, c, nt):
+                    grad[r, j] = ce_softmax_grad(float64(x[r, j]), m, denom, a, gdiv, rf, exact)
+                cuda.syncthreads()
+                if tid == 0:
+                    grad[r, y] = rs[3]
+        cuda.syncthreads()  # shared memory is reused by the next row
+
+
+@jit.device
+def _row_value(i, args):
+    rv, vals, store_vals = args
+    v = rv[i]
+    if store_vals:
+        vals[i] = v
+    return v
+
+
+_row_sums = chunk_sums(_row_value)
+_row_sums_atomic = chunk_sums(_row_value, True)
+
+
+@jit.kernel
+def _sum_rows(rv, vals, store_vals, rpc, hi, lo):
+    _row_sums(rv.size, rpc, (rv, vals, store_vals), hi, lo)
+
+
+@jit.kernel
+def _sum_rows_atomic(rv, vals, store_vals, rpc, hi, lo):
+    _row_sums_atomic(rv.size, rpc, (rv, vals, store_vals), hi, lo)
+
+
+def block_row_pass(x, lab, w, use_w: bool, ignore: int, use_ignore: bool, gdiv: float, grad,
+                   vals, stream, *, rpc: int):
+    """The loss sum (1-element float64 device array) of cross_entropy over the
+    (N, C) device array x with labels ``lab``, writing grad (N, C) and vals
+    (N,) when given (device arrays, or None); as ``rowwise.row_pass``."""
+    n, c = x.shape
+    if n == 0:
+        return cuda.to_device(np.zeros(1), stream=stream)
+    launch = config.current()
+    threads = config.threads_per_block()
+    rv = scratch(n, "float64", stream)
+    exact = x.dtype == np.float64
+    _ce_rows[config.blocks_for(n), threads, stream](
+        x, lab, w, bool(use_w), int(ignore), bool(use_ignore), float(gdiv), exact,
+        scratch((n, 0), x.dtype, stream) if grad is None else grad, grad is not None, rv)
+    nchunks = -(-n // rpc)
+    hi, lo = partials(nchunks, launch.atomic, stream)
+    summer = _sum_rows_atomic if launch.atomic else _sum_rows
+    summer[config.blocks_for(nchunks), threads, stream](
+        rv, scratch(1, x.dtype, stream) if vals is None else vals, vals is not None, rpc, hi, lo)
+    if launch.atomic:
+        return hi
+    return combine(hi, lo, stream)
