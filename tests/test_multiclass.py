@@ -633,6 +633,26 @@ def test_cuda_pieces_online_matches_blocked():
     assert m1 == m2 and o2 == pytest.approx(o1, rel=1e-15)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_lse_block_max_and_ties_across_blocks(dtype):
+    """Pass 1's block maximum (integer order keys: negatives, -0 and +0,
+    -inf) and its count of maxima (counted only in the blocks holding the
+    running maximum), on a row of three blocks whose maximum is repeated in
+    the first and last and absent from the middle one."""
+    from fastloss.scalar import multiclass as M
+
+    n = 2 * M.LSE_BLOCK + 100
+    x = np.full(n, -3.0, dtype=dtype)
+    x[5] = x[n - 1] = 2.5
+    x[M.LSE_BLOCK + 7] = -np.inf
+    m, s, c, k = M.row_lse_state(x, np.empty(M.scratch_size(n)), False)
+    assert m == 2.5 and k == 2.0
+    assert s + c == pytest.approx((n - 3) * math.exp(-5.5), rel=1e-12)
+    for row, top in (([-0.0, -1.0, 0.0, -np.inf], 0.0), ([-2.0, -0.5, -7.0], -0.5)):
+        m, s, c, k = M.row_lse_state(np.array(row, dtype=dtype), np.empty(M.scratch_size(4)), False)
+        assert m == top and k == (2.0 if top == 0.0 else 1.0)
+
+
 # --- PyTorch semantics --------------------------------------------------------
 
 try:  # not a hard dependency

@@ -6,8 +6,9 @@ block, for the case that matters most for speed (issue 5's targets):
 ``cross_entropy`` with labels, no label smoothing and no z-loss, optional
 ``ignore_index``, class weights for float32 data. It is assembled from the
 per-element pieces of ``fastloss.scalar.multiclass`` (``lse_step``,
-``lse_merge``, ``lse_others``, ``gap``, ``exp_gap``) and the row scalars of
-``ce_row_scalars``, as the CPU formula is: no formula is written here.
+``lse_merge``) and the pieces the CPU formula ``cross_entropy`` itself is
+made of (``ce_row_scalars``, ``ce_value``, ``ce_softmax_grad``,
+``ce_label_grad``): no formula is written here.
 
 One row per block (grid-stride over rows), any number of threads:
 
@@ -55,6 +56,7 @@ from fastloss.scalar.multiclass import (
     ce_label_grad,
     ce_row_scalars,
     ce_softmax_grad,
+    ce_value,
     lse_merge,
     lse_step,
 )
@@ -128,13 +130,14 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
                 rv[r] = 0.0
             else:
                 wy = float64(w[y]) if use_w else 1.0
-                v, nll, denom, a = ce_row_scalars(sm[0], ss[0], sc[0], sk[0],
-                                                  float64(x[r, y]), wy)
-                rv[r] = v
+                # no smoothing, no z-loss (``eligible``): eps = z = 0
+                nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(
+                    sm[0], ss[0], sc[0], sk[0], float64(x[r, y]), wy, 0.0, 0.0, 0.0, c)
+                rv[r] = ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, 0.0, l1, 0.0, lse)
                 rs[0] = sm[0]
                 rs[1] = denom
                 rs[2] = a
-                rs[3] = ce_label_grad(a, 0.0, 0.0, 0.0, wy, nll, gdiv)
+                rs[3] = ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv)
                 rs[4] = a / (denom * gdiv)
         cuda.syncthreads()
         # 3. gradient

@@ -73,7 +73,7 @@ from fastloss import math as fmath
 from fastloss._config import JIT
 from fastloss.math import xmul
 from fastloss.math._cpu import CPU_JIT, exp_dd, log1p_dd, log_dd
-from fastloss.math._intrin import fma, wide_vectors
+from fastloss.math._intrin import bits_f32, bits_f64, f32_bits, f64_bits, fma, wide_vectors
 from fastloss.reduce import block_sum
 
 # Scalar functions of the row loops: the primitives of fastloss.math
@@ -402,48 +402,90 @@ def scratch_size(c):
     return SCRATCH + 2 * c + c // LSE_BLOCK + 1
 
 
+def _order_key(v):  # pragma: no cover - replaced by the overload
+    """An int64 whose signed order is the order of the float v (float32 or
+    float64): its IEEE bits, the magnitude bits flipped when the sign bit is
+    set (-0 < +0; a NaN with the sign bit clear is above +inf, one with it
+    set below -inf). Its own inverse (``_key_float``)."""
+    raise NotImplementedError
+
+
+def _key_float(k, like):  # pragma: no cover - replaced by the overload
+    """The float (of ``like``'s dtype, as float64) whose ``_order_key`` is k."""
+    raise NotImplementedError
+
+
+@overload(_order_key, jit_options=JIT)
+def _order_key_ovl(v):
+    if v == types.float32:
+        def impl(v):
+            b = np.int64(f32_bits(v))
+            return b ^ ((b >> 31) & 0x7FFFFFFF)
+        return impl
+    if v == types.float64:
+        def impl(v):
+            b = f64_bits(v)
+            return b ^ ((b >> 63) & 0x7FFFFFFFFFFFFFFF)
+        return impl
+    return None
+
+
+@overload(_key_float, jit_options=JIT)
+def _key_float_ovl(k, like):
+    if getattr(like, "dtype", None) == types.float32:
+        def impl(k, like):
+            b = k ^ ((k >> 63) & 0x7FFFFFFF)
+            return np.float64(bits_f32(np.int32(b)))
+        return impl
+
+    def impl(k, like):
+        return bits_f64(k ^ ((k >> 63) & 0x7FFFFFFFFFFFFFFF))
+    return impl
+
+
 @njit(**JIT)
-def _block_max(xb, mb, width):
-    """max of xb[0:width] (width a power of two; NaN may or may not win),
-    by pairwise passes into mb: each pass is a vectorizable elementwise
-    loop (a running max is a loop-carried dependence LLVM does not
-    vectorize without fast-math)."""
+def _block_max(xs):
+    """max of xs (non-empty, float32 or float64) as float64, from the data
+    itself in one vectorized pass: a running maximum of the integer order
+    keys (``_order_key``; LLVM vectorizes an integer max reduction, not a
+    float one without fast-math). NaN may or may not win: a NaN in the row
+    reaches the sum through its own term either way."""
     wide_vectors()
-    if width == 1:
-        return xb[0]
-    h = width >> 1
-    lo = xb[:h]
-    hi = xb[h:width]
-    ml = mb[:h]
-    for j in range(h):
-        u = lo[j]
-        z = hi[j]
-        ml[j] = z if z > u else u
-    h >>= 1
-    while h > 0:
-        lo = mb[:h]
-        hi = mb[h:2 * h]
-        for j in range(h):
-            u = lo[j]
-            z = hi[j]
-            lo[j] = z if z > u else u
-        h >>= 1
-    return mb[0]
+    mk = _order_key(xs[0])
+    for j in range(xs.size):
+        kj = _order_key(xs[j])
+        mk = kj if kj > mk else mk
+    return _key_float(mk, xs)
 
 
 @njit(**JIT)
 def _pair_sum(v, width):
     """Pairwise sum of v[0:width] (a power of two), in place, in a fixed
-    order; each pass vectorizes. Used for float32 data, whose terms are
-    summed in float64 without compensation (see ``row_lse``)."""
+    order: radix-8 passes (each level of 8 a fixed pairwise tree, one
+    vectorized loop per pass: 512 terms in two passes), then pairwise. The
+    same binary tree of depth log2(width) as halving passes, so the same
+    error bound, with fewer, longer loops. Used for float32 data, whose
+    terms are summed in float64 without compensation (see ``row_lse``)."""
     wide_vectors()
-    h = width >> 1
-    while h > 0:
+    h = width
+    while h >= 8:
+        h >>= 3
+        v0 = v[:h]
+        v1 = v[h:2 * h]
+        v2 = v[2 * h:3 * h]
+        v3 = v[3 * h:4 * h]
+        v4 = v[4 * h:5 * h]
+        v5 = v[5 * h:6 * h]
+        v6 = v[6 * h:7 * h]
+        v7 = v[7 * h:8 * h]
+        for j in range(h):
+            v0[j] = ((v0[j] + v1[j]) + (v2[j] + v3[j])) + ((v4[j] + v5[j]) + (v6[j] + v7[j]))
+    while h > 1:
+        h >>= 1
         lo = v[:h]
         hi = v[h:2 * h]
         for j in range(h):
             lo[j] = lo[j] + hi[j]
-        h >>= 1
     return v[0]
 
 
@@ -470,7 +512,8 @@ def row_lse_state(x, buf, keep):
 
     Blocked form of the online algorithm: per block of ``block_width``
     elements (the block is in L1 cache, so the row is still read once from
-    memory) the block's maximum (pairwise), the running state rescaled if
+    memory) the block's maximum (``_block_max``: one pass over integer order
+    keys, read from x itself), the running state rescaled if
     that maximum is new, then the block's terms e^(x_j - m) (0 for the
     elements equal to m, which are counted in k) into a buffer that is
     summed pairwise. Every loop over the block is branch-free and vectorizes;
@@ -498,7 +541,6 @@ def row_lse_state(x, buf, keep):
     n = x.size
     ex = is_f64(x)
     wd = block_width(n)
-    xb = buf[:wd]
     eb = buf[wd:2 * wd]
     cb = buf[2 * wd:3 * wd]
     m = -_INF
@@ -508,36 +550,36 @@ def row_lse_state(x, buf, keep):
     for b0 in range(0, n, wd):
         nb = min(wd, n - b0)
         xs = x[b0:b0 + nb]
-        for j in range(nb):
-            xb[j] = np.float64(xs[j])
-        for j in range(nb, wd):
-            xb[j] = -_INF
-        bm = _block_max(xb, eb, wd)
+        bm = _block_max(xs)
         if bm > m:
-            f = exp_gap(m, bm, ex)  # m = -inf: 0
-            s, c = two_sum_add(s, c, k)
-            s *= f
-            c *= f
+            if m != -_INF:  # the first block: nothing to rescale
+                f = exp_gap(m, bm, ex)
+                s, c = two_sum_add(s, c, k)
+                s *= f
+                c *= f
             m = bm
             k = 0.0
+        # the elements equal to m (counted in k, their terms kept out of
+        # the sum): only in a block that holds the maximum, counted in a
+        # pass of their own, so that the exponential loop below has no
+        # loop-carried reduction (LLVM would interleave it, and the
+        # polynomial's constants would no longer fit in registers)
         kc = 0
+        if bm == m:
+            for j in range(nb):
+                kc += 1 if np.float64(xs[j]) == m else 0
         if keep:
             ks = buf[SCRATCH + b0:SCRATCH + b0 + nb]
             buf[SCRATCH + n + b0 // wd] = m
             for j in range(nb):
-                v = xb[j]
-                tie = v == m
-                kc += 1 if tie else 0
+                v = np.float64(xs[j])
                 e = exp_gap(v, m, ex)
                 ks[j] = e
-                eb[j] = 0.0 if tie else e
+                eb[j] = 0.0 if v == m else e
         else:
             for j in range(nb):
-                v = xb[j]
-                tie = v == m
-                kc += 1 if tie else 0
-                e = exp_gap(v, m, ex)
-                eb[j] = 0.0 if tie else e
+                v = np.float64(xs[j])
+                eb[j] = 0.0 if v == m else exp_gap(v, m, ex)
         for j in range(nb, wd):
             eb[j] = 0.0
         k += np.float64(kc)
@@ -574,7 +616,8 @@ def softmax_kept(x, buf, g, m, denom, a, gdiv):
     r = a / (denom * gdiv)
     for b0 in range(0, n, wd):
         nb = min(wd, n - b0)
-        f = exp_gap(buf[SCRATCH + n + b0 // wd], m, False) * r
+        mb = buf[SCRATCH + n + b0 // wd]
+        f = r if mb == m else exp_gap(mb, m, False) * r
         ks = buf[SCRATCH + b0:SCRATCH + b0 + nb]
         gs = g[b0:b0 + nb]
         for j in range(nb):
@@ -592,13 +635,9 @@ def softmax_scaled(x, g, m, denom, a, gdiv, lo, hi):
     ex = is_f64(x)
     xs = x[lo:hi]
     gs = g[lo:hi]
-    if ex:
-        for j in range(hi - lo):
-            gs[j] = (a * (exp_gap(np.float64(xs[j]), m, ex) / denom)) / gdiv
-    else:
-        r = a / (denom * gdiv)
-        for j in range(hi - lo):
-            gs[j] = exp_gap(np.float64(xs[j]), m, ex) * r
+    r = a / (denom * gdiv)
+    for j in range(hi - lo):
+        gs[j] = ce_softmax_grad(np.float64(xs[j]), m, denom, a, gdiv, r, ex)
 
 
 # cross_entropy's row scalars and gradient entries, for a block-per-row
@@ -606,13 +645,37 @@ def softmax_scaled(x, g, m, denom, a, gdiv, lo, hi):
 
 
 @njit(**JIT)
-def ce_row_scalars(m, s, c, k, xy, wy):
-    """cross_entropy without smoothing or z-loss, from a row's online state
-    (m, s, c, k) (``lse_step``), its label's logit xy and weight wy:
-    (value w_y nll, nll = (m - x_y) + log1p(others), 1 + others, A = w_y)."""
+def ce_row_scalars(m, s, c, k, xy, wy, eps, z, wsum, n):
+    """cross_entropy's row scalars from the row's online state (m, s, c, k)
+    (``lse_step``), its label's logit xy and weight wy, smoothing eps, z-loss
+    z, sum(w) and the row length n: (nll = (m - x_y) + log1p(others), l1 =
+    log1p(others), lse = m + l1, a1 = (1 - eps) w_y, a2 = (eps/n) sum(w) +
+    2 z lse, A = a1 + a2, 1 + others, eps/n)."""
     o = lse_others(s, c, k)
-    nll = gap(xy, m) + log1p(o)
-    return xmul(wy, nll), nll, 1.0 + o, wy
+    l1 = log1p(o)
+    nll = gap(xy, m) + l1
+    lse = m + l1
+    ec = eps / n
+    a1 = wy * (1.0 - eps)
+    a2 = ec * wsum
+    if z != 0.0:
+        a2 += 2.0 * z * lse
+    return nll, l1, lse, a1, a2, a1 + a2, 1.0 + o, ec
+
+
+@njit(**JIT)
+def ce_value(a1, nll, eps, ec, sm, smc, up, wsum, l1, z, lse):
+    """The row's cross_entropy, a1 nll + (eps/C) sum_c w_c (lse - x_c) +
+    z lse^2, from the row scalars and the smoothing sum sm + smc (of terms
+    scaled by 1/up, ``_smooth_sum``)."""
+    val = xmul(a1, nll)
+    if eps != 0.0:
+        if math.isfinite(sm):
+            sm += smc
+        val += (ec * (sm + xmul(wsum, l1) / up)) * up
+    if z != 0.0:
+        val += z * lse * lse
+    return val
 
 
 @njit(**CPU_JIT)
@@ -752,17 +815,9 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     # float32 data, plain gradient: keep pass 1's terms (no second exp)
     keep = sg and ec == 0.0 and not ex
     m, s0, c0, k0 = row_lse_state(x, buf, keep)
-    o = lse_others(s0, c0, k0)
-    l1 = log1p(o)
-    nll = gap(np.float64(x[y]), m) + l1
-    lse = m + l1
     wy = np.float64(w[y])
-    a1 = wy * (1.0 - eps)
-    a2 = ec * wsum
-    if z != 0.0:
-        a2 += 2.0 * z * lse
-    a = a1 + a2
-    denom = 1.0 + o
+    nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(m, s0, c0, k0, np.float64(x[y]), wy, eps,
+                                                        z, wsum, n)
     sm = 0.0
     smc = 0.0
     up = 1.0
@@ -795,15 +850,8 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
                     g[j] = (xmul(p, a) - ec * np.float64(w[j])) / gdiv
             # p_y: needed with smoothing or a z-loss only (a2 = 0 otherwise)
             py = exp(-nll) if a2 != 0.0 else 0.0
-            g[y] = (xmul(a1, expm1(-nll)) + xmul(py, a2) - ec * wy) / gdiv
-    val = xmul(a1, nll)
-    if eps != 0.0:
-        if math.isfinite(sm):
-            sm += smc
-        val += (ec * (sm + xmul(wsum, l1) / up)) * up
-    if z != 0.0:
-        val += z * lse * lse
-    return val
+            g[y] = ce_label_grad(a1, a2, py, ec, wy, nll, gdiv)
+    return ce_value(a1, nll, eps, ec, sm, smc, up, wsum, l1, z, lse)
 
 
 @njit(**JIT)
