@@ -75,6 +75,17 @@ def test_out_variant_planned_and_judged_separately():
     assert not any("huber" in t and "out=" in t for t in got)  # not measured: not reported
 
 
+def test_cuda_plan_has_issue_5_sizes():
+    """A GPU run measures issue 5's sizes: 2^28 elements, cross_entropy
+    (65536, 1000) and (16384, 131072), beside the device copy; no out=
+    variant (CPU only)."""
+    opts = cases.Options(backends=("cuda",), sizes=("dram",), peers=())
+    ew = cases.plan_elementwise(opts)
+    assert {c.shape for c in ew} == {(1 << 28,)} and {c.impl for c in ew} == {"fastloss"}
+    mc = cases.plan_multiclass(opts)
+    assert {c.shape for c in mc if c.loss == "cross_entropy"} == {(65536, 1000), (16384, 131072)}
+
+
 def test_gate_fails_on_a_regression_and_names_it():
     base = _run()
     cur = _run(slower=("huber",))  # huber 1.5x slower: -33% throughput, triad unchanged

@@ -48,6 +48,10 @@ SIZE_CLASSES = ("cache", "dram")
 #: multiclass shapes (issue 4's targets) and an in-cache one
 MULTICLASS_DRAM = ((8192, 1000), (2048, 32768), (256, 131072))
 MULTICLASS_CACHE = ((64, 1000),)
+#: issue 5's GPU targets: cross_entropy (65536, 1000) and (16384, 131072),
+#: elementwise losses on 2^28 elements
+MULTICLASS_CUDA = ((65536, 1000), (16384, 131072))
+CUDA_ELEMENTWISE_N = 1 << 28
 
 # The default selection (no --full, no --loss): a representative subset that
 # runs in a few minutes on a 2-core machine, cold Numba cache included. Every
@@ -203,19 +207,24 @@ class Case:
 # sizes
 
 
-def elementwise_n(size_class: str, smoke: bool = False) -> int:
+def elementwise_n(size_class: str, smoke: bool = False, backend: str = "cpu") -> int:
     if smoke:
         return 1 << 10 if size_class == "cache" else 1 << 14
     if size_class == "cache":
         return 1 << 16
+    if backend == "cuda":
+        return CUDA_ELEMENTWISE_N
     need = 4 * machine.llc_bytes() // (3 * 4)  # 4 x LLC of float32 traffic
     return 1 << max(24, int(need - 1).bit_length())
 
 
-def multiclass_shapes(size_class: str, smoke: bool = False) -> tuple[tuple[int, int], ...]:
+def multiclass_shapes(size_class: str, smoke: bool = False,
+                      backend: str = "cpu") -> tuple[tuple[int, int], ...]:
     if smoke:
         return ((16, 10),) if size_class == "cache" else ((64, 100),)
-    return MULTICLASS_CACHE if size_class == "cache" else MULTICLASS_DRAM
+    if size_class == "cache":
+        return MULTICLASS_CACHE
+    return MULTICLASS_CUDA if backend == "cuda" else MULTICLASS_DRAM
 
 
 def triad_n(size_class: str, smoke: bool = False) -> int:
@@ -291,7 +300,7 @@ def plan_elementwise(opts: Options) -> list[Case]:
     for backend in _backends(opts):
         threads = _threads(opts) if backend == "cpu" else (0,)
         for size in opts.sizes:
-            n = elementwise_n(size, opts.smoke)
+            n = elementwise_n(size, opts.smoke, backend)
             for dtype in selected_dtypes(opts):
                 for spec in _specs(ELEMENTWISE_FAMILIES, opts, default=DEFAULT_ELEMENTWISE):
                     bases = [Case("elementwise", spec.name, dtype, (n,), t, backend, "fastloss",
@@ -327,8 +336,8 @@ def plan_multiclass(opts: Options) -> list[Case]:
     for backend in _backends(opts):
         threads = _threads(opts) if backend == "cpu" else (0,)
         for size in opts.sizes:
-            shapes = multiclass_shapes(size, opts.smoke)
-            if default and size == "dram":
+            shapes = multiclass_shapes(size, opts.smoke, backend)
+            if default and size == "dram" and backend == "cpu":
                 shapes = DEFAULT_MULTICLASS_DRAM
             for shape in shapes:
                 for dtype in selected_dtypes(opts):
