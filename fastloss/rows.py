@@ -107,6 +107,40 @@ def _gdiv_and_denominator(name, reduction, n, c, wsum_rows, use_weighted):
     return float(n), float(n)
 
 
+def target_fid(name: str, n: int, t_dtype, t_shape) -> int:
+    """The row formula (``FIDS``) of loss ``name`` for a target of dtype
+    ``t_dtype`` (None when it is no array) and shape ``t_shape``: a float
+    target is probabilities (or kl_div's targets), anything else labels.
+    TypeError when the loss takes no such target. CPU and GPU paths alike."""
+    fid_lab, fid_prob = FIDS[name]
+    is_float = t_dtype in FLOAT_DTYPES
+    if fid_lab is not None and is_float and len(t_shape) == 1:
+        raise TypeError(
+            f"target: {name} takes int32/int64 class labels of shape ({n},) or an (N, C) array "
+            f"of probabilities; got {t_dtype} of shape {tuple(t_shape)}"
+        )
+    if fid_prob is not None and (fid_lab is None or is_float):
+        return fid_prob
+    if is_float:
+        raise TypeError(f"target: {name} takes int32/int64 class labels of shape ({n},); got {t_dtype}")
+    return fid_lab
+
+
+def check_target_shape(name: str, t_shape, x_shape) -> None:
+    """An (N, C) target must have the input's shape."""
+    if tuple(t_shape) != tuple(x_shape):
+        raise ValueError(
+            f"target: must have the input's shape {tuple(x_shape)} (one row of "
+            f"{'probabilities' if name != 'kl_div' else 'targets'} per sample); got {tuple(t_shape)}"
+        )
+
+
+def label_error(label: int, row: int, c: int, ignore: int, use_ignore: bool) -> ValueError:
+    """The error for a label outside [0, C) (that is not ignore_index)."""
+    extra = f" and is not ignore_index ({ignore})" if use_ignore else ""
+    return ValueError(f"target: label {label} at row {row} is outside [0, {c}){extra}")
+
+
 def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     """(value, grad or None) of a row-wise loss; see the module doc."""
     from fastloss.cpu.rowwise import (
@@ -129,28 +163,14 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     fid_lab, fid_prob = FIDS[name]
 
     # target: labels or a (N, C) array
-    is_float_target = isinstance(target, np.ndarray) and target.dtype in FLOAT_DTYPES
-    if fid_lab is not None and is_float_target and target.ndim == 1:
-        raise TypeError(
-            f"target: {name} takes int32/int64 class labels of shape ({n},) or an (N, C) array "
-            f"of probabilities; got {target.dtype} of shape {target.shape}"
-        )
-    if fid_prob is not None and (fid_lab is None or is_float_target):
-        fid = fid_prob
+    fid = target_fid(name, n, target.dtype if isinstance(target, np.ndarray) else None,
+                     np.shape(target))
+    if fid == fid_prob:
         t = as_float_array("target", target, dtype)
-        if t.shape != x.shape:
-            raise ValueError(
-                f"target: must have the input's shape {x.shape} (one row of "
-                f"{'probabilities' if name != 'kl_div' else 'targets'} per sample); got {t.shape}"
-            )
+        check_target_shape(name, t.shape, x.shape)
         t = np.ascontiguousarray(t)
         lab = np.zeros(n, dtype=np.int64)
     else:
-        fid = fid_lab
-        if is_float_target:
-            raise TypeError(
-                f"target: {name} takes int32/int64 class labels of shape ({n},); got {target.dtype}"
-            )
         lab = _labels(target, n)
         t = np.empty((n, 0), dtype=dtype)
 
@@ -166,10 +186,7 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     if fid in (0, 2, 5, 6):
         bad, d_rows = check_labels(lab, c, ignore, use_ignore, w, w_given)
         if bad >= 0:
-            extra = f" and is not ignore_index ({ignore})" if use_ignore else ""
-            raise ValueError(
-                f"target: label {int(lab[bad])} at row {bad} is outside [0, {c}){extra}"
-            )
+            raise label_error(int(lab[bad]), bad, c, ignore, use_ignore)
 
     # data domains
     if name == "categorical_cross_entropy":

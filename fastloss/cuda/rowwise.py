@@ -87,9 +87,11 @@ from fastloss.rows import (
     _class_vector,
     _gdiv_and_denominator,
     check_scores_shape,
+    check_target_shape,
+    label_error,
+    target_fid,
 )
 from fastloss.scalar.multiclass import ROW_FORMULAS, scratch_size
-from fastloss.validate import FLOAT_DTYPES
 
 #: bytes of per-thread scratch a default launch may allocate (the grid is
 #: capped to fit; an injected ``blocks`` is used as given)
@@ -304,28 +306,13 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     if not is_device_array(target):
         raise _not_on_device("target", target)
     ta = adapt("target", target)
-    is_float_target = ta.dtype in FLOAT_DTYPES
-    if fid_lab is not None and is_float_target and ta.ndim == 1:
-        raise TypeError(
-            f"target: {name} takes int32/int64 class labels of shape ({n},) or an (N, C) array "
-            f"of probabilities; got {ta.dtype} of shape {ta.shape}"
-        )
+    fid = target_fid(name, n, ta.dtype, ta.shape)
     lab = t = None
-    if fid_prob is not None and (fid_lab is None or is_float_target):
-        fid = fid_prob
+    if fid == fid_prob:
         td = _device_float("target", target, xd)
-        if td.shape != xd.shape:
-            raise ValueError(
-                f"target: must have the input's shape {xd.shape} (one row of "
-                f"{'probabilities' if name != 'kl_div' else 'targets'} per sample); got {td.shape}"
-            )
+        check_target_shape(name, td.shape, xd.shape)
         t = td.arr
     else:
-        fid = fid_lab
-        if is_float_target:
-            raise TypeError(
-                f"target: {name} takes int32/int64 class labels of shape ({n},); got {ta.dtype}"
-            )
         if ta.dtype not in _INT_DTYPES:
             raise TypeError(f"target: class labels must be int32 or int64; got {ta.dtype}")
         if ta.shape != (n,):
@@ -349,11 +336,7 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     if lab is not None and fid in (0, 2, 5, 6):
         bad = checks.first_bad_label(lab, c, ignore, use_ignore, stream)
         if bad >= 0:
-            extra = f" and is not ignore_index ({ignore})" if use_ignore else ""
-            raise ValueError(
-                f"target: label {checks.int_element(lab, bad, stream)} at row {bad} is outside "
-                f"[0, {c}){extra}"
-            )
+            raise label_error(checks.int_element(lab, bad, stream), bad, c, ignore, use_ignore)
 
     # data domains
     shape = xd.shape
