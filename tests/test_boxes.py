@@ -429,6 +429,40 @@ def test_nan_propagates_per_pair():
         assert math.isnan(getattr(fl, name)(p, t))
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_vector_lanes_match_single_pairs(dtype):
+    """The CPU driver evaluates a chunk's pairs in a vectorized loop and
+    redoes the float64 pairs with a non-finite coordinate sequentially
+    (``fastloss.cpu.boxes``): each pair of a mixed batch (ordinary,
+    degenerate, tiny, huge, NaN and inf coordinates) gets bitwise the value
+    and gradient row it gets alone (one pair runs the loop's scalar
+    remainder, the code before vectorization), also with the gradient
+    written in place over the input (``out=``; the redo reads the input
+    again)."""
+    rng = np.random.default_rng(21)
+    p = _random_boxes(rng, 40)
+    t = _random_boxes(rng, 40)
+    p = np.concatenate([p, [d[0] for d in DEGENERATE], p[:6] * 1e-300, p[6:12] * 1e300])
+    t = np.concatenate([t, [d[1] for d in DEGENERATE], t[:6] * 1e-300, t[6:12] * 1e300])
+    p[12:24:3, 2] = np.inf       # x2 = inf: still a box
+    t[13:24:3, 0] = -np.inf
+    p[14:24:3, 1] = np.nan
+    order = rng.permutation(len(p))
+    with np.errstate(over="ignore"):
+        p, t = p[order].astype(dtype), t[order].astype(dtype)
+    for name in NAMES:
+        v, g = fl.value_and_grad(name, p, t, reduction="none")
+        for i in range(len(p)):
+            v1, g1 = fl.value_and_grad(name, p[i:i + 1], t[i:i + 1], reduction="none")
+            np.testing.assert_array_equal(v[i:i + 1], v1, err_msg=f"{name} pair {i}")
+            np.testing.assert_array_equal(g[i:i + 1], g1, err_msg=f"{name} pair {i}")
+        xin = p.copy()
+        v2, g2 = fl.value_and_grad(name, xin, t, reduction="none", out=xin)
+        assert g2 is xin
+        np.testing.assert_array_equal(v2, v)
+        np.testing.assert_array_equal(g2, g)
+
+
 def test_bad_input():
     good = np.array([[0.0, 0.0, 1.0, 1.0]] * 3)
     with pytest.raises(ValueError, match=r"input: .*\(N, 4\)"):

@@ -17,13 +17,22 @@ a real device with larger ones.
 """
 
 import os
+import textwrap
 
 import numpy as np
 import pytest
 
 import fastloss as fl
 from tests.test_boxes import box_grid
-from tests.test_cuda import CONFIGS, assert_ulp, dev, host, scalar_close
+from tests.test_cuda import (
+    CONFIGS,
+    PTX_PRELUDE,
+    assert_ulp,
+    dev,
+    host,
+    run_ptx_script,
+    scalar_close,
+)
 
 SIM = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 cuda = pytest.importorskip("numba.cuda")
@@ -149,3 +158,24 @@ def test_out_in_place_and_empty():
     assert fl.iou_loss(dev(e), dev(e), reduction="sum") == 0.0
     with pytest.warns(RuntimeWarning):
         assert np.isnan(fl.iou_loss(dev(e), dev(e)))
+
+
+_PTX_SCRIPT = PTX_PRELUDE + textwrap.dedent("""
+    from fastloss.cuda.boxes import make_box_kernel
+    from fastloss.scalar.boxes import BOX_FORMULAS
+    f64, b1 = numba.float64, numba.boolean
+    for dt in (numba.float32, numba.float64):
+        a2, a1 = dt[:, ::1], dt[::1]
+        for f in BOX_FORMULAS:
+            ptx = ptx_of(make_box_kernel(f), (a2, a2, f64, a2, a1, f64[::1], f64[::1], b1, b1))
+            assert ".target sm_90" in ptx and not BARE.findall(ptx), (f.__name__, str(dt))
+    print("OK")
+""")
+
+
+def test_kernels_compile_to_ptx_for_sm90():
+    """The four box kernels (float32 and float64 data: the plain and the
+    double-double formulas, the bit-level ``box_scale``, the table
+    arctangent) compile for sm_90 with no multiply or add left for
+    contraction; skipped without libNVVM."""
+    assert run_ptx_script(_PTX_SCRIPT).strip().endswith("OK")

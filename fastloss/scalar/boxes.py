@@ -9,7 +9,8 @@ Boxes are ``(x1, y1, x2, y2)`` with ``x1 <= x2`` and ``y1 <= y2`` (checked by
 ``fastloss.boxes``).
 
 Two evaluations of one set of stable forms (below):
-- float32 data: plain float64 arithmetic (``_iou_plain`` ... ``_ciou_plain``),
+- float32 data: plain float64 arithmetic (``_iou_plain`` ... ``_ciou_plain``;
+  CIoU's arctangent is the double-double ``_atan2`` rounded once, not libm's),
   a few ulp of float64, invisible after the one rounding to float32;
 - float64 data: the same forms in compensated double-double arithmetic
   (``_iou_dd`` ... ``_angle_dd``; section "float64 data" below): the exact
@@ -67,6 +68,12 @@ drivers scale every pair so that its largest coordinate is in [1, 2)
 the pair's sides are above ~1e-68 of it (the error terms of degree-4
 intermediates stay normal), and degrades gracefully to plain float64 below.
 
+No libm call and no branch that LLVM cannot turn into selects: the CPU
+driver (``fastloss.cpu.boxes``) inlines the formulas (``INLINE``: the
+float64-data evaluations of finite pairs, ``BOX_EXACT``, and the plain ones,
+``BOX_PLAIN``) into a loop that it vectorizes; ``box_scale`` takes the
+exponent from the bits.
+
 References: Rezatofighi et al., "Generalized Intersection over Union", CVPR
 2019 (IoU and GIoU losses); Zheng et al., "Distance-IoU Loss: Faster and
 Better Learning for Bounding Box Regression", AAAI 2020 (DIoU and CIoU).
@@ -79,8 +86,13 @@ from numba import njit, types
 from numba.extending import overload
 
 from fastloss._config import JIT
-from fastloss.math._intrin import fma
+from fastloss.math._intrin import bits_f64, f64_bits, fma
 from fastloss.reduce import two_sum as _two_sum
+
+#: options of the helpers that the CPU box driver needs inlined into its
+#: loop (LLVM's alwaysinline; its inliner's size limit would otherwise keep
+#: them as calls, and a loop with a call does not vectorize)
+INLINE = {**JIT, "forceinline": True}
 
 _NAN5 = (math.nan, math.nan, math.nan, math.nan, math.nan)
 _FOUR_PI2 = 4.0 / (math.pi * math.pi)
@@ -148,7 +160,7 @@ def _iou_part(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     return loss, g0, g1, g2, g3, union, inter, c_minus_u, c, cw, ch
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _iou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     """IoU loss, plain float64 evaluation (float32 data: see the module doc)."""
     if _has_nan(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
@@ -164,7 +176,7 @@ def _two_diff_err(a, b, s):
     return (a - (s - bb)) - (b + bb)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _giou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     """GIoU loss, plain float64 evaluation (float32 data: see the module doc)."""
     if _has_nan(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
@@ -313,7 +325,7 @@ def _distance_part(px1, py1, px2, py2, tx1, ty1, tx2, ty2, cw, ch):
     return r, d0, d1, d2, d3
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _diou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     """DIoU loss, plain float64 evaluation (float32 data: see the module doc)."""
     if _has_nan(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
@@ -323,7 +335,7 @@ def _diou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     return loss + r, g0 + d0, g1 + d1, g2 + d2, g3 + d3
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _ciou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     """CIoU loss, plain float64 evaluation (float32 data: see the module doc)."""
     if _has_nan(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
@@ -334,11 +346,16 @@ def _ciou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     h = py2 - py1
     wt = tx2 - tx1
     ht = ty2 - ty1
-    if (w == 0.0 and h == 0.0) or (wt == 0.0 and ht == 0.0):
-        delta = math.atan2(wt, ht) - math.atan2(w, h)
-    else:
-        num = _angle_numerator(px1, py1, px2, py2, tx1, ty1, tx2, ty2, w, h, wt, ht)
-        delta = math.atan2(num, ht * h + wt * w)
+    # atan2(wt, ht) - atan2(w, h) where a box has w = h = 0 (its atan2 is 0);
+    # one arctangent, of selected arguments: _atan2's double-double one,
+    # rounded (no libm call, so the CPU driver's loop vectorizes)
+    pdeg = w == 0.0 and h == 0.0
+    tdeg = wt == 0.0 and ht == 0.0
+    num = _angle_numerator(px1, py1, px2, py2, tx1, ty1, tx2, ty2, w, h, wt, ht)
+    y = wt if pdeg else (w if tdeg else num)
+    x = ht if pdeg else (h if tdeg else ht * h + wt * w)
+    th = _atan2((y, 0.0), (x, 0.0))[0]
+    delta = -th if (tdeg and not pdeg) else th
     v = _FOUR_PI2 * delta * delta
     den = loss + v
     alpha = v / den if den > 0.0 else 0.0
@@ -524,7 +541,7 @@ _ATAN_LO = np.array((
 _HALF_PI = (1.5707963267948966, 6.123233995736766e-17)
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _atan_ratio(a, b):
     """atan(a/b) of pairs with 0 <= a <= b (a a little above b is fine), b > 0,
     as a pair: atan(c) from the table at the nearest c = k/64 to a/b, plus
@@ -533,7 +550,10 @@ def _atan_ratio(a, b):
     r (1 - r^2/3 + r^4/5 - r^6/7 + r^8/9) is exact to r^11/11 < 2^-77 |r|;
     the bracket's tail (< 2^-15) is needed to double precision only. Relative
     error O(u^2), with no libm call: the same on every target."""
-    k = int(a[0] / b[0] * 64.0 + 0.5)
+    q = a[0] / b[0] * 64.0 + 0.5
+    # the table index; where this is evaluated for a lane that discards it
+    # (a vectorized caller's 0/0, inf or NaN) it is kept in range
+    k = int(q if (q >= 0.0 and q < 65.0) else 0.0)
     c = k / 64.0
     r = _renorm(_div(_sub(a, _scale(b, c)), _add(b, _scale(a, c))))
     r2 = r[0] * r[0]
@@ -541,7 +561,7 @@ def _atan_ratio(a, b):
     return _add((_ATAN_HI[k], _ATAN_LO[k]), _add(r, (r[0] * tail, 0.0)))
 
 
-@njit(**JIT)
+@njit(**INLINE)
 def _atan2(y, x):
     """atan2(y, x) of pairs with x >= 0 (all CIoU needs: its denominators
     ht h + wt w and heights are >= 0), as a pair to O(u^2) relative:
@@ -549,18 +569,17 @@ def _atan2(y, x):
     elsewhere (``_atan_ratio``); 0 at y = x = 0."""
     y = _renorm(y)
     a = y if y[0] >= 0.0 else _neg(y)
-    if a[0] == 0.0 and x[0] == 0.0:
-        return _Z
-    if a[0] <= x[0]:
-        th = _atan_ratio(a, x)
-    else:
-        th = _sub(_HALF_PI, _atan_ratio(x, a))
-    th = _renorm(th)
-    return th if y[0] >= 0.0 else _neg(th)
+    # one _atan_ratio, of selected arguments (straight-line code that LLVM
+    # inlines and vectorizes: the CPU box driver)
+    swap = a[0] > x[0]
+    th = _atan_ratio(x if swap else a, a if swap else x)
+    th = _renorm(_sub(_HALF_PI, th) if swap else th)
+    th = th if y[0] >= 0.0 else _neg(th)
+    return _Z if (a[0] == 0.0 and x[0] == 0.0) else th
 
 
 @njit(**JIT)
-def _finite(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+def box_finite(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     """All eight coordinates finite (False for NaN)."""
     m = max(max(max(abs(px1), abs(py1)), max(abs(px2), abs(py2))),
             max(max(abs(tx1), abs(ty1)), max(abs(tx2), abs(ty2))))
@@ -700,10 +719,14 @@ def _angle_dd(sides, loss):
     and difference to O(u^2): no cancellation is left but the one the
     oracle's condition counts), and a double-double arctangent."""
     w, h, wt, ht = sides[0], sides[1], sides[2], sides[3]
-    if (w[0] == 0.0 and h[0] == 0.0) or (wt[0] == 0.0 and ht[0] == 0.0):
-        delta = _sub(_atan2(wt, ht), _atan2(w, h))  # one of them is 0
-    else:
-        delta = _atan2(_sub(_mul(wt, h), _mul(w, ht)), _add(_mul(ht, h), _mul(wt, w)))
+    # atan2(wt, ht) - atan2(w, h) where a box has w = h = 0 (its atan2 is 0):
+    # one _atan2 call, of selected arguments
+    pdeg = w[0] == 0.0 and h[0] == 0.0
+    tdeg = wt[0] == 0.0 and ht[0] == 0.0
+    num = _sub(_mul(wt, h), _mul(w, ht))
+    den = _add(_mul(ht, h), _mul(wt, w))
+    th = _atan2(wt if pdeg else (w if tdeg else num), ht if pdeg else (h if tdeg else den))
+    delta = _neg(th) if (tdeg and not pdeg) else th
     v = _mul(_K, _mul(delta, delta))
     den = _add(loss, v)
     alpha = _div(v, den) if den[0] > 0.0 else _Z
@@ -718,6 +741,43 @@ def _angle_dd(sides, loss):
 def _round5(v, g0, g1, g2, g3):
     """Five pairs, each rounded once to float64 (h + l)."""
     return v[0] + v[1], g0[0] + g0[1], g1[0] + g1[1], g2[0] + g2[1], g3[0] + g3[1]
+
+
+# the float64-data evaluations of the formulas below (finite coordinates);
+# the CPU driver calls them directly (BOX_EXACT), in a vectorized loop
+
+
+@njit(**INLINE)
+def _iou_exact(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+    sides = _sides_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
+    loss, g0, g1, g2, g3, _ = _iou_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
+    return _round5(loss, g0, g1, g2, g3)
+
+
+@njit(**INLINE)
+def _giou_exact(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+    sides = _sides_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
+    loss, g0, g1, g2, g3, union = _iou_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
+    pen, h0, h1, h2, h3 = _giou_penalty_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides, union)
+    return _round5(_add(loss, pen), _add(g0, h0), _add(g1, h1), _add(g2, h2), _add(g3, h3))
+
+
+@njit(**INLINE)
+def _diou_exact(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+    sides = _sides_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
+    loss, g0, g1, g2, g3, _ = _iou_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
+    r, d0, d1, d2, d3 = _distance_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
+    return _round5(_add(loss, r), _add(g0, d0), _add(g1, d1), _add(g2, d2), _add(g3, d3))
+
+
+@njit(**INLINE)
+def _ciou_exact(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+    sides = _sides_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
+    loss, g0, g1, g2, g3, _ = _iou_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
+    r, d0, d1, d2, d3 = _distance_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
+    av, sh, sw = _angle_dd(sides, loss)
+    return _round5(_add(_add(loss, r), av), _add(_add(g0, d0), sh), _sub(_add(g1, d1), sw),
+                   _sub(_add(g2, d2), sh), _add(_add(g3, d3), sw))
 
 
 # --------------------------------------------------------------------------
@@ -735,10 +795,8 @@ def iou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):
     IoU = 1 for identical boxes (also zero-area ones), 0 for other boxes with
     a zero union. Reference: Yu et al., "UnitBox", ACM MM 2016; Rezatofighi
     et al., CVPR 2019."""
-    if exact_for(data) and _finite(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
-        sides = _sides_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
-        loss, g0, g1, g2, g3, _ = _iou_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
-        return _round5(loss, g0, g1, g2, g3)
+    if exact_for(data) and box_finite(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+        return _iou_exact(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
     return _iou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
 
 
@@ -750,11 +808,8 @@ def giou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):
     (C - U) is a sum of non-negative areas (module doc); the penalty's
     gradient is (U/C) dC/C - dU/C with dU = dAp - dI. (C - U)/C = 0 where
     C = 0, so GIoU of a zero-area box with itself is 0 (torchvision#7746)."""
-    if exact_for(data) and _finite(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
-        sides = _sides_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
-        loss, g0, g1, g2, g3, union = _iou_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
-        pen, h0, h1, h2, h3 = _giou_penalty_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides, union)
-        return _round5(_add(loss, pen), _add(g0, h0), _add(g1, h1), _add(g2, h2), _add(g3, h3))
+    if exact_for(data) and box_finite(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+        return _giou_exact(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
     return _giou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
 
 
@@ -766,11 +821,8 @@ def diou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):
 
     Gradient of the penalty: (d rho^2 - (rho^2/c^2) d c^2) / c^2, with
     d rho^2/dpx1 = d rho^2/dpx2 = rho_x and d c^2 = 2 cw dcw + 2 ch dch."""
-    if exact_for(data) and _finite(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
-        sides = _sides_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
-        loss, g0, g1, g2, g3, _ = _iou_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
-        r, d0, d1, d2, d3 = _distance_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
-        return _round5(_add(loss, r), _add(g0, d0), _add(g1, d1), _add(g2, d2), _add(g3, d3))
+    if exact_for(data) and box_finite(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+        return _diou_exact(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
     return _diou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
 
 
@@ -790,13 +842,8 @@ def ciou_loss(px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):
     a double-double arctangent of exact products, _angle_dd); atan(w/0) = pi/2, a box with
     w = h = 0 has angle 0 and no angle gradient; alpha = 0 where 1 - IoU + v
     = 0 (identical boxes)."""
-    if exact_for(data) and _finite(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
-        sides = _sides_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
-        loss, g0, g1, g2, g3, _ = _iou_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
-        r, d0, d1, d2, d3 = _distance_dd(px1, py1, px2, py2, tx1, ty1, tx2, ty2, sides)
-        av, sh, sw = _angle_dd(sides, loss)
-        return _round5(_add(_add(loss, r), av), _add(_add(g0, d0), sh), _sub(_add(g1, d1), sw),
-                       _sub(_add(g2, d2), sh), _add(_add(g3, d3), sw))
+    if exact_for(data) and box_finite(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
+        return _ciou_exact(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
     return _ciou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
 
 
@@ -813,12 +860,21 @@ def box_scale(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
     audit found the float64 gradient of 1e-150 boxes infinite)."""
     m = max(max(max(abs(px1), abs(py1)), max(abs(px2), abs(py2))),
             max(max(abs(tx1), abs(ty1)), max(abs(tx2), abs(ty2))))
-    if not (m > 0.0 and m < math.inf):
-        return 1.0
-    e = math.frexp(m)[1]  # m = f 2^e, f in [0.5, 1)
-    return math.ldexp(1.0, min(1 - e, 1000))
+    # from the exponent bits (no libm frexp/ldexp call: the CPU driver's loop
+    # vectorizes): m = f 2^e, f in [0.5, 1), e = E - 1022 for the biased
+    # exponent E >= 1 of a normal m; s = 2^min(1 - e, 1000) = 2^min(1023 - E,
+    # 1000), also for a subnormal m (E = 0); 2^-1023 (E = 2046) is subnormal
+    k = min(1023 - (f64_bits(m) >> 52), 1000)
+    s = bits_f64((max(k, -1022) + 1023) << 52)
+    s = s * 0.5 if k < -1022 else s
+    return s if (m > 0.0 and m < math.inf) else 1.0
 
 
 #: box formulas in a fixed order: the CPU and CUDA drivers compile a kernel
 #: for an index into this tuple (a compile-time literal)
 BOX_FORMULAS = (iou_loss, giou_loss, diou_loss, ciou_loss)
+#: their float64-data evaluations of finite pairs (BOX_FORMULAS[fid] with
+#: float64 data is BOX_EXACT[fid] where ``box_finite``, BOX_PLAIN[fid] elsewhere)
+BOX_EXACT = (_iou_exact, _giou_exact, _diou_exact, _ciou_exact)
+#: their plain float64 evaluations (float32 data; non-finite float64 pairs)
+BOX_PLAIN = (_iou_plain, _giou_plain, _diou_plain, _ciou_plain)
