@@ -3,8 +3,8 @@
 The thread-per-row kernels of ``fastloss.cuda.rowwise`` run any row formula
 but read a row serially in one thread. This kernel gives a row to a whole
 block, for the case that matters most for speed (issue 5's targets):
-``cross_entropy`` with labels, no label smoothing and no z-loss, optional
-``ignore_index``, class weights for float32 data. It is assembled from the
+``cross_entropy`` with labels on float32 data, no label smoothing and no
+z-loss, optional ``ignore_index`` and class weights. It is assembled from the
 per-element pieces of ``fastloss.scalar.multiclass`` (``lse_step``,
 ``lse_merge``) and the pieces the CPU formula ``cross_entropy`` itself is
 made of (``ce_row_scalars``, ``ce_value``, ``ce_softmax_grad``,
@@ -74,12 +74,12 @@ _NINF = -math.inf
 
 def eligible(fid: int, dtype, w_given: bool, p) -> bool:
     """True when ``block_row_pass`` computes this call: cross_entropy with
-    labels (fid 0), label smoothing and z-loss 0, class weights only for
-    float32 data (float64 weighted rows need the double-double gradient of
-    the CPU formula, ``ce_grad_dd``)."""
+    labels (fid 0) on float32 data, label smoothing and z-loss 0. float64
+    data needs the double-double gradient of the CPU formula
+    (``ce_grad_dd``: plain float64 p_j = e_j / (1 + others) is up to 3 ULP
+    off), which the thread-per-row kernel runs."""
     eps, z = p[0], p[1]
-    return (fid == 0 and eps == 0.0 and z == 0.0
-            and (not w_given or np.dtype(dtype) == np.float32))
+    return fid == 0 and eps == 0.0 and z == 0.0 and np.dtype(dtype) == np.float32
 
 
 @jit.kernel
@@ -192,7 +192,7 @@ def block_row_pass(x, lab, w, use_w: bool, ignore: int, use_ignore: bool, gdiv: 
     launch = config.current()
     threads = config.threads_per_block()
     rv = scratch(n, "float64", stream)
-    exact = x.dtype == np.float64
+    exact = x.dtype == np.float64  # False (``eligible``); the pieces take it
     _ce_rows[config.blocks_for(n), threads, stream](
         x, lab, w, bool(use_w), int(ignore), bool(use_ignore), float(gdiv), exact,
         scratch((n, 0), x.dtype, stream) if grad is None else grad, grad is not None, rv)
