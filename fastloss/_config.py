@@ -1,12 +1,17 @@
 """Compiler options and fixed sizes, in one place (as stumpy's config.py).
 
 It also chooses where Numba caches fastloss' compiled kernels (``cache=True``):
-unless the user set ``NUMBA_CACHE_DIR``, a directory keyed on a hash of every
-fastloss source file, ``$XDG_CACHE_HOME/fastloss/numba/<hash>`` (default
-``~/.cache``). Numba's own cache index only checks the timestamp of the file
-that defines a kernel, while the kernels inline formulas from other files
+a directory keyed on a hash of every fastloss source file,
+``$XDG_CACHE_HOME/fastloss/numba/<hash>`` (default ``~/.cache``), or
+``$NUMBA_CACHE_DIR/fastloss/<hash>`` when the user set ``NUMBA_CACHE_DIR``.
+Numba's own cache index only checks the timestamp of the file that defines
+a kernel, while the kernels inline formulas from other files
 (``fastloss/scalar/``, ``fastloss/math/``): an edit or update of a formula
-alone would otherwise be served its stale machine code.
+alone would otherwise be served its stale machine code (it was, under a
+user-set ``NUMBA_CACHE_DIR``, before the key applied there too). The choice
+is a Numba cache locator for fastloss' own source files only
+(``_FastlossCacheLocator``): the user's own cached functions stay where
+Numba puts them.
 
 ``fastmath`` is never enabled: it drops NaN/inf handling and reassociates the
 compensated sums (shared DESIGN.md, numerics policy).
@@ -47,18 +52,48 @@ def _source_keyed_cache_dir() -> None:
     import os
     import pathlib
 
-    if os.environ.get("NUMBA_CACHE_DIR"):
-        return
+    from numba.core import caching
+
     root = pathlib.Path(__file__).resolve().parent
     h = hashlib.sha256()
     h.update(f"vector-width={VECTOR_WIDTH}".encode())  # in the generated code
     for p in sorted(root.rglob("*.py")):
         h.update(p.relative_to(root).as_posix().encode())
         h.update(p.read_bytes())
-    base = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser()
-    from numba.core import config as numba_config
+    user = os.environ.get("NUMBA_CACHE_DIR")
+    if user:
+        base = pathlib.Path(user) / "fastloss"
+    else:
+        base = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / \
+            "fastloss" / "numba"
+    cache_dir = str(base / h.hexdigest()[:16])
+    prefix = str(root) + os.sep
 
-    numba_config.CACHE_DIR = str(base / "fastloss" / "numba" / h.hexdigest()[:16])
+    class _FastlossCacheLocator(caching.UserProvidedCacheLocator):
+        """Numba cache locator of the functions defined in fastloss' own
+        files: the source-keyed directory, whatever ``NUMBA_CACHE_DIR`` is."""
 
+        def __init__(self, py_func, py_file):
+            self._py_file = py_file
+            self._lineno = py_func.__code__.co_firstlineno
+            self._cache_path = os.path.join(cache_dir, self.get_suitable_cache_subpath(py_file))
+
+        @classmethod
+        def from_function(cls, py_func, py_file):
+            if not os.path.abspath(py_file).startswith(prefix):
+                return None
+            # the source-file checks of the base classes, without
+            # UserProvidedCacheLocator's "NUMBA_CACHE_DIR is set" condition
+            return super(caching.UserProvidedCacheLocator, cls).from_function(py_func, py_file)
+
+    global CACHE_DIR
+    CACHE_DIR = cache_dir
+    if not any(getattr(c, "__name__", "") == "_FastlossCacheLocator"
+               for c in caching.CacheImpl._locator_classes):
+        caching.CacheImpl._locator_classes.insert(0, _FastlossCacheLocator)
+
+
+#: where fastloss' kernels are cached (set by ``_source_keyed_cache_dir``)
+CACHE_DIR = ""
 
 _source_keyed_cache_dir()

@@ -38,7 +38,16 @@ def probe(cache_dir):
 
 
 def test_import_compiles_nothing_and_cache_is_reused(tmp_path):
+    """Also: under a user-set NUMBA_CACHE_DIR the kernels go to its
+    ``fastloss/<hash of the sources>`` (``fastloss._config``: a kernel's
+    inlined formulas live in other files, which Numba's own index does not
+    check), and nothing of fastloss to Numba's usual place there."""
     cold = probe(tmp_path)
+    from fastloss import _config
+
+    keyed = tmp_path / "fastloss" / os.path.basename(_config.CACHE_DIR)
+    assert any(keyed.rglob("elementwise.fused-*.nbi"))
+    assert [p.name for p in tmp_path.iterdir()] == ["fastloss"]
     assert cold["compiled_at_import"] == []
     assert cold["misses"] >= 1 and cold["hits"] == 0  # compiled in the first process
     warm = probe(tmp_path)
