@@ -3,7 +3,7 @@
 ``kernel`` (``fused`` behind ``fastloss.cpu.dispatch.LiteralDispatch``)
 reads one predicted and one target box per row of two (N, 4) arrays,
 evaluates the loss's scalar formula (``fastloss.scalar.boxes``) in float64
-(in double-double for float64 data: the formula's last argument, an element
+(in double-double for finite pairs: the formula's last argument, an element
 of the data, chooses at compile time), writes the gradient row (and, for
 ``reduction="none"``, the value) and sums the values per fixed-size chunk of
 ``BOX_CHUNK`` rows (``fastloss.reduce``): the chunking depends on N only, so
@@ -16,12 +16,12 @@ the formula inlined (``INLINE``) and without branches LLVM cannot turn into
 selects or masks, so it vectorizes (8 float64 lanes with AVX-512): flat
 views of the rows (constant offsets, indices from 0: no negative-index
 wraparound), the power-of-two scaling from exponent bits (``box_scale``: no
-libm frexp/ldexp), and with float64 data the double-double evaluation of
+libm frexp/ldexp), and the double-double evaluation of
 finite pairs alone (``BOX_EXACT``: no plain-path fallback, whose CIoU calls
 libm's atan2). Its results go to fresh chunk buffers only, which LLVM knows
 do not alias the constant tables CIoU's arctangent reads (with the caller's
 gradient array as a store target it gave up: "cannot identify array
-bounds"). The second loop is sequential: it evaluates again the float64
+bounds"). The second loop is sequential: it evaluates again the
 pairs with a non-finite coordinate (``BOX_PLAIN``, what ``BOX_FORMULAS``
 does for them), sums the values in order and stores them; then the chunk's
 gradient rows are copied out. The results are bitwise those of the formula
@@ -53,8 +53,9 @@ BOX_CHUNK = CHUNK // 4
 
 
 def box_fast(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):  # pragma: no cover
-    """Inside compiled code: BOX_EXACT[fid](...) for float64 data (right for
-    finite pairs only), BOX_FORMULAS[fid](...) otherwise."""
+    """Inside compiled code: BOX_EXACT[fid](...) for float32 and float64 data
+    (right for finite pairs only: ``exact_for``), BOX_FORMULAS[fid](...)
+    otherwise."""
     raise NotImplementedError
 
 
@@ -62,7 +63,7 @@ def box_fast(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):  # pragma: no c
 def _box_fast(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("box_fast: the formula id must be a compile-time literal")
-    if data == types.float64:
+    if data in (types.float32, types.float64):
         exact = BOX_EXACT[fid.literal_value]
 
         def impl(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):
@@ -125,7 +126,7 @@ def fused(fid, x, y, gdiv, grad, vals, hi, lo, store_grad, store_vals):
     hi[c] + lo[c] = sum of l_i over chunk c (compensated, float64)
 
     Per chunk, a vectorized loop over the pairs and a sequential one that
-    redoes the non-finite float64 pairs and sums (module doc). Every pair is
+    redoes the non-finite pairs and sums (module doc). Every pair is
     evaluated at a power-of-two scale (``box_scale``: the losses are
     scale-invariant), its gradient multiplied back by the scale.
     """
