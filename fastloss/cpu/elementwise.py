@@ -62,8 +62,13 @@ from fastloss.math._intrin import fma, wide_vectors
 from fastloss.reduce import block_sum
 
 #: elements per vectorized block = number of running accumulators per chunk
-#: (a power of two dividing CHUNK)
-BLOCK = 512
+#: (a power of two dividing CHUNK). 128 rather than 512: measured at 1 and 2
+#: threads, float32, N = 2^24, same process A/B, quiet machine: mse 1.13-1.23
+#: against 1.38-1.45 ns/elem at 1 thread and 0.62-0.66 against 0.76-0.87 at
+#: 2 threads; BCE with logits and huber 3% faster. The block's value buffer
+#: and accumulators (2.5 KiB) stay in L1 beside the streams. Changes the
+#: order of the chunk sums, not their accuracy.
+BLOCK = 128
 assert CHUNK % BLOCK == 0 and BLOCK & (BLOCK - 1) == 0
 
 #: chunks per work item of the parallel loop (its scratch buffers are
