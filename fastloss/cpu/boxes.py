@@ -42,6 +42,7 @@ from fastloss.scalar.boxes import (
     BOX_EXACT,
     BOX_FORMULAS,
     BOX_PLAIN,
+    EXACT_TYPES,
     INLINE,
     box_finite,
     box_scale,
@@ -53,8 +54,8 @@ BOX_CHUNK = CHUNK // 4
 
 
 def box_fast(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):  # pragma: no cover
-    """Inside compiled code: BOX_EXACT[fid](...) for float32 and float64 data
-    (right for finite pairs only: ``exact_for``), BOX_FORMULAS[fid](...)
+    """Inside compiled code: BOX_EXACT[fid](...) for data of ``EXACT_TYPES``
+    (right for finite pairs only, as ``exact_for``), BOX_FORMULAS[fid](...)
     otherwise."""
     raise NotImplementedError
 
@@ -63,7 +64,7 @@ def box_fast(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):  # pragma: no c
 def _box_fast(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("box_fast: the formula id must be a compile-time literal")
-    if data in (types.float32, types.float64):
+    if data in EXACT_TYPES:
         exact = BOX_EXACT[fid.literal_value]
 
         def impl(fid, px1, py1, px2, py2, tx1, ty1, tx2, ty2, data):

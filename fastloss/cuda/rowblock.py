@@ -7,8 +7,8 @@ block, for the case that matters most for speed (issue 5's targets):
 z-loss, optional ``ignore_index`` and class weights. It is assembled from the
 per-element pieces of ``fastloss.scalar.multiclass`` (``lse_step``,
 ``lse_merge``) and the pieces the CPU formula ``cross_entropy`` itself is
-made of (``ce_row_scalars``, ``ce_value``, ``ce_softmax_grad``,
-``ce_label_grad``): no formula is written here.
+made of (``ce_row_scalars``, ``ce_value``, ``ce_grad_factor``,
+``ce_softmax_grad``, ``ce_label_grad``): no formula is written here.
 
 One row per block (grid-stride over rows), any number of threads:
 
@@ -23,7 +23,7 @@ One row per block (grid-stride over rows), any number of threads:
    the value (m - x_y) + log1p(others) (Blanchard, Higham & Higham 2021) and
    the gradient factors (``ce_row_scalars``), into shared memory.
 3. **Gradient.** Every thread writes its strided share of the row,
-   A e^(x_j - m) / (1 + others) / gdiv (``ce_softmax_grad``), then thread 0
+   e^(x_j - m) A / ((1 + others) gdiv) (``ce_softmax_grad``), then thread 0
    the label's entry, A expm1(-nll) / gdiv (``ce_label_grad``: no
    cancellation). Every element of x a thread reads is read before any thread
    of the block writes the row (barriers), so the gradient may overwrite x
@@ -53,6 +53,7 @@ from fastloss.cuda import config, jit
 from fastloss.cuda.arrays import scratch
 from fastloss.cuda.reduce import chunk_sums, combine, partials
 from fastloss.scalar.multiclass import (
+    ce_grad_factor,
     ce_label_grad,
     ce_row_scalars,
     ce_softmax_grad,
@@ -90,7 +91,7 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
     ss = cuda.shared.array(ROW_LANES, float64)
     sc = cuda.shared.array(ROW_LANES, float64)
     sk = cuda.shared.array(ROW_LANES, float64)
-    rs = cuda.shared.array(5, float64)
+    rs = cuda.shared.array(3, float64)
     tid = cuda.threadIdx.x
     nt = cuda.blockDim.x
     n, c = x.shape
@@ -135,10 +136,8 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
                     sm[0], ss[0], sc[0], sk[0], float64(x[r, y]), wy, 0.0, 0.0, 0.0, c)
                 rv[r] = ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, 0.0, l1, 0.0, lse)
                 rs[0] = sm[0]
-                rs[1] = denom
-                rs[2] = a
-                rs[3] = ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv)
-                rs[4] = a / (denom * gdiv)
+                rs[1] = ce_grad_factor(a, denom, gdiv)
+                rs[2] = ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv)
         cuda.syncthreads()
         # 3. gradient
         if store_grad:
@@ -147,14 +146,12 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
                     grad[r, j] = 0.0
             else:
                 m = rs[0]
-                denom = rs[1]
-                a = rs[2]
-                rf = rs[4]
+                rf = rs[1]
                 for j in range(tid, c, nt):
-                    grad[r, j] = ce_softmax_grad(float64(x[r, j]), m, denom, a, gdiv, rf, exact)
+                    grad[r, j] = ce_softmax_grad(float64(x[r, j]), m, rf)
                 cuda.syncthreads()
                 if tid == 0:
-                    grad[r, y] = rs[3]
+                    grad[r, y] = rs[2]
         cuda.syncthreads()  # shared memory is reused by the next row
 
 

@@ -164,7 +164,8 @@ def _iou_part(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
 
 @njit(**INLINE)
 def _iou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
-    """IoU loss, plain float64 evaluation (float32 data: see the module doc)."""
+    """IoU loss, plain float64 evaluation (pairs with a non-finite coordinate: see the
+    module doc)."""
     if _has_nan(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
         return _NAN5
     loss, g0, g1, g2, g3, _, _, _, _, _, _ = _iou_part(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
@@ -180,7 +181,8 @@ def _two_diff_err(a, b, s):
 
 @njit(**INLINE)
 def _giou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
-    """GIoU loss, plain float64 evaluation (float32 data: see the module doc)."""
+    """GIoU loss, plain float64 evaluation (pairs with a non-finite coordinate: see the
+    module doc)."""
     if _has_nan(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
         return _NAN5
     loss, g0, g1, g2, g3, union, _, c_minus_u, c, cw, ch = _iou_part(
@@ -329,7 +331,8 @@ def _distance_part(px1, py1, px2, py2, tx1, ty1, tx2, ty2, cw, ch):
 
 @njit(**INLINE)
 def _diou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
-    """DIoU loss, plain float64 evaluation (float32 data: see the module doc)."""
+    """DIoU loss, plain float64 evaluation (pairs with a non-finite coordinate: see the
+    module doc)."""
     if _has_nan(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
         return _NAN5
     loss, g0, g1, g2, g3, _, _, _, _, cw, ch = _iou_part(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
@@ -339,7 +342,8 @@ def _diou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
 
 @njit(**INLINE)
 def _ciou_plain(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
-    """CIoU loss, plain float64 evaluation (float32 data: see the module doc)."""
+    """CIoU loss, plain float64 evaluation (pairs with a non-finite coordinate: see the
+    module doc)."""
     if _has_nan(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
         return _NAN5
     loss, g0, g1, g2, g3, _, _, _, _, cw, ch = _iou_part(px1, py1, px2, py2, tx1, ty1, tx2, ty2)
@@ -415,9 +419,14 @@ def exact_for(data):  # pragma: no cover - replaced by the overload
     raise NotImplementedError
 
 
+#: the data types whose finite pairs take the double-double path
+#: (``exact_for``; the CPU driver's ``box_fast`` follows the same rule)
+EXACT_TYPES = (types.float32, types.float64)
+
+
 @overload(exact_for, jit_options=JIT)
 def _exact_for(data):
-    if data in (types.float32, types.float64):
+    if data in EXACT_TYPES:
         return lambda data: True
     return lambda data: False
 
@@ -750,7 +759,7 @@ def _round5(v, g0, g1, g2, g3):
     return v[0] + v[1], g0[0] + g0[1], g1[0] + g1[1], g2[0] + g2[1], g3[0] + g3[1]
 
 
-# the float64-data evaluations of the formulas below (finite coordinates);
+# the double-double evaluations of the formulas below (finite coordinates);
 # the CPU driver calls them directly (BOX_EXACT), in a vectorized loop
 
 
@@ -880,8 +889,9 @@ def box_scale(px1, py1, px2, py2, tx1, ty1, tx2, ty2):
 #: box formulas in a fixed order: the CPU and CUDA drivers compile a kernel
 #: for an index into this tuple (a compile-time literal)
 BOX_FORMULAS = (iou_loss, giou_loss, diou_loss, ciou_loss)
-#: their float64-data evaluations of finite pairs (BOX_FORMULAS[fid] with
-#: float64 data is BOX_EXACT[fid] where ``box_finite``, BOX_PLAIN[fid] elsewhere)
+#: their double-double evaluations of finite pairs (BOX_FORMULAS[fid] is
+#: BOX_EXACT[fid] where ``box_finite`` for data of ``EXACT_TYPES``,
+#: BOX_PLAIN[fid] elsewhere)
 BOX_EXACT = (_iou_exact, _giou_exact, _diou_exact, _ciou_exact)
-#: their plain float64 evaluations (float32 data; non-finite float64 pairs)
+#: their plain float64 evaluations (pairs with a non-finite coordinate)
 BOX_PLAIN = (_iou_plain, _giou_plain, _diou_plain, _ciou_plain)

@@ -613,31 +613,16 @@ def softmax_kept(x, buf, g, m, denom, a, gdiv):
     wide_vectors()
     n = x.size
     wd = block_width(n)
-    r = a / (denom * gdiv)
+    r = ce_grad_factor(a, denom, gdiv)
     for b0 in range(0, n, wd):
         nb = min(wd, n - b0)
         mb = buf[SCRATCH + n + b0 // wd]
-        f = r if mb == m else exp_gap(mb, m, False) * r
+        # the block's factor e^(m_b - m) r (r itself for a block holding m)
+        f = r if mb == m else ce_softmax_grad(mb, m, r)
         ks = buf[SCRATCH + b0:SCRATCH + b0 + nb]
         gs = g[b0:b0 + nb]
         for j in range(nb):
             gs[j] = ks[j] * f
-
-
-@njit(**JIT)
-def softmax_scaled(x, g, m, denom, a, gdiv, lo, hi):
-    """g[j] = a e^(x_j - m) / denom / gdiv for lo <= j < hi: the softmax
-    part of a gradient, one vectorizable loop. float64 data: the divisions
-    as written (each correctly rounded); float32 data: one multiplication by
-    a / (denom gdiv) (relative error a few 2^-53, invisible after rounding
-    to float32)."""
-    wide_vectors()
-    ex = is_f64(x)
-    xs = x[lo:hi]
-    gs = g[lo:hi]
-    r = a / (denom * gdiv)
-    for j in range(hi - lo):
-        gs[j] = ce_softmax_grad(np.float64(xs[j]), m, denom, a, gdiv, r, ex)
 
 
 # cross_entropy's row scalars and gradient entries, for a block-per-row
@@ -678,15 +663,19 @@ def ce_value(a1, nll, eps, ec, sm, smc, up, wsum, l1, z, lse):
     return val
 
 
+@njit(**JIT)
+def ce_grad_factor(a, denom, gdiv):
+    """r = A / ((1 + others) gdiv): the factor of e^(x_j - m) in the float32
+    gradient A p_j / gdiv (one multiplication per element; relative error a
+    few 2^-53, invisible after rounding to float32)."""
+    return a / (denom * gdiv)
+
+
 @njit(**CPU_JIT)
-def ce_softmax_grad(v, m, denom, a, gdiv, r, exact):
-    """A p_j / gdiv for the logit v (j != y): float64 data (``exact``) with
-    each division as written, float32 data as one multiplication by
-    r = A / (denom gdiv) (relative error a few 2^-53, invisible after
-    rounding to float32). Branch-free."""
-    if exact:
-        return (a * (exp_gap(v, m, exact) / denom)) / gdiv
-    return exp_gap(v, m, exact) * r
+def ce_softmax_grad(v, m, r):
+    """A p_j / gdiv for the logit v (j != y) of float32 data: e^(v - m) r
+    (``exp_gap``, ``ce_grad_factor``). Branch-free."""
+    return exp_gap(v, m, False) * r
 
 
 @njit(**JIT)
@@ -844,10 +833,9 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
         else:
             # gradient A p_j - (eps/C) w_j: one vectorizable loop; the
             # label's entry is overwritten below
+            # (float64 data reaches this branch only with A = +inf)
             if keep and not inf_a:
                 softmax_kept(x, buf, g, m, denom, a, gdiv)
-            elif ec == 0.0 and not inf_a:
-                softmax_scaled(x, g, m, denom, a, gdiv, 0, n)
             else:
                 for j in range(n):
                     p = exp_gap(np.float64(x[j]), m, ex) / denom
