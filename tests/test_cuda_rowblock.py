@@ -152,7 +152,7 @@ def test_which_calls_take_the_block_kernel(monkeypatch):
     with config.launch(rows="thread"):
         assert not took(c)
     with pytest.raises(ValueError, match="rows"):
-        with config.launch(rows="warp"):
+        with config.launch(rows="grid"):
             pass
 
 

@@ -147,6 +147,14 @@ def _same_bits(got, want, dtype, what):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_agrees_with_cpu(case, dtype):
+    """The thread-per-row kernels run the CPU's row formula: the same bits
+    (``rows="thread"``: the warp- and block-per-row kernels of eligible
+    calls sum in another order, tested in test_cuda_rowwarp/rowblock)."""
+    with config.launch(rows="thread"):
+        _agrees_with_cpu(case, dtype)
+
+
+def _agrees_with_cpu(case, dtype):
     _, name, kind, params = case
     x, t, kc, kg = _case(kind, params, dtype)
     xd, td = dev(x), dev(t)

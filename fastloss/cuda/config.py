@@ -29,6 +29,9 @@ COMBINE_THREADS = 128
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 
+#: the values of ``Launch.rows``
+ROWS = (None, "block", "warp", "thread")
+
 
 @dataclass(frozen=True)
 class Launch:
@@ -43,10 +46,15 @@ class Launch:
         deterministic second pass. Faster by one tiny launch, but the order of
         the additions (hence the last bits of the loss) changes run to run.
         Off unless asked for explicitly.
-    rows: which row-wise kernel runs the calls it can: "block" (a block per
-        row, ``fastloss.cuda.rowblock``), "thread" (a thread per row,
-        ``fastloss.cuda.rowwise``) or None (block for rows of at least
-        ``rowblock.MIN_C`` classes).
+    rows: which row-wise kernel runs the calls the block and warp kernels
+        can run (float32 ``cross_entropy`` with labels, no smoothing or
+        z-loss: ``rowblock.eligible``; every other call runs one thread per
+        row): "block" (a block per row, ``fastloss.cuda.rowblock``), "warp"
+        (a warp per row, ``fastloss.cuda.rowwarp``; its blocks take
+        ``threads`` rounded down to a multiple of 32, at least 32), "thread"
+        (a thread per row, ``fastloss.cuda.rowwise``) or None (the warp
+        kernel for rows of fewer than ``rowblock.MIN_C`` classes, the block
+        kernel for longer rows).
     """
 
     threads: int | None = None
@@ -71,8 +79,8 @@ def launch(**kw):
     for k, v in kw.items():
         if k in ("threads", "blocks") and v is not None and (not isinstance(v, int) or v < 1):
             raise ValueError(f"{k}: must be a positive integer or None; got {v!r}")
-        if k == "rows" and v not in (None, "block", "thread"):
-            raise ValueError(f"rows: must be 'block', 'thread' or None; got {v!r}")
+        if k == "rows" and v not in ROWS:
+            raise ValueError(f"rows: must be 'block', 'warp', 'thread' or None; got {v!r}")
     token = _LAUNCH.set(replace(current(), **kw))
     try:
         yield current()

@@ -21,7 +21,8 @@ One row per block (grid-stride over rows), any number of threads:
    gradient are bitwise the same for every launch configuration.
 2. **Row scalars.** Thread 0 computes others = sum_{j != argmax} e^(x_j - m),
    the value (m - x_y) + log1p(others) (Blanchard, Higham & Higham 2021) and
-   the gradient factors (``ce_row_scalars``), into shared memory.
+   the gradient factors (``ce_row_result``: ``ce_row_scalars`` & co.), into
+   shared memory.
 3. **Gradient.** Every thread writes its strided share of the row,
    e^(x_j - m) A / ((1 + others) gdiv) (``ce_softmax_grad``), then thread 0
    the label's entry, A expm1(-nll) / gdiv (``ce_label_grad``: no
@@ -83,6 +84,20 @@ def eligible(fid: int, dtype, w_given: bool, p) -> bool:
     return fid == 0 and eps == 0.0 and z == 0.0 and np.dtype(dtype) == np.float32
 
 
+@jit.device
+def ce_row_result(m, s, c, k, xy, wy, gdiv, n):
+    """(value, gradient factor, label's gradient entry) of a cross_entropy
+    row without smoothing or z-loss (``eligible``: eps = z = 0), from its
+    merged online state (m, s, c, k), its label's logit xy and weight wy,
+    the gradient divisor gdiv and the row length n: ``ce_row_scalars``,
+    ``ce_value``, ``ce_grad_factor`` and ``ce_label_grad``, wired once for
+    the block- and warp-per-row kernels (``rowwarp``). The gradient factor r
+    gives the entries j != y as ``ce_softmax_grad(x_j, m, r)``."""
+    nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(m, s, c, k, xy, wy, 0.0, 0.0, 0.0, n)
+    return (ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, 0.0, l1, 0.0, lse),
+            ce_grad_factor(a, denom, gdiv), ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv))
+
+
 @jit.kernel
 def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad, rv):
     """rv[r] = the loss of row r (float64), grad[r] its gradient / gdiv (if
@@ -131,13 +146,12 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
                 rv[r] = 0.0
             else:
                 wy = float64(w[y]) if use_w else 1.0
-                # no smoothing, no z-loss (``eligible``): eps = z = 0
-                nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(
-                    sm[0], ss[0], sc[0], sk[0], float64(x[r, y]), wy, 0.0, 0.0, 0.0, c)
-                rv[r] = ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, 0.0, l1, 0.0, lse)
+                v, rf, gy = ce_row_result(sm[0], ss[0], sc[0], sk[0], float64(x[r, y]), wy,
+                                          gdiv, c)
+                rv[r] = v
                 rs[0] = sm[0]
-                rs[1] = ce_grad_factor(a, denom, gdiv)
-                rs[2] = ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv)
+                rs[1] = rf
+                rs[2] = gy
         cuda.syncthreads()
         # 3. gradient
         if store_grad:
@@ -178,6 +192,24 @@ def _sum_rows_atomic(rv, vals, store_vals, rpc, hi, lo):
     _row_sums_atomic(rv.size, rpc, (rv, vals, store_vals), hi, lo)
 
 
+def sum_row_values(rv, vals, dtype, rpc: int, stream):
+    """The loss sum (1-element float64 device array) of the row values rv
+    (float64 device vector, one per row), copying them to vals (x's dtype)
+    when given: ``reduce.chunk_sums`` over the rows in chunks of ``rpc`` rows
+    (the thread-per-row kernels' partition, ``rowwise.rows_per_chunk``), then
+    ``combine`` (or the atomic option). Shared by the block- and
+    warp-per-row kernels."""
+    launch = config.current()
+    nchunks = -(-rv.size // rpc)
+    hi, lo = partials(nchunks, launch.atomic, stream)
+    summer = _sum_rows_atomic if launch.atomic else _sum_rows
+    summer[config.blocks_for(nchunks), config.threads_per_block(), stream](
+        rv, scratch(1, dtype, stream) if vals is None else vals, vals is not None, rpc, hi, lo)
+    if launch.atomic:
+        return hi
+    return combine(hi, lo, stream)
+
+
 def block_row_pass(x, lab, w, use_w: bool, ignore: int, use_ignore: bool, gdiv: float, grad,
                    vals, stream, *, rpc: int):
     """The loss sum (1-element float64 device array) of cross_entropy over the
@@ -186,18 +218,9 @@ def block_row_pass(x, lab, w, use_w: bool, ignore: int, use_ignore: bool, gdiv: 
     n, c = x.shape
     if n == 0:
         return cuda.to_device(np.zeros(1), stream=stream)
-    launch = config.current()
-    threads = config.threads_per_block()
     rv = scratch(n, "float64", stream)
     exact = x.dtype == np.float64  # False (``eligible``); the pieces take it
-    _ce_rows[config.blocks_for(n), threads, stream](
+    _ce_rows[config.blocks_for(n), config.threads_per_block(), stream](
         x, lab, w, bool(use_w), int(ignore), bool(use_ignore), float(gdiv), exact,
         scratch((n, 0), x.dtype, stream) if grad is None else grad, grad is not None, rv)
-    nchunks = -(-n // rpc)
-    hi, lo = partials(nchunks, launch.atomic, stream)
-    summer = _sum_rows_atomic if launch.atomic else _sum_rows
-    summer[config.blocks_for(nchunks), threads, stream](
-        rv, scratch(1, x.dtype, stream) if vals is None else vals, vals is not None, rpc, hi, lo)
-    if launch.atomic:
-        return hi
-    return combine(hi, lo, stream)
+    return sum_row_values(rv, vals, x.dtype, rpc, stream)

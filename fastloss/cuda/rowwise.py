@@ -20,8 +20,12 @@ default launch caps the grid to ``SCRATCH_BUDGET``. Under the simulator the
 kernel calls the CPU-compiled formula on the NumPy arrays behind its
 arrays (``_simulated``: an @njit function cannot unbox simulator arrays).
 
-What the GPU needs for speed is a warp- or block-per-row kernel: each
-thread takes a strided slice of the row and keeps an online (max, sum)
+What the GPU needs for speed is a warp- or block-per-row kernel. Float32
+``cross_entropy`` with labels (no smoothing or z-loss) has both:
+``rowblock`` (a block per row, rows of >= ``rowblock.MIN_C``
+classes) and ``rowwarp`` (a warp per row, shorter rows); ``_row_kernel``
+chooses (``config.Launch.rows`` forces). The other formulas need the same:
+each thread takes a strided slice of the row and keeps an online (max, sum)
 state (``multiclass.lse_step``), the states are combined with
 ``multiclass.lse_merge`` by a fixed tree, and a second, elementwise phase
 writes the gradient from the row scalars (``ce_grad_elem``,
@@ -73,7 +77,7 @@ from numba import cuda
 from fastloss import validate
 from fastloss._config import CHUNK
 from fastloss.catalog import Interval
-from fastloss.cuda import arrays, checks, config, jit, rowblock
+from fastloss.cuda import arrays, checks, config, jit, rowblock, rowwarp
 from fastloss.cuda.arrays import adapt, contiguous, flat, is_device_array, scratch
 from fastloss.cuda.config import LANES, SIMULATOR
 from fastloss.cuda.reduce import chunk_sums, combine, partials
@@ -276,13 +280,18 @@ def _class_weights(name: str, a, c: int, xd):
     return d.arr, None, d
 
 
-def _use_block(fid: int, dtype, w_given: bool, p, c: int) -> bool:
-    """Whether the block-per-row kernel (``rowblock``) runs this call
-    (``config.Launch.rows``; by default for rows of >= ``rowblock.MIN_C``)."""
+def _row_kernel(fid: int, dtype, w_given: bool, p, c: int) -> str:
+    """Which kernel runs this call: "block" (``rowblock``), "warp"
+    (``rowwarp``) or "thread" (``make_row_kernel``). ``config.Launch.rows``
+    forces one for the calls the block and warp kernels can run
+    (``rowblock.eligible``); by default those take the warp kernel for rows
+    of fewer than ``rowblock.MIN_C`` classes and the block kernel otherwise."""
     how = config.current().rows
     if how == "thread" or not rowblock.eligible(fid, dtype, w_given, p):
-        return False
-    return how == "block" or c >= rowblock.MIN_C
+        return "thread"
+    if how is not None:
+        return how
+    return "block" if c >= rowblock.MIN_C else "warp"
 
 
 def evaluate(spec, input, target, reduction, params, want_grad, out=None):
@@ -393,9 +402,11 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     vals_obj = vview = None
     if reduction == "none":
         vals_obj, vview = arrays.empty_like_kind(xd, (n,), dtype)
-    if _use_block(fid, dtype, w_given, (p0, p1), c):
-        total_dev = rowblock.block_row_pass(x, lab, w, w_given, ignore, use_ignore, gdiv_k,
-                                            gview, vview, stream, rpc=rows_per_chunk(c))
+    kind = _row_kernel(fid, dtype, w_given, (p0, p1), c)
+    if kind != "thread":
+        rows = rowblock.block_row_pass if kind == "block" else rowwarp.warp_row_pass
+        total_dev = rows(x, lab, w, w_given, ignore, use_ignore, gdiv_k, gview, vview, stream,
+                         rpc=rows_per_chunk(c))
     else:
         total_dev = row_pass(fid, x, lab, t, w, (p0, p1, p2, p3), ignore, use_ignore, gdiv_k,
                              gview, vview, stream)
