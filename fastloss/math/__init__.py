@@ -36,7 +36,7 @@ LN2_HI = 6.93147180369123816490e-01  # ln 2 = LN2_HI + LN2_LO (fdlibm split)
 LN2_LO = 1.90821492927058770002e-10
 
 __all__ = [
-    "LN2_HI", "LN2_LO", "exp", "exp_pair", "exp32", "expm1", "log", "log1p", "softplus", "log_sigmoid",
+    "F64_DATA", "LN2_HI", "LN2_LO", "exp", "exp_pair", "exp32", "expm1", "log", "log1p", "softplus", "log_sigmoid",
     "sigmoid", "logistic", "tanh", "sinh", "hypot", "pow_pos", "logaddexp", "xmul", "relu", "sign",
 ]
 
@@ -90,9 +90,10 @@ def exp_pair(x):
 
 
 def exp32(x):
-    """e^x with a relative error below 2^-46 (enough for float32 data
-    evaluated in float64: invisible after rounding to float32); 0 for
-    x < -708.05 (results below ~2^-1021.5). Cheaper than ``exp`` on the CPU."""
+    """e^x for x <= 0 with a relative error below 2^-37 (enough for float32
+    data evaluated in float64: invisible after rounding to float32); 0 for
+    x < -708.05 (results below ~2^-1021.5). Cheaper than ``exp`` on the CPU
+    (the row kernels' exponential of x_j - m)."""
     return _overflow_safe(lambda: math.exp(x), math.inf)
 
 
@@ -265,12 +266,20 @@ _targets(pow_pos, _cpu.pow_pos, _g_pow_pos)
 
 
 #: float32-grade CPU variants: a formula compiled for float32 data has these
-#: names rebound in its globals (``fastloss.cpu.elementwise``); each is
-#: tested to round to within 1 ULP of float32 (tests/test_math_accuracy.py)
+#: names rebound in its globals (``fastloss.cpu.elementwise``); each function
+#: is tested to round to within 1 ULP of float32 (tests/test_math_accuracy.py)
 #: and keeps the float64 version's special values. The formula's text is the
 #: same for both dtypes. ``logistic32`` rounds its argument to float32: the
 #: formulas pass it a data element or its negation (exact), never a product.
-F32_VARIANTS = {"logistic": _cpu.logistic32}
+#: ``F64_DATA`` is a compile-time flag, True in the formulas' own globals and
+#: False for float32 data. It guards the branches only float64 data can
+#: reach, such as a difference x - y that overflows between finite x and y
+#: (float32 values, evaluated in float64, never overflow there). Without it
+#: the vectorized loop evaluates such a branch's selects for every element:
+#: huber's float32 loop was ~100 instructions per 16 elements, most of them
+#: for its overflow guard.
+F64_DATA = True
+F32_VARIANTS = {"logistic": _cpu.logistic32, "F64_DATA": False}
 
 
 def with_f32_variants(py):

@@ -170,33 +170,44 @@ def exp_pair(x):
 SHIFT_BITS = 0x4338000000000000  # the bits of SHIFT: bits(SHIFT + k) - SHIFT_BITS = k
 
 
+# exp32's polynomial: e^r ~ 1 + r + r^2 (X2 + X3 r + ... + X8 r^6) on
+# |r| <= ln2/2, the bracket the interpolant of g(r) = (e^r - 1 - r)/r^2 at
+# the 7 Chebyshev nodes of [-ln2/2, ln2/2] (mpmath, 200 digits; X2 = 1/2
+# to the digits shown): relative error of the polynomial 2^-37.8 on a
+# 20001-point grid, against Taylor's degree 11 for 2^-46.
+X2 = 0.5
+X3 = 0.16666666718997508
+X4 = 0.041666666718980845
+X5 = 0.008333298483754886
+X6 = 0.001388885404961482
+X7 = 0.0001989927395864936
+X8 = 2.4859578222625295e-05
+
+
 @njit(**CPU_JIT)
 def exp32(x):
-    """e^x to the accuracy float32 data needs, for the row kernels' hot
-    loops: relative error < 2^-46 (Taylor to degree 11 on |r| <= ln2/2,
-    Estrin's scheme, one scaling); 0 for x < -708.05 (results below ~2^-1021.5
-    are flushed), +inf above EXP_OVF, NaN propagates (through the
-    arithmetic: the clamps keep NaN). About 25 vector operations, half the
-    work of ``exp``."""
+    """e^x for x <= 0 (or NaN) to the accuracy float32 data needs, for the
+    row kernels' hot loops (``multiclass.exp_gap``: every argument is a
+    difference v - m <= 0 below the running maximum): relative error below
+    2^-37 (tests/test_math_accuracy.py), invisible after rounding to float32
+    (2^-24). Degree 8 by Estrin's scheme, one scaling; 0 for x < -708.05
+    (results below ~2^-1021.5 are flushed), NaN propagates (through the
+    arithmetic: the clamp keeps NaN). No overflow handling: for x > 0 it is
+    correct up to ~709 only. About 18 vector operations per lane group,
+    against ~26 for Taylor's degree 11 with the overflow selects (the row
+    kernels' exponential loop: measured 1.17 -> 0.90 ns per element)."""
     xc = -746.0 if x < -746.0 else x
-    xc = 711.0 if xc > 711.0 else xc
     kf = fma(xc, INVLN2, SHIFT)  # SHIFT + k, k = round(x / ln2)
     k = kf - SHIFT
     r = fma(-k, LN2HI, xc)  # exact
     r = fma(-k, LN2LO, r)
-    # 1 + r + r^2/2 + ... + r^11/11! by Estrin's scheme (a chain of 4
-    # multiply-adds, not Horner's 11: the loops calling this are bound by
-    # latency, not by the number of operations)
     r2 = r * r
     r4 = r2 * r2
-    r8 = r4 * r4
-    q = fma(r8, fma(r2, fma(r, E11, E10), fma(r, E9, E8)),
-            fma(r4, fma(r2, fma(r, E7, E6), fma(r, E5, E4)),
-                fma(r2, fma(r, E3, 0.5), r + 1.0)))
-    # 2^(k-1), normal for k in [-1021, 1024]; outside, the selects decide
-    y = (q + q) * bits_f64((f64_bits(kf) - (SHIFT_BITS - 1022)) << 52)
-    y = 0.0 if k < -1021.0 else y
-    return INF if x > EXP_OVF else y
+    p = fma(r4, fma(r2, fma(r2, X8, fma(r, X7, X6)), fma(r, X5, X4)),
+            fma(r2, fma(r, X3, X2), r + 1.0))
+    # 2^(k-1), normal for k in [-1021, 1024]; below, the select flushes
+    y = (p + p) * bits_f64((f64_bits(kf) - (SHIFT_BITS - 1022)) << 52)
+    return 0.0 if k < -1021.0 else y
 
 
 @njit(**CPU_JIT)

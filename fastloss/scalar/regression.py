@@ -12,7 +12,20 @@ import math
 from numba import njit
 
 from fastloss._config import JIT
-from fastloss.math import LN2_HI, LN2_LO, exp, exp_pair, hypot, log, log1p, sign, sinh, tanh, xmul
+from fastloss.math import (
+    F64_DATA,
+    LN2_HI,
+    LN2_LO,
+    exp,
+    exp_pair,
+    hypot,
+    log,
+    log1p,
+    sign,
+    sinh,
+    tanh,
+    xmul,
+)
 
 
 @njit(**JIT)
@@ -70,7 +83,7 @@ def huber(x, y, q, delta, p1, p2):
     if a <= delta:
         return 0.5 * d * d, d
     if a > delta:
-        if a == math.inf and abs(x) != math.inf and abs(y) != math.inf:
+        if F64_DATA and a == math.inf and abs(x) != math.inf and abs(y) != math.inf:
             h = abs(0.5 * x - 0.5 * y)
             return 2.0 * (delta * (h - 0.25 * delta)), delta * sign(d)
         return delta * (a - 0.5 * delta), delta * sign(d)
@@ -102,7 +115,7 @@ def pseudo_huber(x, y, q, delta, p1, p2):
     d = x - y
     u = d / delta
     h = hypot(1.0, u)
-    if math.isinf(d) and abs(x) != math.inf and abs(y) != math.inf:
+    if F64_DATA and math.isinf(d) and abs(x) != math.inf and abs(y) != math.inf:
         # d overflows, d/2 does not: delta |d| |u|/(h + 1) with halves
         d2 = 0.5 * x - 0.5 * y
         u2 = d2 / delta
@@ -145,7 +158,7 @@ def quantile(x, y, q, tau, p1, p2):
     (the value is then 2 (tau r/2), finite when tau < 1/2 or so)."""
     r = y - x
     s = 1.0
-    if abs(r) == math.inf and abs(x) != math.inf and abs(y) != math.inf:
+    if F64_DATA and abs(r) == math.inf and abs(x) != math.inf and abs(y) != math.inf:
         r = 0.5 * y - 0.5 * x
         s = 2.0
     if r > 0.0:
