@@ -76,8 +76,9 @@ def huber(x, y, q, delta, p1, p2):
     clip(d, -delta, delta). Huber, "Robust estimation of a location parameter",
     Ann. Math. Statist. 1964.
 
-    Where x - y overflows between finite x and y, the linear branch is
-    2 delta (|x/2 - y/2| - delta/4), which does not."""
+    Where x - y overflows between finite x and y (float64 data only:
+    ``F64_DATA``), the linear branch is 2 delta (|x/2 - y/2| - delta/4),
+    which does not."""
     d = x - y
     a = abs(d)
     if a <= delta:
@@ -109,7 +110,9 @@ def pseudo_huber(x, y, q, delta, p1, p2):
     sqrt(1 + u^2) - 1 cancels for small u; it is rewritten u^2/(h + 1) with
     h = hypot(1, u) (no overflow of u^2), and the value as d^2/(h + 1) for
     |u| <= 1 and delta * |d| * (|u| / (h + 1)) otherwise, so that no
-    intermediate overflows before the result does and none underflows first. Where u overflows (tiny delta) but d does not, the value is
+    intermediate overflows before the result does and none underflows first
+    (d overflowing between finite x and y: float64 data only, ``F64_DATA``).
+    Where u overflows (tiny delta) but d does not, the value is
     delta |d| (delta^2 is below half an ULP of it) and the derivative
     delta sign(d)."""
     d = x - y
@@ -154,8 +157,9 @@ def quantile(x, y, q, tau, p1, p2):
     """Pinball loss max(tau r, (tau - 1) r), r = y - x; derivative -tau where
     y > x, else 1 - tau. Koenker & Bassett, Econometrica 1978.
 
-    Where y - x overflows between finite x and y, r/2 = y/2 - x/2 is used
-    (the value is then 2 (tau r/2), finite when tau < 1/2 or so)."""
+    Where y - x overflows between finite x and y (float64 data only:
+    ``F64_DATA``), r/2 = y/2 - x/2 is used (the value is then 2 (tau r/2),
+    finite when tau < 1/2 or so)."""
     r = y - x
     s = 1.0
     if F64_DATA and abs(r) == math.inf and abs(x) != math.inf and abs(y) != math.inf:
