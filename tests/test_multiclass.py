@@ -777,3 +777,120 @@ def test_softmax_focal_float64_within_two_ulp(gamma):
     a = RNG.uniform(0.1, 2.0, 7)
     vu, gu = oracle_ulps("softmax_focal", x, y, np.float64, gamma=gamma, alpha=a)
     assert vu <= 2 and gu <= 2, (vu, gu)
+
+
+# --- rows of few classes in tiles (fastloss.cpu.rowtiles) --------------------
+
+
+def _rows_one_by_one(x, y, w, ignore, gdiv):
+    """(values, gradient) of float32 cross_entropy by the row formula itself,
+    one row at a time (what the row driver did before the tiles), with the
+    parameters the library passes (sum(w) as a pair)."""
+    from numba import njit
+
+    from fastloss.cpu.rowwise import sum_dd
+    from fastloss.scalar.multiclass import cross_entropy, scratch_size
+
+    @njit
+    def run(x, y, t, w, ignore, wlo, wsum, gdiv, g, buf):
+        v = np.zeros(x.shape[0])
+        for r in range(x.shape[0]):
+            if y[r] == ignore:
+                g[r, :] = 0.0
+            else:
+                v[r] = cross_entropy(x[r], y[r], t[r], w, 0.0, 0.0, wlo, wsum, gdiv, g[r], True,
+                                     buf)
+        return v
+
+    g = np.empty_like(x)
+    wsum, wlo = sum_dd(w)
+    v = run(x, y, np.zeros((x.shape[0], 0), x.dtype), w, ignore, wlo, wsum, gdiv, g,
+            np.empty(scratch_size(x.shape[1])))
+    return v, g
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 7, 10, 16, 17, 32])
+def test_tiles_same_bits_as_rows(c):
+    """float32 cross_entropy with labels and C <= TILE_C runs TILE_ROWS rows
+    side by side (``fastloss.cpu.rowtiles``): bitwise the values and
+    gradients of the row formula run row by row, on ragged tiles, extreme
+    rows, +-inf and NaN logits, ignored rows, class weights (an infinite one
+    included), and in place."""
+    from fastloss.cpu.rowtiles import TILE_C, TILE_ROWS
+
+    assert c <= TILE_C
+    rng = np.random.default_rng(100 + c)
+    n = 3 * TILE_ROWS + 5
+    x = (rng.standard_normal((n, c)) * rng.choice([1.0, 30.0, 1e4], (n, 1))).astype(np.float32)
+    x[1, 0] = np.inf
+    x[2, :] = -np.inf
+    x[2, -1] = 0.5
+    x[3, 0] = np.nan
+    x[4, :] = 7.0  # all maxima
+    x[5, 0] = -3e38
+    y = rng.integers(0, c, n)
+    y[6] = -100
+    weights = [np.ones(c, np.float32), rng.uniform(0.1, 3.0, c).astype(np.float32)]
+    if c > 1:
+        wi = weights[1].copy()
+        wi[y[9]] = np.inf
+        weights.append(wi)
+    for w in weights:
+        want_v, want_g = _rows_one_by_one(x, y, w, -100, 1.0)
+        v, g = fl.value_and_grad("cross_entropy", x, y, reduction="none", weight=w)
+        np.testing.assert_array_equal(v.astype(np.float64).view(np.int64),
+                                      want_v.astype(np.float32).astype(np.float64).view(np.int64))
+        np.testing.assert_array_equal(g.view(np.int32), want_g.view(np.int32))
+        xi = x.copy()
+        fl.value_and_grad("cross_entropy", xi, y, reduction="none", weight=w, out=xi)
+        np.testing.assert_array_equal(xi.view(np.int32), want_g.view(np.int32))
+        # the tile code itself, called directly (the row driver's routing
+        # aside): the same bits, values summed in row order
+        from fastloss.cpu.rowtiles import tile_rows
+        from fastloss.cpu.rowwise import sum_dd
+        from fastloss.scalar.multiclass import scratch_size
+
+        wsum, wlo = sum_dd(w)
+        gt = np.empty_like(x)
+        vt = np.empty(n)
+        s, _ = tile_rows(x, y, np.zeros((n, 0), x.dtype), w, 0.0, 0.0, wlo, wsum, -100, True,
+                         1.0, gt, True, np.empty(scratch_size(c)), 0, n, vt, True, 0.0, 0.0)
+        np.testing.assert_array_equal(vt.view(np.int64), want_v.view(np.int64))
+        np.testing.assert_array_equal(gt.view(np.int32), want_g.view(np.int32))
+        m = fl.cross_entropy(x, y, weight=w)
+        keep = y != -100
+        want_m = math.fsum(want_v[keep]) / math.fsum(w[y[keep]].astype(np.float64))
+        assert m == pytest.approx(want_m, rel=1e-14, nan_ok=True) or (math.isnan(m) and math.isnan(want_m))
+
+
+def test_tiles_routing():
+    """The row driver's ``tile_pass`` takes float32 cross_entropy with labels,
+    no smoothing or z-loss, C <= TILE_C, and nothing else (the literal
+    formula id must reach its overload: it once resolved for a plain int and
+    silently never ran the tiles)."""
+    import numba
+    from numba import njit
+
+    from fastloss.cpu.rowtiles import TILE_C, tile_pass
+    from fastloss.scalar.multiclass import scratch_size
+
+    @njit
+    def taken(fid, x, t, p0, p1, buf):
+        numba.literally(fid)
+        n, c = x.shape
+        ok, _, _ = tile_pass(fid, x, np.zeros(n, np.int64), t, np.ones(c, x.dtype), p0, p1, 0.0,
+                             float(c), -100, False, 1.0, np.empty_like(x), True, buf, 0, n,
+                             np.empty(0), False, 0.0, 0.0)
+        return ok
+
+    def case(c, dtype=np.float32, fid=0, probs=False, p0=0.0, p1=0.0):
+        x = np.zeros((5, c), dtype)
+        t = np.full((5, c), 1.0 / c, dtype) if probs else np.zeros((5, 0), dtype)
+        return taken(fid, x, t, p0, p1, np.empty(scratch_size(c)))
+
+    assert case(1) and case(10) and case(TILE_C)
+    assert not case(TILE_C + 1)
+    assert not case(10, np.float64)
+    assert not case(10, p0=0.1) and not case(10, p1=1e-4)
+    assert not case(10, probs=True)
+    assert not case(10, fid=2)  # nll

@@ -19,6 +19,7 @@ from numba.extending import intrinsic, overload
 
 from fastloss._config import CHUNK, JIT, PARALLEL_JIT
 from fastloss.cpu.dispatch import LiteralDispatch
+from fastloss.cpu.rowtiles import tile_pass
 from fastloss.math._intrin import prefetch, wide_vectors
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import ROW_FORMULAS
@@ -116,7 +117,11 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
         buf = borrow(owner)
         s = 0.0
         comp = 0.0
-        for r in range(start, stop):
+        # rows of few classes several at a time (float32 cross_entropy only;
+        # the same bits as the row formula below)
+        tiled, s, comp = tile_pass(fid, bx, lab, bt, bw, p0, p1, p2, p3, ignore, use_ignore, gdiv,
+                                   bg, store_grad, buf, start, stop, vals, store_vals, s, comp)
+        for r in range(start, stop if not tiled else start):
             if r + 1 < stop:
                 _prefetch_row(bx, bg, r + 1, store_grad)
             y = lab[r]
