@@ -53,8 +53,12 @@ FIDS = {
 #: formulas that need a softmax of the row (all -inf rows are errors)
 _SOFTMAX = (0, 1, 5)
 _INT_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
-_NONNEG = Interval(0.0)
 _NONNEG_FINITE = Interval(0.0, math.inf, hi_open=True)
+#: class weights (and the other per-class vectors): >= 0 and finite. An
+#: infinite weight has no meaningful loss: it made every row NaN (the mean's
+#: denominator and the smoothing coefficient (eps/C) sum(w) take inf, and
+#: 0 inf even without smoothing)
+CLASS_WEIGHTS = _NONNEG_FINITE
 _BELOW_INF = Interval(-math.inf, math.inf, hi_open=True)
 _EMPTY_LAB = np.zeros(0, dtype=np.int64)
 
@@ -90,7 +94,7 @@ def _class_vector(name: str, a, c: int, dtype) -> np.ndarray:
     if a.shape != (c,):
         raise ValueError(f"{name}: must have shape ({c},), one value per class; got {a.shape}")
     a = np.ascontiguousarray(a)
-    check_domain(name, a, _NONNEG)
+    check_domain(name, a, CLASS_WEIGHTS)
     return a
 
 

@@ -334,6 +334,7 @@ P = np.full((3, 4), 0.25)
     ("cross_entropy", X, np.array([0, 1, 3, 0]), {}, r"shape \(3,\)"),
     ("cross_entropy", X, Y, {"weight": np.ones(3)}, "weight.*shape"),
     ("cross_entropy", X, Y, {"weight": np.r_[1.0, -1.0, 1.0, -2.0]}, r"weight.*element 1 is -1"),
+    ("cross_entropy", X, Y, {"weight": np.r_[1.0, 1.0, np.inf, 1.0]}, r"weight.*element 2 is inf"),
     ("softmax_focal", X, Y, {"alpha": np.ones(4, np.float32)}, "alpha: dtype"),
     ("cross_entropy", X, Y, {"label_smoothing": 1.5}, "label_smoothing"),
     ("cross_entropy", X, Y, {"ignore_index": 1.5}, "ignore_index"),

@@ -84,9 +84,9 @@ from fastloss.cuda.reduce import chunk_sums, combine, partials
 from fastloss.rows import (
     _BELOW_INF,
     _INT_DTYPES,
-    _NONNEG,
     _NONNEG_FINITE,
     _SOFTMAX,
+    CLASS_WEIGHTS,
     FIDS,
     _class_vector,
     _gdiv_and_denominator,
@@ -274,9 +274,10 @@ def _class_weights(name: str, a, c: int, xd):
         raise ValueError(f"{name}: must have shape ({c},), one value per class; got {d.shape}")
     d = contiguous(name, d)
     d.stream = stream
-    i = checks.first_bad(d.arr, _NONNEG, stream)
+    i = checks.first_bad(d.arr, CLASS_WEIGHTS, stream)
     if i >= 0:
-        raise validate.domain_error(name, _NONNEG, i, checks.element(d.arr, i, stream), (c,))
+        raise validate.domain_error(name, CLASS_WEIGHTS, i, checks.element(d.arr, i, stream),
+                                    (c,))
     return d.arr, None, d
 
 
