@@ -147,6 +147,7 @@ def label_error(label: int, row: int, c: int, ignore: int, use_ignore: bool) -> 
 
 def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     """(value, grad or None) of a row-wise loss; see the module doc."""
+    from fastloss.cpu.rowtiles import scratch as tile_scratch
     from fastloss.cpu.rowwise import (
         check_labels,
         first_dead_row,
@@ -156,7 +157,6 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
         sum_dd,
     )
     from fastloss.reduce import combine
-    from fastloss.scalar.multiclass import scratch_size
 
     name = spec.name
     reduction = validate.check_reduction(spec, reduction)
@@ -244,7 +244,7 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     hi = np.empty(nch, dtype=np.float64)
     lo = np.empty(nch, dtype=np.float64)
     kernel(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv_k, grad, vals,
-           hi, lo, rpc, want_grad, reduction == "none", scratch_size(c))
+           hi, lo, rpc, want_grad, reduction == "none", tile_scratch(c))
     total = combine(hi, lo)
 
     if reduction == "none":

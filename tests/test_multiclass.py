@@ -844,15 +844,14 @@ def test_tiles_same_bits_as_rows(c):
         np.testing.assert_array_equal(xi.view(np.int32), want_g.view(np.int32))
         # the tile code itself, called directly (the row driver's routing
         # aside): the same bits, values summed in row order
-        from fastloss.cpu.rowtiles import tile_rows
+        from fastloss.cpu.rowtiles import scratch, tile_rows
         from fastloss.cpu.rowwise import sum_dd
-        from fastloss.scalar.multiclass import scratch_size
 
         wsum, wlo = sum_dd(w)
         gt = np.empty_like(x)
         vt = np.empty(n)
         s, _ = tile_rows(x, y, np.zeros((n, 0), x.dtype), w, 0.0, 0.0, wlo, wsum, -100, True,
-                         1.0, gt, True, np.empty(scratch_size(c)), 0, n, vt, True, 0.0, 0.0)
+                         1.0, gt, True, np.empty(scratch(c)), 0, n, vt, True, 0.0, 0.0)
         np.testing.assert_array_equal(vt.view(np.int64), want_v.view(np.int64))
         np.testing.assert_array_equal(gt.view(np.int32), want_g.view(np.int32))
         m = fl.cross_entropy(x, y, weight=w)
@@ -869,8 +868,7 @@ def test_tiles_routing():
     import numba
     from numba import njit
 
-    from fastloss.cpu.rowtiles import TILE_C, tile_pass
-    from fastloss.scalar.multiclass import scratch_size
+    from fastloss.cpu.rowtiles import TILE_C, scratch, tile_pass
 
     @njit
     def taken(fid, x, t, p0, p1, buf):
@@ -884,7 +882,7 @@ def test_tiles_routing():
     def case(c, dtype=np.float32, fid=0, probs=False, p0=0.0, p1=0.0):
         x = np.zeros((5, c), dtype)
         t = np.full((5, c), 1.0 / c, dtype) if probs else np.zeros((5, 0), dtype)
-        return taken(fid, x, t, p0, p1, np.empty(scratch_size(c)))
+        return taken(fid, x, t, p0, p1, np.empty(scratch(c)))
 
     assert case(1) and case(10) and case(TILE_C)
     assert not case(TILE_C + 1)

@@ -53,6 +53,7 @@ from fastloss.scalar.multiclass import (
     ce_value,
     exp,
     exp_gap,
+    scratch_size,
     two_sum_add,
 )
 
@@ -73,14 +74,22 @@ _ce_label_grad = _inlined(ce_label_grad)
 
 #: rows per tile: the vector lanes (two 8-lane float64 vectors per column)
 TILE_ROWS = 16
-#: rows of at most this many classes take the tiles (the tile's buffers,
-#: 3 x TILE_ROWS x block_width(C) float64, fit in the formulas' scratch)
+#: rows of at most this many classes take the tiles (at 48 and 64 classes
+#: they measured no clear gain over the row formula)
 TILE_C = 32
 
 #: float64 elements between the tile's buffers beyond their length
 SKEW = 24
 
 _INF = np.inf
+
+
+def scratch(c: int) -> int:
+    """float64 scratch per chunk for rows of c classes: the row formulas'
+    (``scratch_size``), or the tile's three buffers and seven per-row
+    vectors if that is more."""
+    tile = 3 * (TILE_ROWS * block_width(c) + SKEW) + 7 * TILE_ROWS if c <= TILE_C else 0
+    return max(scratch_size(c), tile)
 
 
 def tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
@@ -120,7 +129,7 @@ def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf
     TILE_ROWS: gradients into g (when sg), values into vals (when
     store_vals), and the values added to the compensated sum (s, comp) in
     row order; returns (s, comp). p0..p3 as for ``cross_entropy`` (eps = 0,
-    z = 0 here); buf: the formulas' float64 scratch (``scratch_size(C)``)."""
+    z = 0 here); buf: float64 scratch of ``scratch(C)`` elements."""
     wide_vectors()
     R = TILE_ROWS
     c = x.shape[1]
@@ -129,7 +138,7 @@ def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf
     # three tile buffers, each SKEW float64 past a multiple of R wd: a load
     # from one and a store to another exactly 4 KiB apart would alias in the
     # CPU's store-to-load forwarding (a precaution, not measured on its own).
-    # 3 (R wd + SKEW) + 7 R <= 1720 <= SCRATCH float64 for C <= TILE_C
+    # buf has ``scratch(C)`` float64
     tw = R * wd + SKEW
     xb = buf[:R * wd]  # X[j, r] at j R + r
     kb = buf[tw:tw + R * wd]  # the kept terms e^(x_j - m) (1 at m)

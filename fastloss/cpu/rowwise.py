@@ -95,7 +95,7 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
     lab (N,) int64 labels (zeros when the loss has none); t (N, C) targets or
     (N, 0); w (C,) class weights; grad (N, C) or (N, 0); vals (N,) float64 or
     (0,); hi/lo: one compensated partial per chunk of ``rpc`` rows;
-    nscratch: ``scratch_size(C)``, the float64 scratch per thread. A row
+    nscratch: ``rowtiles.scratch(C)``, the float64 scratch per chunk. A row
     whose label equals ``ignore`` (when ``use_ignore``) has value 0 and a zero
     gradient.
     """
