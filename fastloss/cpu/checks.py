@@ -1,36 +1,89 @@
 """Domain checks on data, compiled: one pass, no temporaries, NaN passes.
 
-Each check counts the offending elements of a block of ``CHECK_BLOCK``
-elements in a branch-free loop (it vectorizes: ~0.1 ns an element, where a
-loop that returns at the first offender is scalar, ~3 ns an element: a
-third of the time of a float32 BCE-with-logits call), and scans a block
-for the first offender only when its count is not zero.
+Each check flags the offending elements of a block of ``CHECK_BLOCK``
+elements in a branch-free loop (it vectorizes, where a loop that returns at
+the first offender is scalar, ~3 ns an element: a third of the time of a
+float32 BCE-with-logits call), and scans a block for the first offender only
+when its flag is set.
+
+``first_outside`` (interval domains, the common case) also: compares float32
+data in float32 when the interval's ends are float32 values (16 lanes per
+512-bit vector instead of 8, no conversion); keeps an "any offender" flag
+per block; and flags the blocks
+of arrays of at least ``PARALLEL_MIN`` elements on every thread. Measured on
+2^24 float32 targets (BCE with logits' check of y in [0, 1]): 12-14 ms
+before, a serial third of a 2-thread BCE-with-logits call of ~65 ms.
 """
 
-from numba import njit
+import numpy as np
+from numba import njit, prange
 
-from fastloss._config import JIT
+from fastloss._config import JIT, PARALLEL_JIT
+from fastloss.math._intrin import wide_vectors
 
-#: elements per counted block (a few KB: stays in L1 for the rescan)
+#: elements per flagged block (a few KB: stays in L1 for the rescan)
 CHECK_BLOCK = 2048
+#: arrays of at least this many elements are flagged block by block in
+#: parallel (below, waking the thread pool costs more than the pass)
+PARALLEL_MIN = 1 << 18
+
+
+@njit(**{**JIT, "forceinline": True})
+def _block_outside(a, b0, b1, lo, hi, lo_open, hi_open, lo32, hi32, f32):
+    """True when a[b0:b1] holds an element outside the interval (NaN
+    passes). f32: a is float32 and lo32, hi32 equal lo, hi exactly, so the
+    comparisons are made in float32, with the same results. (The loop runs
+    over a slice with ``range(blk.size)``: indices from b0 are signed, and
+    their wraparound checks kept LLVM from vectorizing it, 1.1 against 0.18
+    ns an element in L1.)"""
+    wide_vectors()
+    blk = a[b0:b1]
+    bad = 0
+    if f32:
+        for i in range(blk.size):
+            v = blk[i]
+            o = (v < lo32) | (v > hi32) | ((v == lo32) & lo_open) | ((v == hi32) & hi_open)
+            bad += np.int32(o)
+    else:
+        for i in range(blk.size):
+            v = np.float64(blk[i])
+            o = (v < lo) | (v > hi) | ((v == lo) & lo_open) | ((v == hi) & hi_open)
+            bad += np.int32(o)
+    return bad != 0
+
+
+@njit(**PARALLEL_JIT)
+def _flag_blocks(a, lo, hi, lo_open, hi_open, lo32, hi32, f32, flags):
+    n = a.size
+    for b in prange(flags.size):
+        b0 = b * CHECK_BLOCK
+        flags[b] = _block_outside(a, b0, min(b0 + CHECK_BLOCK, n), lo, hi, lo_open, hi_open,
+                                  lo32, hi32, f32)
 
 
 @njit(**JIT)
 def first_outside(a, lo, hi, lo_open, hi_open):
     """Index of the first element outside the interval, or -1."""
     n = a.size
-    for b0 in range(0, n, CHECK_BLOCK):
-        blk = a[b0:min(b0 + CHECK_BLOCK, n)]
-        bad = 0
-        for i in range(blk.size):
-            v = blk[i]
-            out = (v < lo) | (v > hi) | (lo_open & (v == lo)) | (hi_open & (v == hi))
-            bad += 1 if out else 0
-        if bad:
-            for i in range(blk.size):
-                v = blk[i]
+    lo32 = np.float32(lo)
+    hi32 = np.float32(hi)
+    f32 = a.itemsize == 4 and np.float64(lo32) == lo and np.float64(hi32) == hi
+    nb = (n + CHECK_BLOCK - 1) // CHECK_BLOCK
+    if n >= PARALLEL_MIN:
+        flags = np.zeros(nb, dtype=np.bool_)
+        _flag_blocks(a, lo, hi, lo_open, hi_open, lo32, hi32, f32, flags)
+    else:
+        flags = np.ones(nb, dtype=np.bool_)  # flagged as each block is reached
+    for b in range(nb):
+        b0 = b * CHECK_BLOCK
+        b1 = min(b0 + CHECK_BLOCK, n)
+        if n < PARALLEL_MIN:
+            flags[b] = _block_outside(a, b0, b1, lo, hi, lo_open, hi_open, lo32, hi32, f32)
+        if flags[b]:
+            for i in range(b0, b1):
+                v = a[i]
                 if v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):
-                    return b0 + i
+                    return i
     return -1
 
 
