@@ -164,3 +164,26 @@ def test_domain_checks_find_the_first_offender_across_blocks(dtype):
             bad = ~(np.isnan(b) | np.isin(b, v))
             want = int(np.argmax(bad)) if bad.any() else -1
             assert first_not_in(b, v) == want
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_domain_check_parallel_path(dtype):
+    """Arrays of at least PARALLEL_MIN elements are flagged block by block in
+    parallel: the same first offender as NumPy (first block, a later block,
+    several, none; NaN passes), for bounds that are float32 values (float32
+    comparisons) and bounds that are not."""
+    from fastloss.cpu.checks import PARALLEL_MIN, first_outside
+
+    rng = np.random.default_rng(11)
+    n = PARALLEL_MIN + 12345
+    base = rng.random(n).astype(dtype)
+    base[rng.integers(0, n, 5)] = np.nan
+    lo2 = 0.1 if dtype == np.float32 else 0.0  # 0.1: not a float32 value
+    for spots in ([], [n - 1], [7, n - 100], [PARALLEL_MIN // 2, PARALLEL_MIN // 2 + 1]):
+        a = base.copy()
+        for i in spots:
+            a[i] = 1.5
+        for lo, lo_open in ((0.0, False), (0.0, True), (lo2, False)):
+            bad = (a < lo) | (a > 1) | (lo_open & (a == lo))
+            want = int(np.argmax(bad)) if bad.any() else -1
+            assert first_outside(a, lo, 1.0, lo_open, False) == want
