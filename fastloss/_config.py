@@ -27,6 +27,12 @@ JIT = {"cache": True, "nogil": True, "error_model": "numpy"}
 #: options for the parallel CPU kernels
 PARALLEL_JIT = {**JIT, "parallel": True}
 
+#: options for a copy of a helper's Python function compiled with LLVM
+#: ``alwaysinline`` inside a hot loop (a call left in a loop keeps it scalar):
+#: not cached on its own (its machine code is cached inside each kernel, so
+#: the flag cannot be lost to a copy compiled without it)
+INLINE_COPY = {**JIT, "cache": False, "forceinline": True}
+
 #: vector width (bits) the CPU kernels ask LLVM's vectorizer for, as the
 #: function attribute "prefer-vector-width" (``fastloss.math._intrin.
 #: wide_vectors``). LLVM's default for AVX-512 CPUs (Skylake-SP, Ice Lake,

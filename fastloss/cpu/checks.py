@@ -69,17 +69,15 @@ def first_outside(a, lo, hi, lo_open, hi_open):
     hi32 = np.float32(hi)
     f32 = a.itemsize == 4 and np.float64(lo32) == lo and np.float64(hi32) == hi
     nb = (n + CHECK_BLOCK - 1) // CHECK_BLOCK
-    if n >= PARALLEL_MIN:
-        flags = np.zeros(nb, dtype=np.bool_)
+    par = n >= PARALLEL_MIN
+    flags = np.zeros(nb if par else 0, dtype=np.bool_)
+    if par:
         _flag_blocks(a, lo, hi, lo_open, hi_open, lo32, hi32, f32, flags)
-    else:
-        flags = np.ones(nb, dtype=np.bool_)  # flagged as each block is reached
     for b in range(nb):
         b0 = b * CHECK_BLOCK
         b1 = min(b0 + CHECK_BLOCK, n)
-        if n < PARALLEL_MIN:
-            flags[b] = _block_outside(a, b0, b1, lo, hi, lo_open, hi_open, lo32, hi32, f32)
-        if flags[b]:
+        if flags[b] if par else _block_outside(a, b0, b1, lo, hi, lo_open, hi_open, lo32, hi32,
+                                               f32):
             for i in range(b0, b1):
                 v = a[i]
                 if v < lo or v > hi or (lo_open and v == lo) or (hi_open and v == hi):

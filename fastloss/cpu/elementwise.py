@@ -54,7 +54,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from fastloss._config import CHUNK, JIT, PARALLEL_JIT
+from fastloss._config import CHUNK, INLINE_COPY, JIT, PARALLEL_JIT
 from fastloss.catalog import FORMULAS
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
 from fastloss.math import with_f32_variants, xmul
@@ -108,7 +108,7 @@ def _inlined(fid, f32):
         py = FORMULAS[fid].py_func
         if f32:
             py = with_f32_variants(py)
-        _INLINED[key] = njit(**{**JIT, "cache": False, "forceinline": True})(py)
+        _INLINED[key] = njit(**INLINE_COPY)(py)
     return _INLINED[key]
 
 

@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from fastloss._config import JIT
+from fastloss._config import INLINE_COPY, JIT
 from fastloss.math._intrin import wide_vectors
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import (
@@ -51,7 +51,6 @@ from fastloss.scalar.multiclass import (
     ce_label_grad,
     ce_row_scalars,
     ce_value,
-    exp,
     exp_gap,
     scratch_size,
     two_sum_add,
@@ -59,11 +58,11 @@ from fastloss.scalar.multiclass import (
 
 
 def _inlined(f):
-    """The row piece f compiled with LLVM ``alwaysinline``: a call left in a
-    loop over the tile's rows keeps that loop scalar (the row scalars' log1p
-    and expm1 are large enough for LLVM's inliner to leave them calls). The
-    same Python function, so the same formula and the same bits."""
-    return njit(**{**JIT, "cache": False, "forceinline": True})(f.py_func)
+    """The row piece f compiled with LLVM ``alwaysinline`` (``INLINE_COPY``):
+    a call left in a loop over the tile's rows keeps that loop scalar (the
+    row scalars' log1p and expm1 are large enough for LLVM's inliner to leave
+    them calls). The same Python function, so the same formula and bits."""
+    return njit(**INLINE_COPY)(f.py_func)
 
 
 _two_sum_add = _inlined(two_sum_add)
@@ -86,9 +85,9 @@ _INF = np.inf
 
 def scratch(c: int) -> int:
     """float64 scratch per chunk for rows of c classes: the row formulas'
-    (``scratch_size``), or the tile's three buffers and seven per-row
+    (``scratch_size``), or the tile's three buffers and eight per-row
     vectors if that is more."""
-    tile = 3 * (TILE_ROWS * block_width(c) + SKEW) + 7 * TILE_ROWS if c <= TILE_C else 0
+    tile = 3 * (TILE_ROWS * block_width(c) + SKEW) + 8 * TILE_ROWS if c <= TILE_C else 0
     return max(scratch_size(c), tile)
 
 
@@ -151,6 +150,7 @@ def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf
     gy = buf[o + 4 * R:o + 5 * R]
     xy = buf[o + 5 * R:o + 6 * R]
     wy = buf[o + 6 * R:o + 7 * R]
+    kn = buf[o + 7 * R:o + 8 * R]  # 1: the maxima are counted (0: a NaN maximum)
     for r0 in range(start, stop, R):
         nr = min(R, stop - r0)
         # the tile, transposed; rows past nr are zeros (computed, dropped)
@@ -182,13 +182,14 @@ def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf
             bm = _key_float(np.int64(mk[r]), x)
             m = bm if bm > -_INF else -_INF
             mk[r] = m
-            kc[r] = 0.0 if bm == m else -1.0  # -1: no count (bm is NaN)
+            kc[r] = 0.0
+            kn[r] = 1.0 if bm == m else 0.0
         # 2. the count of maxima, the kept terms and the summed terms
         for j in range(c):
             for r in range(R):
                 v = xb[j * R + r]
                 m = mk[r]
-                kc[r] += 1.0 if (v == m and kc[r] >= 0.0) else 0.0
+                kc[r] += 1.0 if v == m else 0.0
                 e = exp_gap(v, m, False)
                 kb[j * R + r] = e
                 eb[j * R + r] = 0.0 if v == m else e
@@ -213,13 +214,14 @@ def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf
         # 4. the row scalars (``cross_entropy`` with eps = z = 0)
         for r in range(R):
             s0, c0 = _two_sum_add(0.0, 0.0, eb[r])
-            k0 = kc[r] if kc[r] >= 0.0 else 0.0
+            k0 = kc[r] if kn[r] != 0.0 else 0.0
             nll, l1, lse, a1, a2, a, denom, ec = _ce_row_scalars(mk[r], s0, c0, k0, xy[r], wy[r],
                                                                 p0, p1, p3, n)
             rv[r] = _ce_value(a1, nll, p0, ec, 0.0, 0.0, 1.0, p3, l1, p1, lse)
             rf[r] = _ce_grad_factor(a, denom, gdiv)
-            py = exp(-nll) if a2 != 0.0 else 0.0
-            gy[r] = _ce_label_grad(a1, a2, py, ec, wy[r], nll, gdiv)
+            # p_y enters with a2 = (eps/C) sum(w) + 2 z lse only, 0 here
+            # (eps = z = 0, finite weights): the formula's p_y is 0 too
+            gy[r] = _ce_label_grad(a1, a2, 0.0, ec, wy[r], nll, gdiv)
         # 5. gradients (x is fully read: g may be x), values in row order
         for r in range(nr):
             y = lab[r0 + r]
