@@ -419,9 +419,10 @@ def _key_float(k, like):  # pragma: no cover - replaced by the overload
 @overload(_order_key, jit_options=JIT)
 def _order_key_ovl(v):
     if v == types.float32:
+        # int32 keys: 16 lanes per 512-bit vector, not 8
         def impl(v):
-            b = np.int64(f32_bits(v))
-            return b ^ ((b >> 31) & 0x7FFFFFFF)
+            b = f32_bits(v)
+            return b ^ ((b >> np.int32(31)) & np.int32(0x7FFFFFFF))
         return impl
     if v == types.float64:
         def impl(v):
@@ -435,8 +436,8 @@ def _order_key_ovl(v):
 def _key_float_ovl(k, like):
     if getattr(like, "dtype", None) == types.float32:
         def impl(k, like):
-            b = k ^ ((k >> 63) & 0x7FFFFFFF)
-            return np.float64(bits_f32(np.int32(b)))
+            b = np.int32(k)
+            return np.float64(bits_f32(b ^ ((b >> np.int32(31)) & np.int32(0x7FFFFFFF))))
         return impl
 
     def impl(k, like):
