@@ -47,25 +47,39 @@ def _mean(total: float, n: int) -> float:
     return total / n
 
 
+def _squares(spec, prep, x, y):
+    """The compensated float64 sum of mse's squares (x_i - y_i)^2, unrounded
+    (``cpu.elementwise.value_sum``)."""
+    from fastloss.cpu.elementwise import value_sum_kernel
+    from fastloss.reduce import combine
+
+    nchunks = -(-x.size // CHUNK)
+    hi = np.empty(nchunks, dtype=np.float64)
+    lo = np.empty(nchunks, dtype=np.float64)
+    p0, p1, p2 = prep.p
+    value_sum_kernel(catalog.formula_id(spec), x, y, p0, p1, p2, hi, lo)
+    return combine(hi, lo)
+
+
 def _rmse(spec, prep, want_grad, out=None):
     """sqrt(mean d^2), rescaled by a power of two when the float64 sum of
-    squares overflows or underflows; gradient d / (n rmse) = mse's 2d / (2 n rmse)."""
+    squares overflows or underflows; gradient d / (n rmse) = mse's 2d / (2 n rmse).
+
+    The squares are summed in float64 as computed, not rounded to the
+    data's dtype (they are intermediates, never returned): for float32 data
+    d^2 lies within [2^-298, 2^257], so its float64 sum neither overflows
+    nor underflows and the rescaling is for float64 data only."""
     from fastloss.cpu.elementwise import max_abs_diff
 
     n = prep.size
-    # the sum of squares runs on float64 data: the elementwise kernels sum
-    # their values rounded to the data's dtype, and d^2 leaves float32's
-    # range for |d| outside ~[1e-23, 1e19] (rmse's per-element values are
-    # intermediates, never returned)
-    x64 = prep.x.astype(np.float64, copy=False)
-    y64 = prep.y.astype(np.float64, copy=False)
-    total = _sum_pass(spec, prep, x=x64, y=y64)
+    x, y = prep.x, prep.y
+    total = _squares(spec, prep, x, y)
     scale = 1.0
     if n and (total == math.inf or total < 2.0**-900):
-        m = max_abs_diff(x64, y64)
+        m = max_abs_diff(x, y)
         if math.isfinite(m) and m > 0.0:
             scale = 2.0 ** -math.frexp(m)[1]
-            total = _sum_pass(spec, prep, x=x64 * scale, y=y64 * scale)
+            total = _squares(spec, prep, x * scale, y * scale)
     value = math.sqrt(_mean(total, n)) / scale if n else math.nan
     if n == 0:
         _mean(total, n)

@@ -150,6 +150,9 @@ CASES = [
     ("smooth_l1", "smooth_l1", {}, _regression),
     ("smooth_l1-b0", "smooth_l1", {"beta": 0.0}, _regression_small),
     ("smooth_l1-b1e-20", "smooth_l1", {"beta": 1e-20}, _regression_small),
+    # 1/beta overflows (float32 data multiplies by the capped reciprocal)
+    ("smooth_l1-b1e-310", "smooth_l1", {"beta": 1e-310}, _regression_small),
+    ("smooth_l1-b1e30", "smooth_l1", {"beta": 1e30}, _regression_small),
     ("pseudo_huber", "pseudo_huber", {}, _regression),
     ("pseudo_huber-d1e-20", "pseudo_huber", {"delta": 1e-20}, _regression_small),
     ("pseudo_huber-d1e20", "pseudo_huber", {"delta": 1e20}, _regression_small),

@@ -311,3 +311,41 @@ def max_abs_diff(x, y):
         if d > m or d != d:
             m = d
     return m
+
+
+@njit(**PARALLEL_JIT)
+def value_sum(fid, x, y, p0, p1, p2, hi, lo):
+    """hi[c] + lo[c] = the compensated float64 sum of f(x_i, y_i) over chunk c,
+    the values in float64 *as computed*, not rounded to the data's dtype:
+    for a loss whose per-element values are intermediates never returned
+    (rmse sums mse's squares). The same chunks, lanes and TwoSum
+    accumulation as ``fused``; x and y 1-D and contiguous, no weights. The
+    gradient the formula also returns is unused (LLVM drops it)."""
+    numba.literally(fid)
+    n = x.size
+    nchunks = hi.size
+    ngroups = (nchunks + GROUP - 1) // GROUP
+    for grp in prange(ngroups):
+        wide_vectors()
+        c0 = grp * GROUP
+        c1 = min(c0 + GROUP, nchunks)
+        S = np.empty(BLOCK, dtype=np.float64)
+        E = np.empty(BLOCK, dtype=np.float64)
+        for c in range(c0, c1):
+            start = c * CHUNK
+            stop = min(start + CHUNK, n)
+            S[:] = 0.0
+            E[:] = 0.0
+            for b0 in range(start, stop, BLOCK):
+                mu = np.uint64(min(BLOCK, stop - b0))
+                off = np.uint64(b0)
+                for j in range(mu):
+                    v, _ = apply(fid, x[off + j], y[off + j], 0.0, p0, p1, p2)
+                    _acc(S, E, j, v)
+            s, comp = block_sum(S, E, BLOCK)
+            hi[c] = s
+            lo[c] = comp if np.isfinite(s) else 0.0
+
+
+#: the parallel driver of ``value_sum``
+value_sum_kernel = _LiteralDispatch(value_sum, nchunks_arg=6)

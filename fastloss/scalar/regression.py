@@ -94,11 +94,23 @@ def huber(x, y, q, delta, p1, p2):
 @njit(**JIT)
 def smooth_l1(x, y, q, beta, p1, p2):
     """Smooth L1 (Girshick, Fast R-CNN 2015): d^2/(2 beta) for |d| < beta, else
-    |d| - beta/2; derivative d/beta or sign(d). beta = 0 is exactly mae."""
+    |d| - beta/2; derivative d/beta or sign(d). beta = 0 is exactly mae.
+
+    One quotient q = d/beta serves both: the value d (q/2) is the same
+    float64 number as d ((d/2)/beta) wherever q/2 is normal. For float32
+    data (``F64_DATA`` False) q is d times 1/beta (hoisted out of the loop;
+    a vector division costs more than the rest of the formula): within
+    2^-52 of d/beta, which the rounding to float32 does not see beyond
+    2^-28 ULP. 1/beta is capped at 2^1000: below beta = 2^-1000 only d = 0
+    is in the quadratic branch (float32 data), and 0 times the cap is 0."""
     d = x - y
     a = abs(d)
+    if F64_DATA:
+        q = d / beta
+    else:
+        q = d * min(1.0 / beta, 2.0 ** 1000)
     if a < beta:
-        return d * (0.5 * d / beta), d / beta
+        return d * (0.5 * q), q
     return a - 0.5 * beta, sign(d)
 
 
