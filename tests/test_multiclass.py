@@ -180,6 +180,32 @@ def test_oracle(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name, params", [("kl_div", {}), ("kl_div", {"log_target": True}),
+                                          ("categorical_cross_entropy", {})],
+                         ids=["kl", "kl-log_target", "cce"])
+def test_sum_of_terms_over_several_blocks(name, params, dtype):
+    """kl_div and categorical_cross_entropy sum their terms block by block
+    (``multiclass._term_sum``): rows of 1100 classes (two full blocks and a
+    ragged one) against the oracle, zero targets included; the value-only
+    call (no gradient loop) gives the same values."""
+    c = 1100
+    x = _probs(2, c, np.float64)
+    t = _probs(2, c, np.float64)
+    t[:, ::97] = 0.0
+    t /= t.sum(axis=1, keepdims=True)
+    if name == "kl_div":
+        x = np.log(x)
+        if params.get("log_target"):
+            with np.errstate(divide="ignore"):
+                t = np.log(t)
+    x, t = x.astype(dtype), t.astype(dtype)
+    vu, _, gu = oracle_cond_ulps(name, x, t, dtype, **params)
+    assert vu <= 2 and gu <= 1, (vu, gu)
+    v, _ = fl.value_and_grad(name, x, t, reduction="none", **params)
+    assert np.array_equal(getattr(fl, name)(x, t, reduction="none", **params), v)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_huge_c_and_long_rows(dtype):
     """C = 2^15 with a spread of logits: value within 2 ULP (compensated row
     sums), gradient spot-checked against mpmath."""

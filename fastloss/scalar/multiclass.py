@@ -981,23 +981,64 @@ def nll(x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
     return val
 
 
+@njit(**{**JIT, "forceinline": True})
+def _term(kind, v, t):
+    """The class term and its derivative of a sum-of-terms loss: ``cce_elem``
+    (kind 0), ``kl_elem`` (1) or ``kl_elem`` with log targets (2)."""
+    if kind == 0:
+        return cce_elem(v, t)
+    return kl_elem(v, t, kind == 2)
+
+
+@njit(**{**JIT, "forceinline": True})
+def _term_sum(kind, x, t, gdiv, g, sg, buf):
+    """sum_j f(x_j, t_j) and g_j = f'(x_j, t_j) / gdiv for a loss that is a
+    sum of per-class terms (``_term``), block by block: each block's terms
+    into a buffer, summed pairwise with TwoSum (``fold_block``), so that the
+    term loop carries no reduction and vectorizes. It is inlined into each
+    caller with a constant ``kind``, so the loop holds one term's formula.
+    (A running TwoSum in the term loop, and kl_div's ``log_target`` tested
+    per element, kept it scalar: kl_div float32 ran at 1.1-1.4 GB/s,
+    0.7-1.1x PyTorch.) The sum is compensated either way. float32 data: g_j
+    is f' times fl(1/gdiv), within 2^-52 of the quotient (no vector
+    division); float64 data divides."""
+    wide_vectors()
+    n = x.size
+    wd = block_width(n)
+    vb = buf[:wd]
+    vc = buf[wd:2 * wd]
+    ex = is_f64(x)
+    ginv = 1.0 / gdiv
+    sv = 0.0
+    svc = 0.0
+    for b0 in range(0, n, wd):
+        nb = min(wd, n - b0)
+        xs = x[b0:b0 + nb]
+        ts = t[b0:b0 + nb]
+        if sg:
+            gs = g[b0:b0 + nb]
+            for j in range(nb):
+                vj, gj = _term(kind, np.float64(xs[j]), np.float64(ts[j]))
+                vb[j] = vj
+                gs[j] = gj / gdiv if ex else gj * ginv
+        else:
+            for j in range(nb):
+                vb[j], _ = _term(kind, np.float64(xs[j]), np.float64(ts[j]))
+        for j in range(nb):
+            vc[j] = 0.0
+        sv, svc = fold_block(vb, vc, nb, wd, sv, svc)
+    if math.isfinite(sv):
+        sv += svc
+    return sv
+
+
 @njit(**JIT)
 def categorical_cross_entropy(x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
     """Cross entropy of probabilities x (rows summing to 1) with target
     probabilities t: -sum_c t_c log x_c; gradient -t_c / x_c, with
     0 log 0 = 0 and a zero gradient where t_c = 0 (also at x_c = 0). No
     clamping: x_c = 0 with t_c > 0 gives +inf and a -inf gradient."""
-    wide_vectors()
-    sv = 0.0
-    svc = 0.0
-    for j in range(x.size):
-        vj, gj = cce_elem(np.float64(x[j]), np.float64(t[j]))
-        sv, svc = two_sum_add(sv, svc, vj)
-        if sg:
-            g[j] = gj / gdiv
-    if math.isfinite(sv):
-        sv += svc
-    return sv
+    return _term_sum(0, x, t, gdiv, g, sg, buf)
 
 
 @njit(**JIT)
@@ -1010,18 +1051,9 @@ def kl_div(x, y, t, w, log_target, p1, p2, p3, gdiv, g, sg, buf):
     The term t (log t - x) is ill-conditioned where log t ~ x (the exact
     difference cancels); its error is cond * eps (LOSSES.md, KL). The
     gradient at t = 0 is exactly 0 (pytorch#89558)."""
-    wide_vectors()
-    lt = log_target != 0.0
-    sv = 0.0
-    svc = 0.0
-    for j in range(x.size):
-        vj, gj = kl_elem(np.float64(x[j]), np.float64(t[j]), lt)
-        sv, svc = two_sum_add(sv, svc, vj)
-        if sg:
-            g[j] = gj / gdiv
-    if math.isfinite(sv):
-        sv += svc
-    return sv
+    if log_target != 0.0:
+        return _term_sum(2, x, t, gdiv, g, sg, buf)
+    return _term_sum(1, x, t, gdiv, g, sg, buf)
 
 
 @njit(**JIT)
