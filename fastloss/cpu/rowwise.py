@@ -22,7 +22,7 @@ from fastloss.cpu.dispatch import LiteralDispatch
 from fastloss.cpu.rowtiles import tile_pass
 from fastloss.math._intrin import prefetch, wide_vectors
 from fastloss.reduce import neumaier_add
-from fastloss.scalar.multiclass import ROW_FORMULAS
+from fastloss.scalar.multiclass import ROW_FORMULAS, nll
 
 
 def row_apply(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):  # pragma: no cover
@@ -87,6 +87,20 @@ def rows_per_chunk(c: int) -> int:
     return max(1, CHUNK // max(c, 1))
 
 
+def reads_row(fid):  # pragma: no cover - replaced by the overload
+    """Whether ROW_FORMULAS[fid] reads its whole row of x (a compile-time
+    constant): every formula but nll, which reads x[y] only."""
+    raise NotImplementedError
+
+
+@overload(reads_row, jit_options=JIT)
+def _reads_row(fid):
+    if not isinstance(fid, types.IntegerLiteral):
+        raise numba.errors.TypingError("reads_row: the formula id must be a compile-time literal")
+    reads = ROW_FORMULAS[fid.literal_value] is not nll
+    return lambda fid: reads
+
+
 @njit(**PARALLEL_JIT)
 def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, vals,
            hi, lo, rpc, store_grad, store_vals, nscratch):
@@ -123,7 +137,7 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
                                    bg, store_grad, buf, start, stop, vals, store_vals, s, comp)
         for r in range(start, stop if not tiled else start):
             if r + 1 < stop:
-                _prefetch_row(bx, bg, r + 1, store_grad)
+                _prefetch_row(bx, bg, r + 1, store_grad, reads_row(fid))
             y = lab[r]
             if use_ignore and y == ignore:
                 v = 0.0
@@ -148,8 +162,9 @@ PREFETCH_BYTES = 1 << 14
 
 
 @njit(**{**JIT, "forceinline": True})
-def _prefetch_row(x, g, r, store_grad):
-    """Prefetch the start of row r of x (to read) and of g (to write).
+def _prefetch_row(x, g, r, store_grad, read_x):
+    """Prefetch the start of row r of x (to read, when the formula reads its
+    rows: not nll's, ``reads_row``) and of g (to write).
 
     A row of a few thousand elements is read in one burst and then computed
     on in L1 for thousands of cycles, during which no memory access gives
@@ -159,8 +174,9 @@ def _prefetch_row(x, g, r, store_grad):
     xr = x[r]
     step = max(1, 64 // xr.itemsize)
     lim = min(xr.size, PREFETCH_BYTES // xr.itemsize)
-    for j in range(0, lim, step):
-        prefetch(xr, j, False)
+    if read_x:
+        for j in range(0, lim, step):
+            prefetch(xr, j, False)
     if store_grad and g.shape[1] > 0:
         gr = g[r]
         for j in range(0, min(gr.size, lim), step):
