@@ -19,7 +19,8 @@ References:
 Measured maxima (ULP, this machine; see MAX_ULP below for the asserted table):
   exp 0.52/0.50, expm1 0.70/0.50, log 0.72/0.50, log1p 0.75/0.50,
   sigmoid 0.54/0.50, softplus 0.97/0.50, log_sigmoid 0.97/0.50,
-  tanh 0.61/0.50, sinh 0.97/0.50, hypot 0.50/0.50, pow_pos (float64/float32);
+  tanh 0.61/0.50, sinh 0.97/0.50, hypot 0.50/0.50, pow_pos 9.25 (an expected
+  failure, see _POW_XFAIL)/0.50 (float64/float32);
   logistic: its four outputs as softplus/sigmoid; logistic32 (float32 data
   only, evaluated in float32 lanes): 0.61, 0.77, 0.56, 0.77 for its four
   outputs over every third float32 z >= 0 (7.1e8 points, against the float64
@@ -170,15 +171,18 @@ def _errors(got, ref, dtype):
     return np.where(edge, 1, err)
 
 
+#: float64 pow_pos only: float32 results have 29 bits to spare and pass
 _POW_XFAIL = pytest.mark.xfail(
     reason="pow_pos: log x is carried to ~2^-60 only; |y log x| up to ~700 amplifies it "
-    "(measured 9.3 ULP float64 at y log x = 624); needs a ~2^-68 double-double log", strict=False)
+    "(measured 9.3 ULP float64 at y log x = 624); needs a ~2^-68 double-double log", strict=True)
 
 
 @pytest.mark.skipif(not HAVE_LD, reason="long double is not 80-bit here")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-@pytest.mark.parametrize("name", [pytest.param(n, marks=_POW_XFAIL) if n == "pow_pos" else n for n in FUNCS])
-def test_within_one_ulp(name, dtype):
+@pytest.mark.parametrize("name", list(FUNCS))
+def test_within_one_ulp(name, dtype, request):
+    if name == "pow_pos" and dtype == np.float64:
+        request.applymarker(_POW_XFAIL)
     if name.startswith("logistic32") and dtype == np.float64:
         pytest.skip("float32-grade variant: used for float32 data only")
     f, arity, ld_ref, mp_ref, (lo, hi) = FUNCS[name]
@@ -211,6 +215,9 @@ def test_within_one_ulp(name, dtype):
                 continue
             if isinstance(v, mpmath.mpc):
                 v = mpmath.nan
+            if mpmath.isnan(v) and any(math.isinf(a) for a in args):
+                mp_vals[j] = ref[i]  # IEEE conventions (inf^0 = 1^inf = 1), not mpmath's NaN
+                continue
             mp_vals[j] = _mp_to_ld(v)
     err_mp = _errors(got[sub], mp_vals, dtype)
     w = int(np.argmax(err_mp))
