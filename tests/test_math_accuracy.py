@@ -19,8 +19,8 @@ References:
 Measured maxima (ULP, this machine; see MAX_ULP below for the asserted table):
   exp 0.52/0.50, expm1 0.70/0.50, log 0.72/0.50, log1p 0.75/0.50,
   sigmoid 0.54/0.50, softplus 0.97/0.50, log_sigmoid 0.97/0.50,
-  tanh 0.61/0.50, sinh 0.97/0.50, hypot 0.50/0.50, pow_pos 9.25 (an expected
-  failure, see _POW_XFAIL)/0.50 (float64/float32);
+  tanh 0.61/0.50, sinh 0.97/0.50, hypot 0.50/0.50, pow_pos 0.56/0.50
+  (9.25 in float64 before its log became a ~2^-65 pair, ``_log_pair``);
   logistic: its four outputs as softplus/sigmoid; logistic32 (float32 data
   only, evaluated in float32 lanes): 0.61, 0.77, 0.56, 0.77 for its four
   outputs over every third float32 z >= 0 (7.1e8 points, against the float64
@@ -171,18 +171,10 @@ def _errors(got, ref, dtype):
     return np.where(edge, 1, err)
 
 
-#: float64 pow_pos only: float32 results have 29 bits to spare and pass
-_POW_XFAIL = pytest.mark.xfail(
-    reason="pow_pos: log x is carried to ~2^-60 only; |y log x| up to ~700 amplifies it "
-    "(measured 9.3 ULP float64 at y log x = 624); needs a ~2^-68 double-double log", strict=True)
-
-
 @pytest.mark.skipif(not HAVE_LD, reason="long double is not 80-bit here")
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", list(FUNCS))
-def test_within_one_ulp(name, dtype, request):
-    if name == "pow_pos" and dtype == np.float64:
-        request.applymarker(_POW_XFAIL)
+def test_within_one_ulp(name, dtype):
     if name.startswith("logistic32") and dtype == np.float64:
         pytest.skip("float32-grade variant: used for float32 data only")
     f, arity, ld_ref, mp_ref, (lo, hi) = FUNCS[name]
@@ -333,3 +325,38 @@ def test_exp32_relative_error_below_2_pow_minus_37():
     assert f(0.0) == 1.0 and f(-0.0) == 1.0
     assert f(-math.inf) == 0.0 and f(-800.0) == 0.0
     assert math.isnan(f(math.nan))
+
+
+@pytest.mark.skipif(not HAVE_LD, reason="long double is not 80-bit here")
+def test_pow_pos_large_exponents_and_x_near_one():
+    """pow_pos where the log's relative error is amplified most: y log x of
+    +-300 to +-740 (the relative error of log x times |y log x| is the
+    power's), with x within 1e-3 and 1e-12 of 1, in [0, 4] and over the
+    whole exponent range; float64 within 1 ULP of the long-double power.
+    fdlibm's log parts (~2^-60) gave 9.25 ULP at y log x = 624."""
+    f = njit(lambda a, b: _cpu.pow_pos(a, b))
+    rng = np.random.default_rng(zlib.crc32(b"pow_pos-large"))
+    xs = np.concatenate([1 + rng.uniform(-1e-3, 1e-3, 500), 1 + rng.uniform(-1e-12, 1e-12, 500),
+                         rng.uniform(0.0, 4.0, 500), np.exp(rng.uniform(-700.0, 700.0, 500))])
+    xs = xs[xs != 1.0]
+    targets = np.array([740.0, -740.0, 624.0, -700.0, 300.0, -300.0])
+    x = np.repeat(xs, targets.size)
+    y = (np.tile(targets, xs.size).astype(LD) / np.log(x.astype(LD))).astype(np.float64)
+    got = np.array([f(a, b) for a, b in zip(x, y)])
+    ref = np.power(x.astype(LD), y.astype(LD))
+    ok = np.isfinite(ref) & (ref > np.finfo(np.float64).tiny) & (ref < np.finfo(np.float64).max)
+    err = _errors(got[ok], ref[ok], np.float64)
+    assert ok.sum() > 7000  # +-740: overflow and subnormal results left out
+    assert err.max() <= BOUND[np.float64], (err.max(), x[ok][np.argmax(err)], y[ok][np.argmax(err)])
+
+
+def test_log_pair_table():
+    """``_log_pair``'s table: LOG_CH + LOG_CL is -log(64/j rounded to
+    float64) to ~2^-106, recomputed with mpmath."""
+    assert len(_cpu.LOG_R) == len(_cpu.LOG_CH) == len(_cpu.LOG_CL) == _cpu.LOG_J1 - _cpu.LOG_J0 + 1
+    with mpmath.workprec(160):
+        for j, r, h, lo in zip(range(_cpu.LOG_J0, _cpu.LOG_J1 + 1), _cpu.LOG_R, _cpu.LOG_CH,
+                               _cpu.LOG_CL):
+            assert r == 64.0 / j
+            exact = -mpmath.log(mpmath.mpf(r))
+            assert abs(mpmath.mpf(h) + mpmath.mpf(lo) - exact) <= abs(exact) * mpmath.mpf(2) ** -104

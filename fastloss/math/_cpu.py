@@ -20,7 +20,8 @@ Accuracy: each is within 1 ULP of the exact result over its whole domain
   rounding correction c/u, written without branches.
 - sigmoid, softplus, tanh, sinh: from the double-double exp/expm1.
 - hypot: power-of-two scaling and an fma correction of the square root.
-- pow (x > 0): exp(y log x) with log x as a double-double.
+- pow (x >= 0): exp(y log x) with log x a double-double to ~2^-65 (a
+  47-entry table of log(64/j) pairs, then log1p of the exact remainder).
 - logistic32 (float32 data only): the same on float32 lanes (twice the lanes
   per vector), with the error-prone steps carried as float32 pairs, so each
   output still rounds to float32 within 1 ULP.
@@ -600,21 +601,107 @@ def hypot(x, y):
     return INF if a == INF or b == INF else r
 
 
+#: ``_log_pair``'s reduction points: j = round(64 m) for m in [sqrt2/2, sqrt2),
+#: r_j = fl(64/j), and -log r_j as pairs LOG_CH[j - LOG_J0] + LOG_CL[...]
+#: (mpmath at 120 bits; tests/test_math_accuracy.py recomputes them)
+LOG_J0 = 45
+LOG_J1 = 91
+LOG_R = tuple(64.0 / j for j in range(LOG_J0, LOG_J1 + 1))
+LOG_CH = (
+    -0.35222059358935215, -0.3302416868705768, -0.30873548164961323, -0.28768207245178085,
+    -0.26706278524904514, -0.2468600779315258, -0.22705745063534608, -0.20763936477824455,
+    -0.18859116980754997, -0.16989903679539742, -0.15154989812720088, -0.13353139262452257,
+    -0.11583181552512165, -0.09844007281325251, -0.0813456394539524, -0.06453852113757116,
+    -0.04800921918636066, -0.03174869831458027, -0.015748356968139112, 0.0,
+    0.015504186535965199, 0.03077165866675366, 0.04580953603129422, 0.060624621816434854,
+    0.07522342123758752, 0.08961215868968717, 0.10379679368164355, 0.11778303565638351,
+    0.13157635778871932, 0.14518200984449783, 0.15860503017663852, 0.17185025692665928,
+    0.18492233849401193, 0.19782574332991992, 0.21056476910734964, 0.2231435513142097,
+    0.23556607131276697, 0.2478361639045812, 0.259957524436926, 0.2719337154836418,
+    0.2837681731306446, 0.2954642128938359, 0.3070250352949119, 0.3184537311185346,
+    0.32975328637246804, 0.3409265869705932, 0.3519764231571781,
+)
+LOG_CL = (
+    1.1623903064849822e-17, -1.6927253978145054e-17, -1.5025836482434425e-17,
+    -2.6071606164425637e-17, -2.3896107240262357e-17, -6.678539813576451e-18,
+    4.326372045075968e-18, -1.2053243216686127e-17, -9.915070540571144e-18,
+    4.868008764439086e-19, -1.2105853272368787e-17, 3.664457663660086e-18,
+    -4.3384843698080944e-18, 4.439009633675136e-18, -1.6076294039775555e-18,
+    6.470486661692933e-18, 2.030356617224395e-18, -3.0382263084680854e-18,
+    -1.0021578630528958e-18, 0.0, -3.2783210228924137e-19, 1.0431732029005972e-18,
+    1.6823639049745016e-19, 2.6424025938726934e-18, -4.195880720316434e-18,
+    -1.9573659817110993e-18, -3.195893222617445e-18, -1.1971685747593662e-18,
+    1.112300087972959e-17, 8.242418783022477e-18, 2.583386492298558e-18, -6.022453821011369e-18,
+    -7.384679440503435e-18, -7.995487338741543e-18, 1.136310596906137e-17,
+    -9.091270597324798e-18, -2.394337149518734e-18, 8.384472133019162e-18,
+    2.4167516341742964e-17, 7.833196376974436e-19, -6.448868003452105e-18,
+    -7.768320796245443e-18, 1.5578716077124932e-18, -6.407962483026777e-19,
+    -2.5633554999431966e-17, -2.069678002794501e-17, 2.0005853013367377e-17,
+)
+
+# 1/n for the tail of log1p(u) = u - u^2/2 + u^3 (1/3 - u/4 + ... - u^8/11)
+_L3, _L4, _L5, _L6, _L7, _L8, _L9, _L10, _L11 = (1.0 / n for n in range(3, 12))
+
+
+@njit(**CPU_JIT)
+def _log_pair(x):
+    """log x for a finite x > 0 (subnormals included) as a double-double
+    (h, l), relative error ~2^-65: for pow_pos, where y log x up to ~745
+    turns the log's relative error into the power's (fdlibm's log parts,
+    ~2^-60, gave 9 ULP).
+
+    x = 2^k m, m in [sqrt2/2, sqrt2) (so x near 1 has k = 0); c = 1/r with
+    r = fl(64/j), j = round(64 m): m r = 1 + u exactly as a pair (an fma
+    product; m r - 1 exact by Sterbenz), |u| < 0.0112; log x = k ln2 +
+    log c + log1p(u), with ln2 and log c as pairs (``LOG_CH``/``LOG_CL``)
+    and log1p(u) = u - u^2/2 (a pair) + u^3 (1/3 - u/4 + ... ) in float64
+    (that tail is below u^2/3 relative, so its rounding is below 2^-65).
+    At j = 64 (m within 1/128 of 1) r = 1 and log c = 0: relative accuracy
+    down to x -> 1. Other cases have |log x| > 0.0045, above the terms'
+    errors. The table is a tuple (indexed in registers or on the stack, no
+    global array)."""
+    sub = x < TINY_NORMAL
+    xs = x * 18014398509481984.0 if sub else x  # 2^54
+    hx = f64_bits(xs)
+    k = (hx >> 52) - 1023 - (54 if sub else 0)
+    mb = hx & MANT
+    i = (mb + (0x95F64 << 32)) & (1 << 52)  # mantissa >= sqrt(2): use [sqrt2/2, 1)
+    m = bits_f64(mb | (i ^ ONE_BITS))
+    k += i >> 52
+    dk = float(k)
+    j = int(m * 64.0 + 0.5) - LOG_J0
+    r = LOG_R[j]
+    ph = m * r
+    pl = fma(m, r, -ph)
+    uh, ul = _two_sum(ph - 1.0, pl)
+    # log1p(uh + ul): uh - uh^2/2 (exact pair) + ul (1 - uh) + uh^3 tail
+    hu = 0.5 * uh
+    sq = hu * uh
+    sql = fma(hu, uh, -sq)
+    u2 = uh * uh
+    tail = uh * u2 * (_L3 - uh * (_L4 - uh * (_L5 - uh * (_L6 - uh * (_L7 - uh * (
+        _L8 - uh * (_L9 - uh * (_L10 - uh * _L11))))))))
+    a, ae = _two_sum(uh, -sq)
+    ae += (ul - uh * ul) - sql + tail
+    # + log c + k ln2 (k LN2HI exact: 32-bit constant, |k| < 1100)
+    b, be = _two_sum(LOG_CH[j], a)
+    c, ce = _two_sum(dk * LN2HI, b)
+    lo = ce + (be + (ae + (LOG_CL[j] + dk * LN2LO)))
+    h = c + lo
+    return h, (c - h) + lo
+
+
 @njit(**CPU_JIT)
 def pow_pos(x, y):
-    """x^y for x >= 0 (the focal loss's (1 - p_t)^gamma), as e^(y log x) with
-    log x a double-double; x^0 = 1."""
-    dk, f, t = _log_parts(x)
-    # log x = dk ln2 + f - t: hi/lo split
-    a = dk * LN2HI  # exact
-    lh, ll = _two_sum(a, f)
-    ll += -t - dk * 0.0
-    lh2 = lh + ll
-    ll = (lh - lh2) + ll
-    ph = y * lh2
-    pl = fma(y, lh2, -ph) + y * ll
+    """x^y for x >= 0 as e^(y log x) with log x a double-double
+    (``_log_pair``, ~2^-65 relative), the product y log x as a pair, and
+    e^(ph + pl) = e^ph (1 + pl); x^0 = 1."""
+    lh, ll = _log_pair(x)
+    ph = y * lh
+    pl = fma(y, lh, -ph) + y * ll
     eh, el, s1, s2 = exp_dd(ph, 0.0)
-    r = ((eh + eh * pl + el) * s1) * s2
+    # the small terms first (eh + eh pl, then + el, rounded twice: 1.05 ULP)
+    r = ((eh + fma(eh, pl, el)) * s1) * s2
     r = INF if ph > EXP_OVF else r
     r = 0.0 if ph < -746.0 else r
     r = (INF if y > 0.0 else 0.0) if x == INF else r
