@@ -205,6 +205,31 @@ def test_sum_of_terms_over_several_blocks(name, params, dtype):
     assert np.array_equal(getattr(fl, name)(x, t, reduction="none", **params), v)
 
 
+@pytest.mark.parametrize("params", [{}, {"weight": "W", "label_smoothing": 0.1}],
+                         ids=["plain", "weighted-smoothed"])
+def test_float64_gradient_from_kept_pairs(params):
+    """float64 cross_entropy reuses pass 1's pairs e^(x_j - m_b) 2^64 times
+    each block's factor e^(m_b - m) (``ce_grad_dd`` with keep), and computes
+    the exponential again where that factor is below 2^-958. Rows of 1100
+    classes (three blocks) whose maximum lies in the last block, the earlier
+    blocks 5, 600 (factor ~2^-866, kept), 690 (~2^-995, recomputed) and 800
+    below it, against the oracle: values within 2 ULP, gradients within
+    2 ULP (times the condition number with smoothing)."""
+    c = 1100
+    rows = []
+    for gap_ in (5.0, 600.0, 690.0, 800.0):
+        r = RNG.standard_normal(c)
+        r[:1024] -= gap_
+        r[1050] = 3.0 + r[1024:].max()
+        rows.append(r)
+    x = np.array(rows)
+    y = np.array([3, 1050, 700, 1099])
+    p = {k: (RNG.uniform(0.1, 2.0, c) if v == "W" else v) for k, v in params.items()}
+    vu, gr, gu = oracle_cond_ulps("cross_entropy", x, y, np.float64, **p)
+    assert vu <= 2, vu
+    assert (gr if params else gu) <= 2, (gr, gu)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_huge_c_and_long_rows(dtype):
     """C = 2^15 with a spread of logits: value within 2 ULP (compensated row
