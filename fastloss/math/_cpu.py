@@ -250,17 +250,24 @@ def expm1(x):
 
 
 @njit(**CPU_JIT)
-def _log_parts(x):
-    """log of a finite x > 0 (subnormals included) as (dk, f, T) with
-    log x = dk ln2 + f - T, f exact, |T| small (fdlibm e_log.c)."""
+def _exp_mant(x):
+    """(k, m) with x = 2^k m, m in [sqrt2/2, sqrt2), for a finite x > 0
+    (subnormals included): so that x near 1 has k = 0 (fdlibm e_log.c)."""
     sub = x < TINY_NORMAL
     xs = x * 18014398509481984.0 if sub else x  # 2^54
     hx = f64_bits(xs)
     k = (hx >> 52) - 1023 - (54 if sub else 0)
-    m = hx & MANT
-    i = (m + (0x95F64 << 32)) & (1 << 52)  # mantissa >= sqrt(2): use [sqrt2/2, 1)
-    f = bits_f64(m | (i ^ ONE_BITS)) - 1.0
-    k += i >> 52
+    mb = hx & MANT
+    i = (mb + (0x95F64 << 32)) & (1 << 52)  # mantissa >= sqrt(2): use [sqrt2/2, 1)
+    return k + (i >> 52), bits_f64(mb | (i ^ ONE_BITS))
+
+
+@njit(**CPU_JIT)
+def _log_parts(x):
+    """log of a finite x > 0 (subnormals included) as (dk, f, T) with
+    log x = dk ln2 + f - T, f exact, |T| small (fdlibm e_log.c)."""
+    k, m = _exp_mant(x)
+    f = m - 1.0
     s = f / (2.0 + f)
     z = s * s
     w = z * z
@@ -660,14 +667,7 @@ def _log_pair(x):
     down to x -> 1. Other cases have |log x| > 0.0045, above the terms'
     errors. The table is a tuple (indexed in registers or on the stack, no
     global array)."""
-    sub = x < TINY_NORMAL
-    xs = x * 18014398509481984.0 if sub else x  # 2^54
-    hx = f64_bits(xs)
-    k = (hx >> 52) - 1023 - (54 if sub else 0)
-    mb = hx & MANT
-    i = (mb + (0x95F64 << 32)) & (1 << 52)  # mantissa >= sqrt(2): use [sqrt2/2, 1)
-    m = bits_f64(mb | (i ^ ONE_BITS))
-    k += i >> 52
+    k, m = _exp_mant(x)
     dk = float(k)
     j = int(m * 64.0 + 0.5) - LOG_J0
     r = LOG_R[j]
