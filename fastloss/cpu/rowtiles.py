@@ -217,7 +217,7 @@ def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf
             k0 = kc[r] if kn[r] != 0.0 else 0.0
             nll, l1, lse, a1, a2, a, denom, ec = _ce_row_scalars(mk[r], s0, c0, k0, xy[r], wy[r],
                                                                 p0, p1, p3, n)
-            rv[r] = _ce_value(a1, nll, p0, ec, 0.0, 0.0, 1.0, p3, l1, p1, lse)
+            rv[r] = _ce_value(a1, nll, p0, ec, 0.0, 0.0, 1.0, p3, l1, p1, lse, mk[r])
             rf[r] = _ce_grad_factor(a, denom, gdiv)
             # p_y enters with a2 = (eps/C) sum(w) + 2 z lse only, 0 here
             # (eps = z = 0, finite weights): the formula's p_y is 0 too

@@ -94,7 +94,7 @@ def ce_row_result(m, s, c, k, xy, wy, gdiv, n):
     the block- and warp-per-row kernels (``rowwarp``). The gradient factor r
     gives the entries j != y as ``ce_softmax_grad(x_j, m, r)``."""
     nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(m, s, c, k, xy, wy, 0.0, 0.0, 0.0, n)
-    return (ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, 0.0, l1, 0.0, lse),
+    return (ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, 0.0, l1, 0.0, lse, m),
             ce_grad_factor(a, denom, gdiv), ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv))
 
 

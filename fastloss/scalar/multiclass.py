@@ -675,17 +675,28 @@ def ce_row_scalars(m, s, c, k, xy, wy, eps, z, wsum, n):
 
 
 @njit(**JIT)
-def ce_value(a1, nll, eps, ec, sm, smc, up, wsum, l1, z, lse):
+def ce_value(a1, nll, eps, ec, sm, smc, up, wsum, l1, z, lse, m):
     """The row's cross_entropy, a1 nll + (eps/C) sum_c w_c (lse - x_c) +
     z lse^2, from the row scalars and the smoothing sum sm + smc (of terms
-    scaled by 1/up, ``_smooth_sum``)."""
+    scaled by 1/up, ``_smooth_sum``). z lse^2 is formed from the pair
+    lse = m + l1 (where finite): from the rounded lse, its square's error
+    doubles and z times it adds another rounding (3 ULP in float64 at logits
+    near 1e4, z = 0.01)."""
     val = xmul(a1, nll)
     if eps != 0.0:
         if math.isfinite(sm):
             sm += smc
         val += (ec * (sm + xmul(wsum, l1) / up)) * up
     if z != 0.0:
-        val += z * lse * lse
+        zq = z * lse * lse
+        if math.isfinite(zq) and math.isfinite(val):
+            lh, ll = dd_add(m, 0.0, l1, 0.0)
+            qh, ql = dd_mul(lh, ll, lh, ll)
+            qh, ql = dd_mul(qh, ql, z, 0.0)
+            vh, vl = dd_add(val, 0.0, qh, ql)
+            val = vh + vl
+        else:
+            val += zq
     return val
 
 
@@ -742,6 +753,24 @@ def _smooth_sum(x, w, m, buf, sc):
 #: 2 * max each, C of them)
 _DOWN = 2.0 ** -64
 _UP = 2.0 ** 64
+
+
+@njit(**CPU_JIT)
+def _kept_factor(buf, n, b, m, keep):
+    """(use the kept pairs, e^(m_b - m) as a pair) for block b of a float64
+    row whose pass 1 kept its pairs (``row_lse_state`` with keep): (True, 1,
+    0) for a block at the maximum; False (compute the exponentials again)
+    without kept pairs or where the factor is below 2^-958 (its 2^-64
+    unscaling would not be exact; conservative: the oracle tests pass
+    either way)."""
+    if not keep:
+        return False, 1.0, 0.0
+    mb = buf[SCRATCH + 2 * n + b]
+    if mb == m:
+        return True, 1.0, 0.0
+    qh, ql = exp_gap_dd(mb, m)
+    fh = qh * E_UNSCALE
+    return fh >= 2.0 ** -958, fh, ql * E_UNSCALE
 
 
 @njit(**CPU_JIT)
@@ -812,16 +841,7 @@ def ce_grad_dd(x, y, w, m, oh, ol, l1, wy, eps, z, wsum, wsum_lo, gdiv, g, buf, 
         # times the block's factor e^(m_b - m) as a pair: no second
         # exponential per element. A factor below 2^-958 (which would not
         # unscale exactly) or no kept pairs: the exponential again
-        f1h = 1.0
-        f1l = 0.0
-        kept = keep
-        if keep:
-            mb = buf[SCRATCH + 2 * n + b0 // wd]
-            if mb != m:
-                qh, ql = exp_gap_dd(mb, m)
-                f1h = qh * E_UNSCALE
-                f1l = ql * E_UNSCALE
-                kept = f1h >= 2.0 ** -958
+        kept, f1h, f1l = _kept_factor(buf, n, b0 // wd, m, keep)
         if kept:
             kh = buf[SCRATCH + b0:SCRATCH + b0 + nb]
             kl = buf[SCRATCH + n + b0:SCRATCH + n + b0 + nb]
@@ -917,7 +937,33 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
             # p_y: needed with smoothing or a z-loss only (a2 = 0 otherwise)
             py = exp(-nll) if a2 != 0.0 else 0.0
             g[y] = ce_label_grad(a1, a2, py, ec, wy, nll, gdiv)
-    return ce_value(a1, nll, eps, ec, sm, smc, up, wsum, l1, z, lse)
+    return ce_value(a1, nll, eps, ec, sm, smc, up, wsum, l1, z, lse, m)
+
+
+@njit(**CPU_JIT)
+def _probs_grad_dd_elem(eh, el, fh, fl, es, tj, wj, omh, oml, ech, ecl, igh, igl):
+    """One component F e_j - w_j t'_j / gdiv of ``cross_entropy_probs``'s
+    float64 gradient, rounded once, from the pair e_j 2^64 = eh + el."""
+    ph, pl = dd_mul(fh, fl, eh * es, el * es)
+    bh, bl = target_dd(tj, wj, omh, oml, ech, ecl)
+    bh, bl = dd_mul(bh, bl, igh, igl)
+    sh, sl = dd_add(ph, pl, -bh, -bl)
+    return dd_round(sh, sl)
+
+
+@njit(**JIT)
+def _fold_terms(vb, vc, nb, wd, s, c, ex):
+    """(s, c) plus a block's non-negative terms vb[:nb]: float64 data with
+    their error terms vc[:nb] (``fold_block``, TwoSum throughout); float32
+    data summed pairwise in plain float64 (``_pair_sum``: relative error
+    below ~2^-49, invisible after rounding to float32), then added with
+    TwoSum. The TwoSum tree cost float32 cross_entropy with probability
+    targets ~2 ns per element over its two sums."""
+    if ex:
+        return fold_block(vb, vc, nb, wd, s, c)
+    for j in range(nb, wd):
+        vb[j] = 0.0
+    return two_sum_add(s, c, _pair_sum(vb, wd))
 
 
 @njit(**JIT)
@@ -949,7 +995,9 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     wide_vectors()
     n = x.size
     ex = is_f64(x)
-    m, s0, c0, k0 = row_lse_state(x, buf, False)
+    # pass 1's terms kept for the gradient (no second exponential)
+    keep = sg
+    m, s0, c0, k0 = row_lse_state(x, buf, keep)
     o = lse_others(s0, c0, k0)
     l1 = log1p(o)
     lse = m + l1
@@ -974,8 +1022,7 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
                 vc[j] = bl
             else:
                 vb[j] = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
-                vc[j] = 0.0
-        tt, ttc = fold_block(vb, vc, nb, wd, tt, ttc)
+        tt, ttc = _fold_terms(vb, vc, nb, wd, tt, ttc, ex)
     tth, ttl = dd_fix(tt, ttc)
     if math.isfinite(tt):
         tt += ttc
@@ -1004,7 +1051,12 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
         fs = E_UNSCALE if unscale_ok(fh) else 1.0
         es = E_UNSCALE if fs == 1.0 else 1.0
         fh, fl = fh * fs, fl * fs
-    # the value's terms w_c t'_c (m - x_c) and the gradient
+    # float32 data: A p_j / gdiv = e_j r, r = A / ((1 + others) gdiv), and
+    # w_j t'_j / gdiv = w_j t'_j ginv (relative errors of a few 2^-53 on
+    # each side of the difference, as for the division)
+    r = ce_grad_factor(a, denom, gdiv)
+    ginv = 1.0 / gdiv
+    # the value's terms w_c t'_c (m - x_c) (before the gradient: g may be x)
     sv = 0.0
     svc = 0.0
     for b0 in range(0, n, wd):
@@ -1012,25 +1064,42 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
         xs = x[b0:b0 + nb]
         ts = t[b0:b0 + nb]
         ws = w[b0:b0 + nb]
-        gs = g[b0:b0 + nb] if sg else g[0:0]
         for j in range(nb):
-            v = np.float64(xs[j])
-            tj = np.float64(ts[j])
-            wj = np.float64(ws[j])
-            wt = wj * (tj * om + ec)
-            vb[j] = xmul(wt, gap(v, m))
-            vc[j] = 0.0
-            if sg:
-                if ex:
-                    eh, el = exp_gap_dd(v, m)
-                    ph, pl = dd_mul(fh, fl, eh * es, el * es)
-                    bh, bl = target_dd(tj, wj, omh, oml, ech, ecl)
-                    bh, bl = dd_mul(bh, bl, igh, igl)
-                    sh, sl = dd_add(ph, pl, -bh, -bl)
-                    gs[j] = dd_round(sh, sl)
-                else:
-                    gs[j] = (a * softmax_elem(v, m, denom, ex) - wt) / gdiv
-        sv, svc = fold_block(vb, vc, nb, wd, sv, svc)
+            wt = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
+            vb[j] = xmul(wt, gap(np.float64(xs[j]), m))
+            if ex:
+                vc[j] = 0.0
+        sv, svc = _fold_terms(vb, vc, nb, wd, sv, svc, ex)
+    # the gradient from pass 1's kept terms times one factor e^(m_b - m)
+    # per block (float64: pairs, ``_kept_factor``, the exponential again
+    # where it declines)
+    for b0 in range(0, n if sg else 0, wd):
+        nb = min(wd, n - b0)
+        ts = t[b0:b0 + nb]
+        ws = w[b0:b0 + nb]
+        gs = g[b0:b0 + nb]
+        if ex:
+            kept, f1h, f1l = _kept_factor(buf, n, b0 // wd, m, keep)
+            kh = buf[SCRATCH + b0:SCRATCH + b0 + nb]
+            kl = buf[SCRATCH + n + b0:SCRATCH + n + b0 + nb]
+            xs = x[b0:b0 + nb]
+            if kept:
+                for j in range(nb):
+                    eh, el = dd_mul(kh[j], kl[j], f1h, f1l)
+                    gs[j] = _probs_grad_dd_elem(eh, el, fh, fl, es, np.float64(ts[j]),
+                                                np.float64(ws[j]), omh, oml, ech, ecl, igh, igl)
+            else:
+                for j in range(nb):
+                    eh, el = exp_gap_dd(np.float64(xs[j]), m)
+                    gs[j] = _probs_grad_dd_elem(eh, el, fh, fl, es, np.float64(ts[j]),
+                                                np.float64(ws[j]), omh, oml, ech, ecl, igh, igl)
+        else:
+            mb = buf[SCRATCH + n + b0 // wd]
+            f = r if mb == m else ce_softmax_grad(mb, m, r)
+            ks = buf[SCRATCH + b0:SCRATCH + b0 + nb]
+            for j in range(nb):
+                wt = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
+                gs[j] = xmul(ks[j], f) - wt * ginv
     if math.isfinite(sv):
         sv += svc
     val = sv + xmul(tt, l1)
