@@ -18,17 +18,19 @@ from fastloss.catalog import LossSpec
 _DUMMY = {dt: np.empty(1, dtype=dt) for dt in validate.FLOAT_DTYPES}
 
 
-def _sum_pass(spec: LossSpec, prep: validate.Prepared, *, grad=None, gdiv=1.0, vals=None,
-              x=None, y=None):
+def _partials(n: int):
+    """(hi, lo): one compensated float64 partial per chunk of n elements."""
+    nchunks = -(-n // CHUNK)
+    return np.empty(nchunks, dtype=np.float64), np.empty(nchunks, dtype=np.float64)
+
+
+def _sum_pass(spec: LossSpec, prep: validate.Prepared, *, grad=None, gdiv=1.0, vals=None):
     """Run the fused kernel once; returns the compensated sum of the values."""
     from fastloss.cpu.elementwise import kernel
     from fastloss.reduce import combine
 
-    x = prep.x if x is None else x
-    y = prep.y if y is None else y
-    nchunks = -(-x.size // CHUNK)
-    hi = np.empty(nchunks, dtype=np.float64)
-    lo = np.empty(nchunks, dtype=np.float64)
+    x, y = prep.x, prep.y
+    hi, lo = _partials(x.size)
     dummy = _DUMMY[x.dtype]
     p0, p1, p2 = prep.p
     kernel(
@@ -53,9 +55,7 @@ def _squares(spec, prep, x, y):
     from fastloss.cpu.elementwise import value_sum_kernel
     from fastloss.reduce import combine
 
-    nchunks = -(-x.size // CHUNK)
-    hi = np.empty(nchunks, dtype=np.float64)
-    lo = np.empty(nchunks, dtype=np.float64)
+    hi, lo = _partials(x.size)
     p0, p1, p2 = prep.p
     value_sum_kernel(catalog.formula_id(spec), x, y, p0, p1, p2, hi, lo)
     return combine(hi, lo)

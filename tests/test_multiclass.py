@@ -205,6 +205,19 @@ def test_sum_of_terms_over_several_blocks(name, params, dtype):
     assert np.array_equal(getattr(fl, name)(x, t, reduction="none", **params), v)
 
 
+def _max_in_last_block(c):
+    """Four rows of c (> 1050) logits whose maximum lies in the last block of
+    512, the earlier blocks 5, 600, 690 and 800 below it (block factors
+    e^(m_b - m) from ~e^-5 to below 2^-958)."""
+    rows = []
+    for gap_ in (5.0, 600.0, 690.0, 800.0):
+        r = RNG.standard_normal(c)
+        r[:1024] -= gap_
+        r[1050] = 3.0 + r[1024:].max()
+        rows.append(r)
+    return np.array(rows)
+
+
 @pytest.mark.parametrize("params", [{}, {"weight": "W", "label_smoothing": 0.1}],
                          ids=["plain", "weighted-smoothed"])
 def test_float64_gradient_from_kept_pairs(params):
@@ -216,13 +229,7 @@ def test_float64_gradient_from_kept_pairs(params):
     below it, against the oracle: values within 2 ULP, gradients within
     2 ULP (times the condition number with smoothing)."""
     c = 1100
-    rows = []
-    for gap_ in (5.0, 600.0, 690.0, 800.0):
-        r = RNG.standard_normal(c)
-        r[:1024] -= gap_
-        r[1050] = 3.0 + r[1024:].max()
-        rows.append(r)
-    x = np.array(rows)
+    x = _max_in_last_block(c)
     y = np.array([3, 1050, 700, 1099])
     p = {k: (RNG.uniform(0.1, 2.0, c) if v == "W" else v) for k, v in params.items()}
     vu, gr, gu = oracle_cond_ulps("cross_entropy", x, y, np.float64, **p)
@@ -242,13 +249,7 @@ def test_probability_targets_over_several_blocks(params, dtype):
     1 ULP; float64 value within 2 ULP, gradient within 2 ULP times the
     condition number); in place gives the same bits."""
     c = 1100
-    rows = []
-    for gap_ in (5.0, 600.0, 690.0, 800.0):
-        r = RNG.standard_normal(c)
-        r[:1024] -= gap_
-        r[1050] = 3.0 + r[1024:].max()
-        rows.append(r)
-    x = np.array(rows).astype(dtype)
+    x = _max_in_last_block(c).astype(dtype)
     t = _probs(4, c, dtype)
     p = {k: (RNG.uniform(0.1, 2.0, c).astype(dtype) if v == "W" else v) for k, v in params.items()}
     vu, gr, gu = oracle_cond_ulps("cross_entropy", x, t, dtype, **p)

@@ -774,11 +774,12 @@ def _kept_factor(buf, n, b, m, keep):
 
 
 @njit(**CPU_JIT)
-def _grad_dd_elem(eh, el, fh, fl, es, gh, gl, wj):
-    """One component F e_j - G w_j of ``ce_grad_dd``, rounded once, from the
-    pair e_j 2^64 = eh + el (es: 2^-64 or 1, see there)."""
+def _grad_dd_elem(eh, el, fh, fl, es, bh, bl):
+    """A gradient component F e_j - B_j rounded once, from the pairs
+    e_j 2^64 = eh + el (es: 2^-64 or 1, whichever of F and the terms takes
+    the unscaling), F and B_j: ``ce_grad_dd`` (B_j = G w_j) and
+    ``cross_entropy_probs`` (B_j = w_j t'_j / gdiv)."""
     th, tl = dd_mul(fh, fl, eh * es, el * es)
-    bh, bl = dd_mul(gh, gl, wj, 0.0)
     sh, sl = dd_add(th, tl, -bh, -bl)
     return dd_round(sh, sl)
 
@@ -847,16 +848,19 @@ def ce_grad_dd(x, y, w, m, oh, ol, l1, wy, eps, z, wsum, wsum_lo, gdiv, g, buf, 
             kl = buf[SCRATCH + n + b0:SCRATCH + n + b0 + nb]
             if f1h == 1.0 and f1l == 0.0:
                 for j in range(nb):
-                    gs[j] = _grad_dd_elem(kh[j], kl[j], fh, fl, es, gh, gl, np.float64(ws[j]))
+                    bh, bl = dd_mul(gh, gl, np.float64(ws[j]), 0.0)
+                    gs[j] = _grad_dd_elem(kh[j], kl[j], fh, fl, es, bh, bl)
             else:
                 for j in range(nb):
                     eh, el = dd_mul(kh[j], kl[j], f1h, f1l)
-                    gs[j] = _grad_dd_elem(eh, el, fh, fl, es, gh, gl, np.float64(ws[j]))
+                    bh, bl = dd_mul(gh, gl, np.float64(ws[j]), 0.0)
+                    gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
         else:
             xs = x[b0:b0 + nb]
             for j in range(nb):
                 eh, el = exp_gap_dd(np.float64(xs[j]), m)
-                gs[j] = _grad_dd_elem(eh, el, fh, fl, es, gh, gl, np.float64(ws[j]))
+                bh, bl = dd_mul(gh, gl, np.float64(ws[j]), 0.0)
+                gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
     qh, ql = dd_add(dh, dl, -eyh * E_UNSCALE, -eyl * E_UNSCALE)
     uh, ul = dd_mul(h1h, h1l, qh, ql)
     vh, vl = dd_mul(h2h * fs, h2l * fs, eyh * es, eyl * es)
@@ -941,14 +945,10 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
 
 
 @njit(**CPU_JIT)
-def _probs_grad_dd_elem(eh, el, fh, fl, es, tj, wj, omh, oml, ech, ecl, igh, igl):
-    """One component F e_j - w_j t'_j / gdiv of ``cross_entropy_probs``'s
-    float64 gradient, rounded once, from the pair e_j 2^64 = eh + el."""
-    ph, pl = dd_mul(fh, fl, eh * es, el * es)
-    bh, bl = target_dd(tj, wj, omh, oml, ech, ecl)
-    bh, bl = dd_mul(bh, bl, igh, igl)
-    sh, sl = dd_add(ph, pl, -bh, -bl)
-    return dd_round(sh, sl)
+def _target_over_gdiv(tj, wj, omh, oml, ech, ecl, igh, igl):
+    """w_j t'_j / gdiv as a pair (``target_dd`` times the pair 1/gdiv)."""
+    bh, bl = target_dd(np.float64(tj), np.float64(wj), omh, oml, ech, ecl)
+    return dd_mul(bh, bl, igh, igl)
 
 
 @njit(**JIT)
@@ -958,7 +958,8 @@ def _fold_terms(vb, vc, nb, wd, s, c, ex):
     data summed pairwise in plain float64 (``_pair_sum``: relative error
     below ~2^-49, invisible after rounding to float32), then added with
     TwoSum. The TwoSum tree cost float32 cross_entropy with probability
-    targets ~2 ns per element over its two sums."""
+    targets ~1.1 ns per element over its two sums (C = 1000 rows in L1,
+    value only: 3.35 -> 2.24 ns/elem)."""
     if ex:
         return fold_block(vb, vc, nb, wd, s, c)
     for j in range(nb, wd):
@@ -1086,13 +1087,13 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
             if kept:
                 for j in range(nb):
                     eh, el = dd_mul(kh[j], kl[j], f1h, f1l)
-                    gs[j] = _probs_grad_dd_elem(eh, el, fh, fl, es, np.float64(ts[j]),
-                                                np.float64(ws[j]), omh, oml, ech, ecl, igh, igl)
+                    bh, bl = _target_over_gdiv(ts[j], ws[j], omh, oml, ech, ecl, igh, igl)
+                    gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
             else:
                 for j in range(nb):
                     eh, el = exp_gap_dd(np.float64(xs[j]), m)
-                    gs[j] = _probs_grad_dd_elem(eh, el, fh, fl, es, np.float64(ts[j]),
-                                                np.float64(ws[j]), omh, oml, ech, ecl, igh, igl)
+                    bh, bl = _target_over_gdiv(ts[j], ws[j], omh, oml, ech, ecl, igh, igl)
+                    gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
         else:
             mb = buf[SCRATCH + n + b0 // wd]
             f = r if mb == m else ce_softmax_grad(mb, m, r)
