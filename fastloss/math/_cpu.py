@@ -51,6 +51,11 @@ LN2 = 0.6931471805599453  # ln 2 rounded to float64
 SHIFT = 6755399441055744.0  # 1.5 * 2^52: x + SHIFT - SHIFT rounds x to an integer
 HALF_LN2 = 0.34657359027997264
 EXP_OVF = 709.782712893384  # exp(x) = inf above (largest x with finite exp)
+#: exp_dd's lower clamp. The unscaled e^x rounds to 0 below -745.2 anyway;
+#: a result scaled by 2^64 (``scalar.multiclass.exp_gap_dd``) stays nonzero
+#: down to -789 (e^-790 2^64 < 2^-1075 rounds to 0), which a gradient
+#: A p_j with A > 1 needs. k + kadj stays within ``_scale``'s range.
+EXP_DD_LO = -790.0
 MANT = (1 << 52) - 1
 ONE_BITS = 0x3FF0000000000000
 HALF_BITS = 0x3FE0000000000000
@@ -125,7 +130,7 @@ def _reduce(x, lo_clamp, hi_clamp, small_zero):
 
 @njit(**CPU_JIT)
 def _scale(k):
-    """(s1, s2) with s1 * s2 = 2^k, both normal, for integer k in [-1100, 1100]."""
+    """(s1, s2) with s1 * s2 = 2^k, both normal, for integer k in [-2044, 2046]."""
     ki = int(k)
     k1 = ki >> 1
     return bits_f64((k1 + 1023) << 52), bits_f64((ki - k1 + 1023) << 52)
@@ -134,8 +139,9 @@ def _scale(k):
 @njit(**CPU_JIT)
 def exp_dd(x, kadj):
     """e^x * 2^kadj as (hi, lo) before the final scaling: returns
-    (yh, yl, s1, s2) with e^x 2^kadj = (yh + yl) s1 s2 and yh + yl in [0.7, 1.42]."""
-    k, r, rl, h, hl, p3 = _reduce(x, -746.0, 711.0, False)
+    (yh, yl, s1, s2) with e^x 2^kadj = (yh + yl) s1 s2 and yh + yl in [0.7, 1.42],
+    for x in [EXP_DD_LO, 711] (clamped outside that) and |kadj| <= 64."""
+    k, r, rl, h, hl, p3 = _reduce(x, EXP_DD_LO, 711.0, False)
     # e^(r + rl) = 1 + r + h + hl + p3 + rl (1 + r)
     s = 1.0 + r
     t = (1.0 - s) + r  # exact: |1| >= |r|

@@ -74,7 +74,7 @@ from numba.extending import overload
 from fastloss import math as fmath
 from fastloss._config import JIT
 from fastloss.math import xmul
-from fastloss.math._cpu import CPU_JIT, exp_dd, log1p_dd, log_dd
+from fastloss.math._cpu import CPU_JIT, EXP_DD_LO, exp_dd, log1p_dd, log_dd
 from fastloss.math._intrin import bits_f32, bits_f64, f32_bits, f64_bits, fma, wide_vectors
 from fastloss.reduce import block_sum
 
@@ -199,17 +199,20 @@ def exp_gap_dd(v, m):
     """e^(v - m) 2^SCALE_BITS, v <= m, as a pair to ~2^-60 relative: the
     double-double exponential of the rounded difference d, times 1 + err
     for its rounding error err (|err| <= 2^-53 |d|, so err^2 < 2^-86).
-    Exactly (2^SCALE_BITS, 0) at v == m, (0, 0) for v - m < -746 (where
-    e^(v - m) < 2^-1076 rounds to 0 and is 0 in pass 1) and at -inf, NaN for
-    NaN."""
+    Exactly (2^SCALE_BITS, 0) at v == m, (0, 0) for v - m < EXP_DD_LO = -790
+    (where e^(v - m) 2^64 < 2^-1075 rounds to 0) and at -inf, NaN for NaN.
+    Between -789 and -745 the scaled term is nonzero while e^(v - m) itself
+    rounds to 0 (pass 1 sums 0 there): a gradient A p_j with A > 1 can still
+    be a subnormal (A < 2^63 is covered; a scaled head below 2^-1022 is
+    only as exact as its absolute rounding, 2^-1139 unscaled)."""
     d = v - m
     bv = d - v
     err = (v - (d - bv)) + (-m - bv)
     yh, yl, s1, s2 = exp_dd(d, SCALE_BITS)
     eh = (yh * s1) * s2
     el = (yl * s1) * s2 + eh * err
-    # below -746 exp_dd clamps its argument (the unscaled result is 0 there)
-    eh = eh if d >= -746.0 else 0.0
+    # below EXP_DD_LO exp_dd clamps its argument (the result is 0 there)
+    eh = eh if d >= EXP_DD_LO else 0.0
     el = el if eh != 0.0 else 0.0  # err is NaN at d = -inf
     tie = v == m
     eh = E_SCALE if tie else eh
@@ -304,6 +307,22 @@ def gap(v, m):
     """m - v >= 0, the distance below the row maximum (0 for v == m, also at
     m = v = +inf; +inf for v = -inf)."""
     return 0.0 if v == m else m - v
+
+
+@njit(**CPU_JIT)
+def term_dd(bh, bl, v, m):
+    """b (m - v) as an unnormalized pair (head, tail) from the pair b = bh +
+    bl, to ~2^-104 relative: the gap m - v exact as a pair (TwoSum), the
+    product of the heads exact (fma). The head is ``xmul(bh, gap(v, m))``
+    (0 for b = 0 at an infinite gap); the tail is 0 where either is not
+    finite. The tails are summed apart (``fold_block``), so no
+    renormalization."""
+    d = gap(v, m)
+    u = d - m
+    e = (m - (d - u)) + (-v - u)  # m - v = d + e exactly (TwoSum)
+    p = xmul(bh, d)
+    q = fma(bh, d, -p) + (bh * e + bl * d)
+    return p, (q if abs(q) < _INF else 0.0)
 
 
 @njit(**JIT)
@@ -701,6 +720,29 @@ def ce_value(a1, nll, eps, ec, sm, smc, up, wsum, l1, z, lse, m):
 
 
 @njit(**JIT)
+def ce_value_dd(sh, sl, th, tl, oh, ol, z, m):
+    """The row's cross_entropy for float64 data, S + T log1p(others) + z lse^2
+    rounded once, from pairs: S = sum_c b_c (m - x_c) (b_c = w_c t'_c, or
+    the label's and smoothing's weights), T = sum_c b_c, others (pass 1) and
+    lse = m + log1p(others). Its error is the final rounding plus the
+    relative error of ``others`` (~2^-53, its terms rounded once in pass 1)
+    in the T log1p term: ~1 ulp. The plain float64 form (``ce_value``)
+    rounds a1, nll, eps/C, the products and the sums: 3 ulp measured with
+    weights and smoothing at ordinary logits (tests/test_multiclass.py::
+    test_cross_entropy_value_options_within_1_ulp). For finite rows only
+    (the caller keeps ``ce_value`` otherwise)."""
+    l1h, l1l = log1p_dd(oh, ol)
+    ph, pl = dd_mul(th, tl, l1h, l1l)
+    vh, vl = dd_add(sh, sl, ph, pl)
+    if z != 0.0:
+        lh, ll = dd_add(m, 0.0, l1h, l1l)
+        qh, ql = dd_mul(lh, ll, lh, ll)
+        qh, ql = dd_mul(qh, ql, z, 0.0)
+        vh, vl = dd_add(vh, vl, qh, ql)
+    return dd_round(vh, vl)
+
+
+@njit(**JIT)
 def ce_grad_factor(a, denom, gdiv):
     """r = A / ((1 + others) gdiv): the factor of e^(x_j - m) in the float32
     gradient A p_j / gdiv (one multiplication per element; relative error a
@@ -730,9 +772,11 @@ def ce_label_grad(a1, a2, py, ec, wy, nll, gdiv):
 @njit(**JIT)
 def _smooth_sum(x, w, m, buf, sc):
     """sum_c w_c (m - x_c) sc of a row (sc a power of two), compensated,
-    block by block: (s, c) with the sum s + c."""
+    block by block: (s, c) with the sum s + c. float64 data sums the terms
+    as exact pairs (``term_dd``), for ``ce_value_dd``."""
     wide_vectors()
     n = x.size
+    ex = is_f64(x)
     wd = block_width(n)
     eb = buf[:wd]
     cb = buf[wd:2 * wd]
@@ -742,9 +786,15 @@ def _smooth_sum(x, w, m, buf, sc):
         nb = min(wd, n - b0)
         xs = x[b0:b0 + nb]
         ws = w[b0:b0 + nb]
-        for j in range(nb):
-            eb[j] = xmul(np.float64(ws[j]), gap(np.float64(xs[j]), m)) * sc
-            cb[j] = 0.0
+        if ex:
+            for j in range(nb):
+                ph, pl = term_dd(np.float64(ws[j]), 0.0, np.float64(xs[j]), m)
+                eb[j] = ph * sc
+                cb[j] = pl * sc
+        else:
+            for j in range(nb):
+                eb[j] = xmul(np.float64(ws[j]), gap(np.float64(xs[j]), m)) * sc
+                cb[j] = 0.0
         sm, smc = fold_block(eb, cb, nb, wd, sm, smc)
     return sm, smc
 
@@ -907,7 +957,8 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     keep = sg and (ex or ec == 0.0)
     m, s0, c0, k0 = row_lse_state(x, buf, keep)
     wy = np.float64(w[y])
-    nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(m, s0, c0, k0, np.float64(x[y]), wy, eps,
+    xy = np.float64(x[y])  # (read before the gradient: g may be x)
+    nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(m, s0, c0, k0, xy, wy, eps,
                                                         z, wsum, n)
     sm = 0.0
     smc = 0.0
@@ -941,7 +992,23 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
             # p_y: needed with smoothing or a z-loss only (a2 = 0 otherwise)
             py = exp(-nll) if a2 != 0.0 else 0.0
             g[y] = ce_label_grad(a1, a2, py, ec, wy, nll, gdiv)
-    return ce_value(a1, nll, eps, ec, sm, smc, up, wsum, l1, z, lse, m)
+    val = ce_value(a1, nll, eps, ec, sm, smc, up, wsum, l1, z, lse, m)
+    if ex and math.isfinite(val) and math.isfinite(m) and up == 1.0:
+        # float64: the same sum from pairs, rounded once: S = a1 (m - x_y)
+        # + (eps/C) sum_c w_c (m - x_c), T = a1 + (eps/C) sum(w)
+        omh, oml = dd_add(1.0, 0.0, -eps, 0.0)
+        a1h, a1l = dd_mul(wy, 0.0, omh, oml)
+        sh, sl = term_dd(a1h, a1l, xy, m)
+        th, tl = a1h, a1l
+        if eps != 0.0:
+            ech, ecl = dd_div(eps, np.float64(n))
+            qh, ql = dd_mul(ech, ecl, sm, smc)
+            sh, sl = dd_add(sh, sl, qh, ql)
+            qh, ql = dd_mul(ech, ecl, wsum, wsum_lo)
+            th, tl = dd_add(th, tl, qh, ql)
+        oh, ol = others_dd(s0, c0, k0)
+        val = ce_value_dd(sh, sl, th, tl, oh, ol, z, m)
+    return val
 
 
 @njit(**CPU_JIT)
@@ -1009,21 +1076,33 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     wd = block_width(n)
     vb = buf[:wd]
     vc = buf[wd:2 * wd]
-    # T = sum_c w_c t'_c (float64 data: of the pairs w_c t'_c)
+    sb = buf[2 * wd:3 * wd]
+    sc = buf[3 * wd:4 * wd]
+    # one pass for T = sum_c w_c t'_c and the value's terms w_c t'_c (m - x_c)
+    # (before the gradient: g may be x); float64 data: exact pairs (the pair
+    # w_c t'_c, ``term_dd``) for ``ce_value_dd``
     tt = 0.0
     ttc = 0.0
+    sv = 0.0
+    svc = 0.0
     for b0 in range(0, n, wd):
         nb = min(wd, n - b0)
+        xs = x[b0:b0 + nb]
         ts = t[b0:b0 + nb]
         ws = w[b0:b0 + nb]
-        for j in range(nb):
-            if ex:
+        if ex:
+            for j in range(nb):
                 bh, bl = target_dd(np.float64(ts[j]), np.float64(ws[j]), omh, oml, ech, ecl)
                 vb[j] = bh
                 vc[j] = bl
-            else:
-                vb[j] = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
+                sb[j], sc[j] = term_dd(bh, bl, np.float64(xs[j]), m)
+        else:
+            for j in range(nb):
+                wt = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
+                vb[j] = wt
+                sb[j] = xmul(wt, gap(np.float64(xs[j]), m))
         tt, ttc = _fold_terms(vb, vc, nb, wd, tt, ttc, ex)
+        sv, svc = _fold_terms(sb, sc, nb, wd, sv, svc, ex)
     tth, ttl = dd_fix(tt, ttc)
     if math.isfinite(tt):
         tt += ttc
@@ -1057,20 +1136,6 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     # each side of the difference, as for the division)
     r = ce_grad_factor(a, denom, gdiv)
     ginv = 1.0 / gdiv
-    # the value's terms w_c t'_c (m - x_c) (before the gradient: g may be x)
-    sv = 0.0
-    svc = 0.0
-    for b0 in range(0, n, wd):
-        nb = min(wd, n - b0)
-        xs = x[b0:b0 + nb]
-        ts = t[b0:b0 + nb]
-        ws = w[b0:b0 + nb]
-        for j in range(nb):
-            wt = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
-            vb[j] = xmul(wt, gap(np.float64(xs[j]), m))
-            if ex:
-                vc[j] = 0.0
-        sv, svc = _fold_terms(vb, vc, nb, wd, sv, svc, ex)
     # the gradient from pass 1's kept terms times one factor e^(m_b - m)
     # per block (float64: pairs, ``_kept_factor``, the exponential again
     # where it declines)
@@ -1101,11 +1166,15 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
             for j in range(nb):
                 wt = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
                 gs[j] = xmul(ks[j], f) - wt * ginv
+    svh = sv
     if math.isfinite(sv):
         sv += svc
     val = sv + xmul(tt, l1)
     if z != 0.0:
         val += z * lse * lse
+    if ex and math.isfinite(val) and math.isfinite(m):
+        oh, ol = others_dd(s0, c0, k0)
+        val = ce_value_dd(svh, svc, tth, ttl, oh, ol, z, m)
     return val
 
 
