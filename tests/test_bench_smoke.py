@@ -75,6 +75,38 @@ def test_out_variant_planned_and_judged_separately():
     assert not any("huber" in t and "out=" in t for t in got)  # not measured: not reported
 
 
+def test_cross_entropy_probability_targets_planned_under_their_own_key():
+    """cross_entropy is measured with labels and with probability targets
+    (both beside PyTorch) when selected; the two never share a key, so each
+    speed-up divides times of the same kind of target, and the labels' key
+    is the one earlier runs used (the gate matches on it)."""
+    from fastloss.benchmark import report
+
+    sel = cases.Options(threads=(2,), sizes=("dram",), losses=("cross_entropy",),
+                        dtypes=("float32",), peers=("torch",))
+    plan = [c for c in cases.plan("multiclass", sel) if c.shape == (8192, 1000)]
+    got = {(c.target, c.impl): c for c in plan}
+    assert set(got) == {("labels", "fastloss"), ("labels", "torch"),
+                        ("probs", "fastloss"), ("probs", "torch")}
+    assert got["labels", "fastloss"].key == \
+        "cpu/multiclass/cross_entropy/float32/8192x1000/t2/fastloss"
+    assert got["probs", "fastloss"].key == \
+        "cpu/multiclass/cross_entropy(probs)/float32/8192x1000/t2/fastloss"
+    # the default run keeps to labels
+    assert {c.target for c in cases.plan("multiclass", cases.Options(threads=(2,)))} == {"labels"}
+    # speed-ups pair each target with its own peer
+    times = {("labels", "fastloss"): 0.01, ("labels", "torch"): 0.05,
+             ("probs", "fastloss"): 0.02, ("probs", "torch"): 0.03}
+    doc = {"benchmarks": [{"name": c.id, "stats": {"min": times[k], "median": times[k]},
+                           "extra_info": c.info()} for k, c in got.items()]}
+    e = {x["extra_info"]["key"]: x["extra_info"] for x in derive.annotate(doc)["benchmarks"]}
+    assert e[got["labels", "fastloss"].key]["speedup"]["torch"] == pytest.approx(5.0)
+    assert e[got["probs", "fastloss"].key]["speedup"]["torch"] == pytest.approx(1.5)
+    tg = {t: (m, v) for t, m, v in report.targets(report._entries(doc))}
+    assert tg["cross_entropy(probs) float32 8192×1000 ≥ 2× PyTorch (2 thr)"] == ("1.50×", "NOT met")
+    assert tg["cross_entropy f32 8192×1000 ≥ 4× F.cross_entropy (2 thr)"] == ("5.00×", "met")
+
+
 def test_cuda_plan_has_issue_5_sizes():
     """A GPU run measures issue 5's sizes: 2^28 elements, cross_entropy
     (65536, 1000) and (16384, 131072), beside the device copy; no out=
@@ -208,3 +240,4 @@ def test_smoke_run_end_to_end(tmp_path):
     assert "passed" in r.stdout and "failed" not in r.stdout
     assert "smoke run passed" in r.stdout
     assert "cpu-mse-float32-1024-t1-fastloss" in r.stdout
+    assert "cpu-cross_entropy(probs)-float32-16x10-t1-fastloss" in r.stdout

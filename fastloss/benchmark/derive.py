@@ -32,7 +32,7 @@ def _bw_key(e: dict):
 
 
 def _case_key(e: dict, threads=True):
-    k = (e["backend"], e["family"], e["loss"], e["dtype"], tuple(e["shape"]))
+    k = (e["backend"], e["family"], e.get("name", e["loss"]), e["dtype"], tuple(e["shape"]))
     return k + ((e["threads"],) if threads else ())
 
 
