@@ -78,7 +78,7 @@ def exp(x):
 
 def exp_pair(x):
     """e^x as (hi, lo), hi = exp(x) and hi + lo accurate far beyond one
-    rounding (CPU: ~2^-100 relative). Here and on CUDA lo comes from expm1,
+    rounding (CPU: ~2^-56 relative). Here and on CUDA lo comes from expm1,
     e^x = 1 + expm1(x): exact for e^x near 1 (the cancelling differences
     e^x - 1 are then right), ~1 ULP of hi elsewhere."""
     if x != x:

@@ -163,7 +163,9 @@ def exp(x):
 @njit(**CPU_JIT)
 def exp_pair(x):
     """e^x as a double-double (hi, lo): hi = exp(x) (<= 1 ULP), hi + lo with a
-    relative error ~2^-100; (inf, 0) above EXP_OVF, (0, 0) at -inf, NaN for
+    relative error ~2^-56 (measured: 2^-56.3 at worst over 7000 points in
+    [-700, 700]; the polynomial's rounding, scaled by r^3, is the limit);
+    (inf, 0) above EXP_OVF, (0, 0) at -inf, NaN for
     NaN. For differences e^x - y that cancel (poisson_nll)."""
     yh, yl, s1, s2 = exp_dd(x, 0.0)
     hi = (yh * s1) * s2
@@ -720,7 +722,7 @@ def pow_pos(x, y):
 def logistic_dd(z):
     """``logistic``'s four values as double-double pairs, for finite z:
     (softplus(z), softplus(-z), sigmoid(z), sigmoid(-z)) as
-    (h0, l0, h1, l1, h2, l2, h3, l3), each h + l to ~2^-60 relative (where
+    (h0, l0, h1, l1, h2, l2, h3, l3), each h + l to ~2^-55 relative (where
     e^-|z| is normal; below that the sigmoid(-|z|) pair is only as exact as
     its head). For losses that combine several of them before one rounding
     (sigmoid_focal, float64)."""

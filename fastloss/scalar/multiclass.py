@@ -196,7 +196,7 @@ def unscale_ok(h):
 
 @njit(**CPU_JIT)
 def exp_gap_dd(v, m):
-    """e^(v - m) 2^SCALE_BITS, v <= m, as a pair to ~2^-60 relative: the
+    """e^(v - m) 2^SCALE_BITS, v <= m, as a pair to ~2^-56 relative: the
     double-double exponential of the rounded difference d, times 1 + err
     for its rounding error err (|err| <= 2^-53 |d|, so err^2 < 2^-86).
     Exactly (2^SCALE_BITS, 0) at v == m, (0, 0) for v - m < EXP_DD_LO = -790
