@@ -107,6 +107,23 @@ def test_cross_entropy_probability_targets_planned_under_their_own_key():
     assert tg["cross_entropy f32 8192×1000 ≥ 4× F.cross_entropy (2 thr)"] == ("5.00×", "met")
 
 
+def test_row_wise_run_plots_rows_against_threads(tmp_path):
+    """A run of row-wise losses only plots their throughput against threads
+    (one line per loss and shape), and no empty elementwise figure."""
+    pytest.importorskip("matplotlib")
+    from fastloss.benchmark import report
+
+    sel = cases.Options(threads=(1, 2), sizes=("dram",), losses=("cross_entropy",),
+                        dtypes=("float32",), peers=("torch",))
+    plan = [c for c in cases.plan("multiclass", sel) if c.shape == (8192, 1000)]
+    doc = {"benchmarks": [{"name": c.id, "stats": {"min": 0.01 / c.threads, "median": 0.01},
+                           "extra_info": c.info()} for c in plan]}
+    files, why = report.plot(doc, tmp_path, "run")
+    assert why is None
+    assert files == ["run-rows-threads.png", "run-vs-torch.png"]
+    assert all((tmp_path / f).stat().st_size > 1000 for f in files)
+
+
 def test_cuda_plan_has_issue_5_sizes():
     """A GPU run measures issue 5's sizes: 2^28 elements, cross_entropy
     (65536, 1000) and (16384, 131072), beside the device copy; no out=

@@ -244,34 +244,43 @@ def plot(doc: dict, out_dir: pathlib.Path, stem: str) -> tuple[list[str], str | 
     fl = [e for e in entries if e["impl"] == "fastloss" and e["size_class"] == "dram"]
     if not fl:
         return [], "no CPU fastloss benchmark at the dram size: no plots"
-    dtypes = sorted({e["dtype"] for e in fl})
     files = []
 
-    # 1. throughput against threads, per loss
-    fig, axes = plt.subplots(1, len(dtypes), figsize=(7 * len(dtypes), 5), squeeze=False)
-    for ax, dt in zip(axes[0], dtypes, strict=True):
-        losses = sorted({e["loss"] for e in fl if e["dtype"] == dt})
-        for loss in losses:
-            pts = sorted((e["threads"], e["g_elem_s"]) for e in fl if e["dtype"] == dt
-                         and e["loss"] == loss and e["family"] == "elementwise")
-            if pts:
-                ax.plot(*zip(*pts, strict=True), marker="o", label=loss)
-        tri = sorted((e["threads"], e["gb_s"] / (3 * (4 if dt == "float32" else 8)))
-                     for e in entries if e["family"] == "bandwidth" and e["size_class"] == "dram")
-        if tri:
-            ax.plot(*zip(*tri, strict=True), "k--", lw=2, label="triad bandwidth limit")
-        ax.set_title(f"elementwise losses, {dt}, N = {fl[0]['shape'][0]:,}")
-        ax.set_xticks(sorted({e["threads"] for e in fl}))
-        ax.set_xlabel("threads")
-        ax.set_ylabel("G elem/s (fused value + gradient)")
-        ax.set_yscale("log")
-        ax.grid(alpha=0.3)
-    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
-    fig.tight_layout()
-    name = f"{stem}-threads.png"
-    fig.savefig(out_dir / name, dpi=90)
-    plt.close(fig)
-    files.append(name)
+    # 1. throughput against threads, per loss: elementwise (beside the triad
+    # limit), then row-wise (one line per loss and shape)
+    for family, title in (("elementwise", "elementwise losses"), ("multiclass", "row-wise losses")):
+        fam = [e for e in fl if e["family"] == family]
+        if not fam:
+            continue
+        dts = sorted({e["dtype"] for e in fam})
+        fig, axes = plt.subplots(1, len(dts), figsize=(7 * len(dts), 5), squeeze=False)
+        for ax, dt in zip(axes[0], dts, strict=True):
+            series = sorted({(_nm(e), tuple(e["shape"])) for e in fam if e["dtype"] == dt})
+            for name, shape in series:
+                pts = sorted((e["threads"], e["g_elem_s"]) for e in fam if e["dtype"] == dt
+                             and _nm(e) == name and tuple(e["shape"]) == shape)
+                lab = name if family == "elementwise" else f"{name} {'×'.join(map(str, shape))}"
+                ax.plot(*zip(*pts, strict=True), marker="o", label=lab)
+            if family == "elementwise":
+                tri = sorted((e["threads"], e["gb_s"] / (3 * (4 if dt == "float32" else 8)))
+                             for e in entries
+                             if e["family"] == "bandwidth" and e["size_class"] == "dram")
+                if tri:
+                    ax.plot(*zip(*tri, strict=True), "k--", lw=2, label="triad bandwidth limit")
+                ax.set_title(f"{title}, {dt}, N = {fam[0]['shape'][0]:,}")
+            else:
+                ax.set_title(f"{title}, {dt} (N, C)")
+            ax.set_xticks(sorted({e["threads"] for e in fam}))
+            ax.set_xlabel("threads")
+            ax.set_ylabel("G elem/s (fused value + gradient)")
+            ax.set_yscale("log")
+            ax.grid(alpha=0.3)
+        axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1, 0.5))
+        fig.tight_layout()
+        name = f"{stem}-threads.png" if family == "elementwise" else f"{stem}-rows-threads.png"
+        fig.savefig(out_dir / name, dpi=90)
+        plt.close(fig)
+        files.append(name)
 
     # 2. speed-up against PyTorch, per loss
     withsp = [e for e in fl if "torch" in e.get("speedup", {})]
