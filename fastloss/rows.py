@@ -145,6 +145,23 @@ def label_error(label: int, row: int, c: int, ignore: int, use_ignore: bool) -> 
     return ValueError(f"target: label {label} at row {row} is outside [0, {c}){extra}")
 
 
+def formula_params(spec, fid, p, c, w_given, host_weights):
+    """The row formula's scalars (p0, p1, p2, p3): ``spec.pack``'s three,
+    then for cross_entropy with labels sum(w) as a pair (p3 + p2), and with
+    probability targets p3 = 1 when no class weight was given (w is all
+    ones: ``cross_entropy_probs``' plain case). ``host_weights()`` returns
+    the weights as a NumPy array (called only when they are summed)."""
+    from fastloss.cpu.rowwise import sum_dd
+
+    p0, p1, p2 = spec.pack(p)
+    p3 = 0.0
+    if fid == 0:
+        p3, p2 = (sum_dd(host_weights()) if w_given else (float(c), 0.0))
+    elif fid == 1:
+        p3 = 0.0 if w_given else 1.0
+    return p0, p1, p2, p3
+
+
 def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     """(value, grad or None) of a row-wise loss; see the module doc."""
     from fastloss.cpu.rowtiles import scratch as tile_scratch
@@ -154,7 +171,6 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
         first_undefined_hinge,
         kernel,
         rows_per_chunk,
-        sum_dd,
     )
     from fastloss.reduce import combine
 
@@ -229,10 +245,7 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     else:
         gdiv_k = gdiv
 
-    p0, p1, p2 = spec.pack(p)
-    p3 = 0.0
-    if fid == 0:  # cross_entropy with labels: sum(w) as a pair (p3 + p2)
-        p3, p2 = (sum_dd(w) if w_given else (float(c), 0.0))
+    p0, p1, p2, p3 = formula_params(spec, fid, p, c, w_given, lambda: w)
 
     if want_grad:
         grad = out if out is not None else np.empty_like(x)

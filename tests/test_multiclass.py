@@ -501,6 +501,26 @@ def _check_cond_bound(dtype, vu, gr, gu):
     assert gr <= 2, (gr, gu)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_cross_entropy_probs_plain_path_same_bits(dtype):
+    """Probability targets without smoothing or weights take a path of their
+    own (w_j t'_j = t_j exactly, ``cross_entropy_probs``' plain case): the
+    same bits as the general path given unit weights, rows of one to three
+    blocks, with and without z-loss, reductions none and mean."""
+    rng = np.random.default_rng(46)
+    for c in (9, 1000, 1100):
+        x = (rng.standard_normal((5, c)) * 5).astype(dtype)
+        x[0, 1] = -np.inf
+        t = rng.dirichlet(np.full(c, 0.5), 5).astype(dtype)
+        t[0, 1] = 0.0
+        for kw in ({}, {"z_loss": 1e-2}):
+            for red in ("none", "mean"):
+                v1, g1 = fl.value_and_grad("cross_entropy", x, t, reduction=red, **kw)
+                v2, g2 = fl.value_and_grad("cross_entropy", x, t, reduction=red,
+                                           weight=np.ones(c, dtype), **kw)
+                assert np.array_equal(v1, v2) and np.array_equal(g1, g2), (c, kw, red)
+
+
 @pytest.mark.parametrize("target", ["labels", "probs"])
 @pytest.mark.parametrize("opts", LABEL_OPTIONS, ids=lambda o: "-".join(o))
 def test_cross_entropy_value_options_within_1_ulp(opts, target):

@@ -92,6 +92,7 @@ from fastloss.rows import (
     _gdiv_and_denominator,
     check_scores_shape,
     check_target_shape,
+    formula_params,
     label_error,
     target_fid,
 )
@@ -300,7 +301,6 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     results of ``fastloss.rows.evaluate``, returned as in ``fastloss.cuda.api``
     (floats for "mean"/"sum"/"batchmean", device arrays of the input's kind
     otherwise)."""
-    from fastloss.cpu.rowwise import sum_dd
     from fastloss.cuda.api import _check_domain, _check_out, _device_float, _host_float
 
     name = spec.name
@@ -387,12 +387,8 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     gdiv, denom = _gdiv_and_denominator(name, reduction, n, c, d_rows, fid in (0, 2))
     gdiv_k = math.nan if gdiv == 0.0 else gdiv  # every row ignored or weighted 0: 0/0
 
-    p0, p1, p2 = spec.pack(p)
-    p3 = 0.0
-    if fid == 0:  # cross_entropy with labels: sum(w) as a pair (p3 + p2)
-        if w_given and w_host is None:
-            w_host = w.copy_to_host(stream=stream)
-        p3, p2 = (sum_dd(w_host) if w_given else (float(c), 0.0))
+    p0, p1, p2, p3 = formula_params(
+        spec, fid, p, c, w_given, lambda: w_host if w_host is not None else w.copy_to_host(stream=stream))
 
     grad_obj = gview = None
     if want_grad:

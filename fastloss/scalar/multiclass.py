@@ -1012,26 +1012,28 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
 
 
 @njit(**CPU_JIT)
-def _target_over_gdiv(tj, wj, omh, oml, ech, ecl, igh, igl):
-    """w_j t'_j / gdiv as a pair (``target_dd`` times the pair 1/gdiv)."""
-    bh, bl = target_dd(np.float64(tj), np.float64(wj), omh, oml, ech, ecl)
+def _target_pair(tj, wj, omh, oml, ech, ecl, plain):
+    """w_j t'_j as a pair: ``target_dd``, or (t_j, 0) exactly when ``plain``
+    (no smoothing, no class weights; a constant where it is called, so the
+    loop holds one form)."""
+    if plain:
+        return np.float64(tj), 0.0
+    return target_dd(np.float64(tj), np.float64(wj), omh, oml, ech, ecl)
+
+
+@njit(**CPU_JIT)
+def _target_plain(tj, wj, om, ec, plain):
+    """w_j t'_j in plain float64 (float32 data): t_j when ``plain``."""
+    if plain:
+        return np.float64(tj)
+    return np.float64(wj) * (np.float64(tj) * om + ec)
+
+
+@njit(**CPU_JIT)
+def _target_over_gdiv(tj, wj, omh, oml, ech, ecl, igh, igl, plain):
+    """w_j t'_j / gdiv as a pair (``_target_pair`` times the pair 1/gdiv)."""
+    bh, bl = _target_pair(tj, wj, omh, oml, ech, ecl, plain)
     return dd_mul(bh, bl, igh, igl)
-
-
-@njit(**JIT)
-def _fold_terms(vb, vc, nb, wd, s, c, ex):
-    """(s, c) plus a block's non-negative terms vb[:nb]: float64 data with
-    their error terms vc[:nb] (``fold_block``, TwoSum throughout); float32
-    data summed pairwise in plain float64 (``_pair_sum``: relative error
-    below ~2^-49, invisible after rounding to float32), then added with
-    TwoSum. The TwoSum tree cost float32 cross_entropy with probability
-    targets ~1.1 ns per element over its two sums (C = 1000 rows in L1,
-    value only: 3.35 -> 2.24 ns/elem)."""
-    if ex:
-        return fold_block(vb, vc, nb, wd, s, c)
-    for j in range(nb, wd):
-        vb[j] = 0.0
-    return two_sum_add(s, c, _pair_sum(vb, wd))
 
 
 @njit(**JIT)
@@ -1059,13 +1061,25 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     e^(x_j - m), 1 / (1 + others) and the products, rounded once, so its
     error is the rounding plus the ~1 ulp relative error of ``others`` times
     the softmax term. Both passes after pass 1 run in blocks (vectorized
-    loops into buffers summed pairwise with TwoSum)."""
+    loops into buffers summed pairwise with TwoSum), written once
+    (``_probs_rest``) and compiled twice: for the plain case (no smoothing,
+    no class weights: ``p3`` is 1 from ``fastloss.rows``), where w_j t'_j is
+    t_j exactly, and for the general one."""
     wide_vectors()
+    # pass 1's terms kept for the gradient (no second exponential)
+    m, s0, c0, k0 = row_lse_state(x, buf, sg)
+    if eps == 0.0 and p3 == 1.0:
+        return _probs_rest(x, t, w, eps, z, gdiv, g, sg, buf, m, s0, c0, k0, True)
+    return _probs_rest(x, t, w, eps, z, gdiv, g, sg, buf, m, s0, c0, k0, False)
+
+
+@njit(**{**JIT, "forceinline": True})
+def _probs_rest(x, t, w, eps, z, gdiv, g, sg, buf, m, s0, c0, k0, plain):
+    """``cross_entropy_probs`` after pass 1 (``plain``: a constant at each
+    call, see there)."""
     n = x.size
     ex = is_f64(x)
-    # pass 1's terms kept for the gradient (no second exponential)
     keep = sg
-    m, s0, c0, k0 = row_lse_state(x, buf, keep)
     o = lse_others(s0, c0, k0)
     l1 = log1p(o)
     lse = m + l1
@@ -1079,12 +1093,18 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     sb = buf[2 * wd:3 * wd]
     sc = buf[3 * wd:4 * wd]
     # one pass for T = sum_c w_c t'_c and the value's terms w_c t'_c (m - x_c)
-    # (before the gradient: g may be x); float64 data: exact pairs (the pair
-    # w_c t'_c, ``term_dd``) for ``ce_value_dd``
-    tt = 0.0
-    ttc = 0.0
-    sv = 0.0
-    svc = 0.0
+    # (before the gradient: g may be x), each summed into wd lanes across
+    # the blocks, then the lanes pairwise once per row: float64 data adds
+    # exact pairs (w_c t'_c, ``term_dd``) with TwoSum into (head, tail)
+    # lanes, for ``ce_value_dd``; float32 data plain float64 lanes (n / wd
+    # terms each, then the pairwise tree: relative error below ~2^-44,
+    # invisible after rounding to float32). A TwoSum tree per block cost
+    # float64 ~0.7 ns per element per sum (C = 1000 rows in L1).
+    for j in range(wd):
+        vb[j] = 0.0
+        vc[j] = 0.0
+        sb[j] = 0.0
+        sc[j] = 0.0
     for b0 in range(0, n, wd):
         nb = min(wd, n - b0)
         xs = x[b0:b0 + nb]
@@ -1092,17 +1112,21 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
         ws = w[b0:b0 + nb]
         if ex:
             for j in range(nb):
-                bh, bl = target_dd(np.float64(ts[j]), np.float64(ws[j]), omh, oml, ech, ecl)
-                vb[j] = bh
-                vc[j] = bl
-                sb[j], sc[j] = term_dd(bh, bl, np.float64(xs[j]), m)
+                bh, bl = _target_pair(ts[j], ws[j], omh, oml, ech, ecl, plain)
+                ph, pl = term_dd(bh, bl, np.float64(xs[j]), m)
+                vb[j], vc[j] = two_sum_add(vb[j], vc[j] + bl, bh)
+                sb[j], sc[j] = two_sum_add(sb[j], sc[j] + pl, ph)
         else:
             for j in range(nb):
-                wt = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
-                vb[j] = wt
-                sb[j] = xmul(wt, gap(np.float64(xs[j]), m))
-        tt, ttc = _fold_terms(vb, vc, nb, wd, tt, ttc, ex)
-        sv, svc = _fold_terms(sb, sc, nb, wd, sv, svc, ex)
+                wt = _target_plain(ts[j], ws[j], om, ec, plain)
+                vb[j] += wt
+                sb[j] += xmul(wt, gap(np.float64(xs[j]), m))
+    if ex:
+        tt, ttc = block_sum(vb, vc, wd)
+        sv, svc = block_sum(sb, sc, wd)
+    else:
+        tt, ttc = _pair_sum(vb, wd), 0.0
+        sv, svc = _pair_sum(sb, wd), 0.0
     tth, ttl = dd_fix(tt, ttc)
     if math.isfinite(tt):
         tt += ttc
@@ -1152,19 +1176,19 @@ def cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
             if kept:
                 for j in range(nb):
                     eh, el = dd_mul(kh[j], kl[j], f1h, f1l)
-                    bh, bl = _target_over_gdiv(ts[j], ws[j], omh, oml, ech, ecl, igh, igl)
+                    bh, bl = _target_over_gdiv(ts[j], ws[j], omh, oml, ech, ecl, igh, igl, plain)
                     gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
             else:
                 for j in range(nb):
                     eh, el = exp_gap_dd(np.float64(xs[j]), m)
-                    bh, bl = _target_over_gdiv(ts[j], ws[j], omh, oml, ech, ecl, igh, igl)
+                    bh, bl = _target_over_gdiv(ts[j], ws[j], omh, oml, ech, ecl, igh, igl, plain)
                     gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
         else:
             mb = buf[SCRATCH + n + b0 // wd]
             f = r if mb == m else ce_softmax_grad(mb, m, r)
             ks = buf[SCRATCH + b0:SCRATCH + b0 + nb]
             for j in range(nb):
-                wt = np.float64(ws[j]) * (np.float64(ts[j]) * om + ec)
+                wt = _target_plain(ts[j], ws[j], om, ec, plain)
                 gs[j] = xmul(ks[j], f) - wt * ginv
     svh = sv
     if math.isfinite(sv):
