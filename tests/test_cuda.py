@@ -500,6 +500,32 @@ _F32_VARIANT_SCRIPT = PTX_PRELUDE + textwrap.dedent("""
 """)
 
 
+_F64_ELEMENTWISE_SCRIPT = PTX_PRELUDE + textwrap.dedent("""
+    from fastloss import catalog
+    from fastloss.cuda.elementwise import formula_for, make_elementwise_kernel
+
+    arr = numba.float64[::1]
+    f64 = numba.float64
+    sig = (arr, arr, arr, numba.int64, arr, numba.int64, f64, f64, f64, f64, arr, arr,
+           f64[::1], f64[::1], numba.boolean, numba.boolean)
+    names = [s.name for s in catalog.SPECS if s.family in ("regression", "binary")]
+    for name in names:
+        fid = catalog.formula_id(catalog.get(name))
+        ptx = ptx_of(make_elementwise_kernel(formula_for(fid, False)), sig)
+        assert not BARE.findall(ptx), (name, BARE.findall(ptx)[:5])
+    print(len(names), "OK")
+""")
+
+
+def test_float64_elementwise_kernels_compile_to_ptx():
+    """Every elementwise formula's float64 kernel (the double-double paths
+    of pseudo_huber, log_cosh, sigmoid_focal, ... included) compiles for
+    sm_90 through its dispatcher, with no multiply or add left for
+    contraction."""
+    out = run_ptx_script(_F64_ELEMENTWISE_SCRIPT, timeout=900)
+    assert out.strip().endswith("OK")
+
+
 def test_float32_variant_kernels_compile_to_ptx():
     """The float32-data formulas (``F32_VARIANTS`` rebound: ``logistic32`` on
     float32 lanes, as on the CPU) compile for sm_90 without contraction."""
