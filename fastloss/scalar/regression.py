@@ -130,7 +130,8 @@ def pseudo_huber(x, y, q, delta, p1, p2):
     (d overflowing between finite x and y: float64 data only, ``F64_DATA``).
     Where u overflows (tiny delta) but d does not, the value is
     delta |d| (delta^2 is below half an ULP of it) and the derivative
-    delta sign(d)."""
+    delta sign(d). float64 data (d != 0, u finite): the same forms from
+    double-double pairs, rounded once (``_pseudo_huber_dd``)."""
     d = x - y
     u = d / delta
     h = hypot(1.0, u)
@@ -201,7 +202,9 @@ def log_cosh(x, y, q, p0, p1, p2):
     cosh overflows at |d| ~ 710; for |d| > 1 the value is
     |d| - ln 2 + log1p(e^{-2|d|}) with ln 2 split in two parts (no overflow, no
     cancellation since the result is >= 0.43); for |d| <= 1 it is
-    log1p(2 sinh^2(d/2)), which keeps relative accuracy as d -> 0."""
+    log1p(2 sinh^2(d/2)), which keeps relative accuracy as d -> 0. float64
+    data (finite d != 0): the value from double-double pairs, rounded once
+    (``_log_cosh_dd``)."""
     a = abs(x - y)
     if F64_DATA and 0.0 < a < math.inf:
         return _log_cosh_dd(x, y, a), tanh(x - y)
