@@ -177,9 +177,11 @@ def dd_round(h, l):
     return r if abs(r) < _INF else h
 
 
-#: ``exp_gap_dd`` returns e^(v - m) times 2^SCALE_BITS, so that no nonzero
-#: term is subnormal (e^-745 > 2^-1076): a subnormal e_j would carry its
-#: absolute rounding into a product F e_j with F > 1
+#: ``exp_gap_dd`` returns e^(v - m) times 2^SCALE_BITS, so that no term
+#: whose unscaled value is nonzero is subnormal (e^-745 2^64 > 2^-1012): a
+#: subnormal e_j would carry its absolute rounding into a product F e_j with
+#: F > 1. Below that (gaps 753 to 790) the scaled term is subnormal, its
+#: rounding 2^-1139 unscaled, for products A p_j with A > 1
 SCALE_BITS = 64.0
 E_SCALE = 2.0 ** 64
 E_UNSCALE = 2.0 ** -64
@@ -315,7 +317,7 @@ def term_dd(bh, bl, v, m):
     bl, to ~2^-104 relative: the gap m - v exact as a pair (TwoSum), the
     product of the heads exact (fma). The head is ``xmul(bh, gap(v, m))``
     (0 for b = 0 at an infinite gap); the tail is 0 where either is not
-    finite. The tails are summed apart (``fold_block``), so no
+    finite. The tails are summed apart (``block_sum``'s error terms), so no
     renormalization."""
     d = gap(v, m)
     u = d - m
