@@ -808,6 +808,16 @@ _UP = 2.0 ** 64
 
 
 @njit(**CPU_JIT)
+def smoothing_pairs(eps, n):
+    """The pairs 1 - eps and eps/C (C = n classes) of label smoothing, for
+    the double-double forms of cross_entropy (labels and probability
+    targets)."""
+    omh, oml = dd_add(1.0, 0.0, -eps, 0.0)
+    ech, ecl = dd_div(eps, np.float64(n))
+    return omh, oml, ech, ecl
+
+
+@njit(**CPU_JIT)
 def _kept_factor(buf, n, b, m, keep):
     """(use the kept pairs, e^(m_b - m) as a pair) for block b of a float64
     row whose pass 1 kept its pairs (``row_lse_state`` with keep): (True, 1,
@@ -867,9 +877,8 @@ def ce_grad_dd(x, y, w, m, oh, ol, l1, wy, eps, z, wsum, wsum_lo, gdiv, g, buf, 
     dh, dl = dd_add(1.0, 0.0, oh, ol)
     rh, rl = dd_recip(dh, dl)
     igh, igl = dd_recip(gdiv, 0.0)
-    omh, oml = dd_add(1.0, 0.0, -eps, 0.0)
+    omh, oml, ech, ecl = smoothing_pairs(eps, n)
     a1h, a1l = dd_mul(wy, 0.0, omh, oml)
-    ech, ecl = dd_div(eps, np.float64(n))
     a2h, a2l = dd_mul(ech, ecl, wsum, wsum_lo)
     if z != 0.0:
         lh, ll = dd_add(m, 0.0, l1, 0.0)
@@ -998,12 +1007,11 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     if ex and math.isfinite(val) and math.isfinite(m) and up == 1.0:
         # float64: the same sum from pairs, rounded once: S = a1 (m - x_y)
         # + (eps/C) sum_c w_c (m - x_c), T = a1 + (eps/C) sum(w)
-        omh, oml = dd_add(1.0, 0.0, -eps, 0.0)
+        omh, oml, ech, ecl = smoothing_pairs(eps, n)
         a1h, a1l = dd_mul(wy, 0.0, omh, oml)
         sh, sl = term_dd(a1h, a1l, xy, m)
         th, tl = a1h, a1l
         if eps != 0.0:
-            ech, ecl = dd_div(eps, np.float64(n))
             qh, ql = dd_mul(ech, ecl, sm, smc)
             sh, sl = dd_add(sh, sl, qh, ql)
             qh, ql = dd_mul(ech, ecl, wsum, wsum_lo)
@@ -1087,8 +1095,7 @@ def _probs_rest(x, t, w, eps, z, gdiv, g, sg, buf, m, s0, c0, k0, plain):
     lse = m + l1
     ec = eps / n
     om = 1.0 - eps
-    omh, oml = dd_add(1.0, 0.0, -eps, 0.0)
-    ech, ecl = dd_div(eps, np.float64(n))
+    omh, oml, ech, ecl = smoothing_pairs(eps, n)
     wd = block_width(n)
     vb = buf[:wd]
     vc = buf[wd:2 * wd]
