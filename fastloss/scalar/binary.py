@@ -52,15 +52,23 @@ def binary_cross_entropy_with_logits(x, y, w, eps, p1, p2):
     softplus(x) = x + softplus(-x), without its cancellation at x << 0.
     Label smoothing (eps = p0) replaces y by y' = y (1 - eps) + eps/2; 1 - y'
     is formed as (1 - y)(1 - eps) + eps/2 (a sum of two positive terms), not
-    as 1 - y', which cancels when y' ~ 1."""
-    omy = 1.0 - y
-    if eps != 0.0:
-        omy = omy * (1.0 - eps) + 0.5 * eps
-        y = y * (1.0 - eps) + 0.5 * eps
+    as 1 - y', which cancels when y' ~ 1.
+
+    Written for the vectorized float32 loop (same bits as the guarded form,
+    checked on special values, signed zeros, smoothing and pos_weight = 0):
+    - the smoothing is applied unconditionally: with eps = 0 both lines are
+      exact (y * 1 + 0 = y; only -0 becomes +0, and that cannot change v or
+      g), and LLVM did not hoist the `eps != 0` test out of the loop;
+    - the gradient's sigmoids lie in [0, 1], so its products need no `xmul`
+      (0 * inf cannot occur); only the value's softplus terms can be inf.
+    Measured (float32, N = 2^24, 1 thread, out=, same-session A/B):
+    4.03-4.08 -> 3.77-3.79 ns/elem."""
+    omy = (1.0 - y) * (1.0 - eps) + 0.5 * eps
+    y = y * (1.0 - eps) + 0.5 * eps
     wy = w * y
     sp, sn, gp, gn = logistic(x)
     v = xmul(omy, sp) + xmul(wy, sn)
-    g = xmul(omy, gp) - xmul(wy, gn)
+    g = omy * gp - wy * gn
     return v, g
 
 
