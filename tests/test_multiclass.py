@@ -2,6 +2,8 @@
 in-place gradients, validation, known failures elsewhere, PyTorch semantics."""
 
 import math
+import sys
+import zlib
 
 import numpy as np
 import pytest
@@ -12,6 +14,15 @@ from fastloss.reference.multiclass import row_condition, row_value_and_grad
 
 DTYPES = (np.float32, np.float64)
 RNG = np.random.default_rng(1234)
+
+
+@pytest.fixture(autouse=True)
+def _rng_per_test(request, monkeypatch):
+    """Each test draws from its own generator (``RNG``), seeded from its
+    name and parameters: its inputs do not depend on which tests ran before
+    it in the same worker (test order, ``-n``, ``-k``)."""
+    seed = zlib.crc32(request.node.name.encode())
+    monkeypatch.setattr(sys.modules[__name__], "RNG", np.random.default_rng(seed))
 
 
 def ulps(computed, exact, dtype):
