@@ -13,17 +13,22 @@ into ``grad`` and the values into a block buffer of the data's dtype, so that
 every load and store of the loop has one width (a float64 value buffer in a
 float32 loop made LLVM split its vectors: measured 12 against 7 ns per
 element for BCE with logits, one thread). The second adds each value into one
-of ``BLOCK`` running accumulators, one per position in the block, each a
-TwoSum-compensated float64 sum (``S[j] + E[j]``). The accumulators are
-independent, so neither loop has a reduction that LLVM would have to
-reassociate (it may not without fastmath), and the formula loop carries none.
-At the end of a chunk the ``BLOCK`` accumulators are added pairwise with
-TwoSum (``reduce.block_sum``). Every addition's rounding error is kept, so
-the chunk sum is compensated (error about one rounding of the sum plus
-n u^2 sum|v_i|); what is summed is the per-element values as
-``reduction="none"`` returns them, i.e. rounded to the data's dtype (for
-float32 data the sum is that of the float32 values, accumulated in float64).
-The order of additions depends on the data's length only.
+of ``BLOCK`` running accumulators, one per position in the block
+(``_lane_add``): for float64 data each a TwoSum-compensated float64 sum
+(``S[j] + E[j]``), for float32 data a plain float64 sum, as the numerics
+policy asks (float32 data accumulated in float64, float64 data
+compensated). The accumulators are independent, so neither loop has a
+reduction that LLVM would have to reassociate (it may not without
+fastmath), and the formula loop carries none. At the end of a chunk the
+``BLOCK`` accumulators are added pairwise with TwoSum (``reduce.block_sum``).
+float64 data: every addition's rounding error is kept, so the chunk sum is
+compensated (error about one rounding of the sum plus n u^2 sum|v_i|).
+float32 data: a lane adds CHUNK / BLOCK = 64 float32 values in float64, an
+error of at most 63 * 2^-53 sum|v_i| (~2^-47), far below the float32
+result's 2^-24; the TwoSum lane accumulation it replaced cost ~0.2 ns per
+element (float32 mse, N = 2^24, 1 thread, AMD EPYC). What is summed is the
+per-element values as ``reduction="none"`` returns them, i.e. rounded to the
+data's dtype. The order of additions depends on the data's length only.
 
 The gradient of "mean" is g/n without a division per element (``_div``; for
 float32 gradients a multiply by 1/n, ``_scaled``), and
@@ -54,7 +59,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from fastloss._config import CHUNK, INLINE_COPY, JIT, PARALLEL_JIT
+from fastloss._config import CHUNK, INLINE_COPY, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
 from fastloss.catalog import FORMULAS
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
 from fastloss.math import with_f32_variants, xmul
@@ -78,13 +83,13 @@ assert CHUNK % BLOCK == 0 and BLOCK & (BLOCK - 1) == 0
 GROUP = 4
 
 #: elements ahead of the block being computed whose cache lines are
-#: prefetched (x and y to read, the gradient to write). The hardware
-#: prefetcher alone leaves the streams short of the bandwidth once the block
-#: has work to do: measured (same-process A/B, float32, N = 2^24, out= a
-#: reused buffer, noisy machine) mse 1.03-1.18 against 1.31-1.36 ns/elem at
-#: 1 thread and huber 1.29-1.36 against 1.44-1.51; 256 and 768 were no
-#: better. 0 turns it off.
-PREFETCH = 512
+#: prefetched (x and y to read, the gradient to write); 0 (none) where
+#: ``fastloss._config.SOFTWARE_PREFETCH`` is off. On an Intel Xeon the
+#: hardware prefetcher alone left the streams short of the bandwidth once the
+#: block had work to do (mse 1.03-1.18 against 1.31-1.36 ns/elem at 1 thread
+#: with 512; 256 and 768 no better); on an AMD EPYC (Zen 4) the software
+#: prefetches cost time instead (see there).
+PREFETCH = 512 if SOFTWARE_PREFETCH else 0
 
 _U0 = np.uint64(0)
 
@@ -165,6 +170,22 @@ def _acc(S, E, j, v):
     bp = t - a
     E[j] += (a - (t - bp)) + (v - bp)
     S[j] = t
+
+
+def _lane_add(S, E, j, v, like):  # pragma: no cover - replaced by the overload
+    """Adds the float64 value v into the running sum of lane j: for float32
+    data (``like``, the input array) a plain float64 addition, S[j] += v;
+    for float64 data ``_acc`` (TwoSum, the error into E[j])."""
+    raise NotImplementedError
+
+
+@overload(_lane_add, jit_options={**JIT, "forceinline": True})
+def _lane_add_impl(S, E, j, v, like):
+    if isinstance(like, types.Array) and like.dtype == types.float32:
+        def impl(S, E, j, v, like):
+            S[j] += v
+        return impl
+    return lambda S, E, j, v, like: _acc(S, E, j, v)
 
 
 @njit(**{**JIT, "forceinline": True})
@@ -282,10 +303,10 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                     for j in range(mu):
                         v = vs[j]
                         va[voff + j] = v
-                        _acc(S, E, j, np.float64(v))
+                        _lane_add(S, E, j, np.float64(v), x)
                 else:
                     for j in range(mu):
-                        _acc(S, E, j, np.float64(vs[j]))
+                        _lane_add(S, E, j, np.float64(vs[j]), x)
                 if store_grad and not g_direct:
                     for j in range(mu):
                         grad[off + j] = gb[j]

@@ -17,7 +17,7 @@ from numba import njit, prange
 from numba.core import cgutils, types
 from numba.extending import intrinsic, overload
 
-from fastloss._config import CHUNK, JIT, PARALLEL_JIT
+from fastloss._config import CHUNK, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
 from fastloss.cpu.dispatch import LiteralDispatch
 from fastloss.cpu.rowtiles import tile_pass
 from fastloss.math._intrin import prefetch, wide_vectors
@@ -136,7 +136,7 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
         tiled, s, comp = tile_pass(fid, bx, lab, bt, bw, p0, p1, p2, p3, ignore, use_ignore, gdiv,
                                    bg, store_grad, buf, start, stop, vals, store_vals, s, comp)
         for r in range(start, stop if not tiled else start):
-            if r + 1 < stop:
+            if PREFETCH_BYTES > 0 and r + 1 < stop:
                 _prefetch_row(bx, bg, r + 1, store_grad, reads_row(fid))
             y = lab[r]
             if use_ignore and y == ignore:
@@ -157,8 +157,11 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
 
 
 #: bytes of the next row prefetched while a row is computed (rows longer than
-#: this are read block by block, a stream the hardware prefetcher follows)
-PREFETCH_BYTES = 1 << 14
+#: this are read block by block, a stream the hardware prefetcher follows);
+#: 0 where ``fastloss._config.SOFTWARE_PREFETCH`` is off (on an AMD EPYC the
+#: prefetches cost: cross_entropy (8192, 1000) float32, 1 thread, 1.98
+#: against 1.59 ns/elem without)
+PREFETCH_BYTES = (1 << 14) if SOFTWARE_PREFETCH else 0
 
 
 @njit(**{**JIT, "forceinline": True})
