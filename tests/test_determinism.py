@@ -96,19 +96,30 @@ print(h.hexdigest())
 """
 
 
-def test_vector_width_does_not_change_results(tmp_path):
-    """FASTLOSS_VECTOR_WIDTH only changes how LLVM packs the loops: the
-    kernels compiled for 256-bit vectors (in a fresh process and cache) give
-    the same bits as this process' kernels (default 512-bit hint)."""
+@pytest.mark.parametrize("setting", ["vector-width", "prefetch"])
+def test_compile_settings_do_not_change_results(tmp_path, setting):
+    """FASTLOSS_VECTOR_WIDTH only changes how LLVM packs the loops, and
+    FASTLOSS_PREFETCH only whether the drivers issue prefetch hints: kernels
+    compiled with the other choice (256-bit vectors instead of the 512-bit
+    hint; prefetches off where they are on and on where they are off), in a
+    fresh process and cache, give the same bits as this process' kernels.
+    The probe's elementwise input is long enough for prefetches (3000 >
+    PREFETCH + BLOCK) and its rows have a next row to prefetch."""
     import os
     import subprocess
     import sys
 
+    from fastloss._config import SOFTWARE_PREFETCH
+
     here = subprocess.run([sys.executable, "-c", _WIDTH_PROBE], capture_output=True, text=True,
                           check=True).stdout.strip()
     env = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
-    env.update(FASTLOSS_VECTOR_WIDTH="256", XDG_CACHE_HOME=str(tmp_path))
-    narrow = subprocess.run([sys.executable, "-c", _WIDTH_PROBE], capture_output=True, text=True,
-                            check=True, env=env).stdout.strip()
-    assert len(here) == 64 and here == narrow
+    env["XDG_CACHE_HOME"] = str(tmp_path)
+    if setting == "vector-width":
+        env["FASTLOSS_VECTOR_WIDTH"] = "256"
+    else:
+        env["FASTLOSS_PREFETCH"] = "0" if SOFTWARE_PREFETCH else "1"
+    other = subprocess.run([sys.executable, "-c", _WIDTH_PROBE], capture_output=True, text=True,
+                           check=True, env=env).stdout.strip()
+    assert len(here) == 64 and here == other
     assert any((tmp_path / "fastloss" / "numba").iterdir())  # compiled afresh there
