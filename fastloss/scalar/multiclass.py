@@ -846,6 +846,50 @@ def _grad_dd_elem(eh, el, fh, fl, es, bh, bl):
     return dd_round(sh, sl)
 
 
+@njit(**CPU_JIT)
+def _b_term(labels, tj, wj, bq, plain):
+    """B_j of a float64 cross_entropy gradient as a pair: G w_j for labels
+    (bq[:2] = G), w_j t'_j / gdiv for probability targets (bq = the pairs
+    1 - eps, eps/C and 1/gdiv: ``_target_over_gdiv``)."""
+    if labels:
+        return dd_mul(bq[0], bq[1], np.float64(wj), 0.0)
+    return _target_over_gdiv(tj, wj, bq[0], bq[1], bq[2], bq[3], bq[4], bq[5], plain)
+
+
+@njit(**CPU_JIT)
+def _grad_dd_block(labels, x, t, w, g, b0, nb, wd, m, buf, keep, fh, fl, es, bq, plain):
+    """Block [b0, b0 + nb) of a float64 cross_entropy gradient, g_j = F e_j -
+    B_j rounded once (``_grad_dd_elem``, B_j from ``_b_term``), for labels
+    (``ce_grad_dd``; t unused) and probability targets (``_probs_rest``).
+    e_j 2^64 is pass 1's kept pair times the block's factor e^(m_b - m)
+    (``_kept_factor``; labels skip the product for a factor of exactly 1),
+    else ``exp_gap_dd`` again. ``labels`` and ``plain`` are constants at
+    each call, so each loop holds one form."""
+    n = x.size
+    gs = g[b0:b0 + nb]
+    ts = t[b0:b0 + nb]
+    ws = w[b0:b0 + nb]
+    kept, f1h, f1l = _kept_factor(buf, n, b0 // wd, m, keep)
+    if kept:
+        kh = buf[SCRATCH + b0:SCRATCH + b0 + nb]
+        kl = buf[SCRATCH + n + b0:SCRATCH + n + b0 + nb]
+        if labels and f1h == 1.0 and f1l == 0.0:
+            for j in range(nb):
+                bh, bl = _b_term(labels, ts[j], ws[j], bq, plain)
+                gs[j] = _grad_dd_elem(kh[j], kl[j], fh, fl, es, bh, bl)
+        else:
+            for j in range(nb):
+                eh, el = dd_mul(kh[j], kl[j], f1h, f1l)
+                bh, bl = _b_term(labels, ts[j], ws[j], bq, plain)
+                gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
+    else:
+        xs = x[b0:b0 + nb]
+        for j in range(nb):
+            eh, el = exp_gap_dd(np.float64(xs[j]), m)
+            bh, bl = _b_term(labels, ts[j], ws[j], bq, plain)
+            gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
+
+
 @njit(**JIT)
 def ce_grad_dd(x, y, w, m, oh, ol, l1, wy, eps, z, wsum, wsum_lo, gdiv, g, buf, keep):
     """The gradient of ``cross_entropy`` (labels) for float64 data with
@@ -895,33 +939,14 @@ def ce_grad_dd(x, y, w, m, oh, ol, l1, wy, eps, z, wsum, wsum_lo, gdiv, g, buf, 
     # the label's pieces first: g may be x itself
     eyh, eyl = exp_gap_dd(np.float64(x[y]), m)
     wd = block_width(n)
+    # pass 1's pairs e^(x_j - m_b) 2^64 (``row_lse_state`` with keep), times
+    # the block's factor e^(m_b - m) as a pair: no second exponential per
+    # element. A factor below 2^-958 (which would not unscale exactly) or no
+    # kept pairs: the exponential again
+    bq = (gh, gl, 0.0, 0.0, 0.0, 0.0)
     for b0 in range(0, n, wd):
-        nb = min(wd, n - b0)
-        gs = g[b0:b0 + nb]
-        ws = w[b0:b0 + nb]
-        # pass 1's pairs e^(x_j - m_b) 2^64 (``row_lse_state`` with keep),
-        # times the block's factor e^(m_b - m) as a pair: no second
-        # exponential per element. A factor below 2^-958 (which would not
-        # unscale exactly) or no kept pairs: the exponential again
-        kept, f1h, f1l = _kept_factor(buf, n, b0 // wd, m, keep)
-        if kept:
-            kh = buf[SCRATCH + b0:SCRATCH + b0 + nb]
-            kl = buf[SCRATCH + n + b0:SCRATCH + n + b0 + nb]
-            if f1h == 1.0 and f1l == 0.0:
-                for j in range(nb):
-                    bh, bl = dd_mul(gh, gl, np.float64(ws[j]), 0.0)
-                    gs[j] = _grad_dd_elem(kh[j], kl[j], fh, fl, es, bh, bl)
-            else:
-                for j in range(nb):
-                    eh, el = dd_mul(kh[j], kl[j], f1h, f1l)
-                    bh, bl = dd_mul(gh, gl, np.float64(ws[j]), 0.0)
-                    gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
-        else:
-            xs = x[b0:b0 + nb]
-            for j in range(nb):
-                eh, el = exp_gap_dd(np.float64(xs[j]), m)
-                bh, bl = dd_mul(gh, gl, np.float64(ws[j]), 0.0)
-                gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
+        _grad_dd_block(True, x, w, w, g, b0, min(wd, n - b0), wd, m, buf, keep, fh, fl, es, bq,
+                       False)
     qh, ql = dd_add(dh, dl, -eyh * E_UNSCALE, -eyl * E_UNSCALE)
     uh, ul = dd_mul(h1h, h1l, qh, ql)
     vh, vl = dd_mul(h2h * fs, h2l * fs, eyh * es, eyl * es)
@@ -1174,31 +1199,19 @@ def _probs_rest(x, t, w, eps, z, gdiv, g, sg, buf, m, s0, c0, k0, plain):
     # where it declines)
     for b0 in range(0, n if sg else 0, wd):
         nb = min(wd, n - b0)
+        if ex:
+            _grad_dd_block(False, x, t, w, g, b0, nb, wd, m, buf, keep, fh, fl, es,
+                           (omh, oml, ech, ecl, igh, igl), plain)
+            continue
         ts = t[b0:b0 + nb]
         ws = w[b0:b0 + nb]
         gs = g[b0:b0 + nb]
-        if ex:
-            kept, f1h, f1l = _kept_factor(buf, n, b0 // wd, m, keep)
-            kh = buf[SCRATCH + b0:SCRATCH + b0 + nb]
-            kl = buf[SCRATCH + n + b0:SCRATCH + n + b0 + nb]
-            xs = x[b0:b0 + nb]
-            if kept:
-                for j in range(nb):
-                    eh, el = dd_mul(kh[j], kl[j], f1h, f1l)
-                    bh, bl = _target_over_gdiv(ts[j], ws[j], omh, oml, ech, ecl, igh, igl, plain)
-                    gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
-            else:
-                for j in range(nb):
-                    eh, el = exp_gap_dd(np.float64(xs[j]), m)
-                    bh, bl = _target_over_gdiv(ts[j], ws[j], omh, oml, ech, ecl, igh, igl, plain)
-                    gs[j] = _grad_dd_elem(eh, el, fh, fl, es, bh, bl)
-        else:
-            mb = buf[SCRATCH + n + b0 // wd]
-            f = r if mb == m else ce_softmax_grad(mb, m, r)
-            ks = buf[SCRATCH + b0:SCRATCH + b0 + nb]
-            for j in range(nb):
-                wt = _target_plain(ts[j], ws[j], om, ec, plain)
-                gs[j] = xmul(ks[j], f) - wt * ginv
+        mb = buf[SCRATCH + n + b0 // wd]
+        f = r if mb == m else ce_softmax_grad(mb, m, r)
+        ks = buf[SCRATCH + b0:SCRATCH + b0 + nb]
+        for j in range(nb):
+            wt = _target_plain(ts[j], ws[j], om, ec, plain)
+            gs[j] = xmul(ks[j], f) - wt * ginv
     svh = sv
     if math.isfinite(sv):
         sv += svc
