@@ -24,9 +24,10 @@ fastmath), and the formula loop carries none. At the end of a chunk the
 float64 data: every addition's rounding error is kept, so the chunk sum is
 compensated (error about one rounding of the sum plus n u^2 sum|v_i|).
 float32 data: a lane adds CHUNK / BLOCK = 64 float32 values in float64, an
-error of at most 63 * 2^-53 sum|v_i| (~2^-47), far below the float32
-result's 2^-24; the TwoSum lane accumulation it replaced cost ~0.2 ns per
-element (float32 mse, N = 2^24, 1 thread, AMD EPYC). What is summed is the
+error of at most 63 * 2^-53 sum|v_i| (~2^-47 relative for terms of one
+sign), far below the 2^-24 rounding of each float32 value summed; the
+TwoSum lane accumulation it replaced cost ~0.2 ns per element (float32
+mse, N = 2^24, 1 thread, AMD EPYC). What is summed is the
 per-element values as ``reduction="none"`` returns them, i.e. rounded to the
 data's dtype. The order of additions depends on the data's length only.
 
