@@ -12,16 +12,18 @@ Every reduction in fastloss is done the same way:
 3. the partials are combined in chunk order by ``combine``.
 
 Inside a chunk the CPU elementwise driver (``fastloss.cpu.elementwise``)
-keeps ``BLOCK`` running sums, one per position in its vectorized block, each
-updated by an error-free TwoSum whose error is accumulated beside it; at the
-end of the chunk the ``BLOCK`` (sum, error) pairs are added by ``block_sum``:
-a pairwise (tree) sum in which every addition is an error-free TwoSum, written
-as passes of independent elementwise additions so that LLVM vectorizes them
-without reassociating anything. Every rounding error of the value additions
-is thus kept; what remains is the rounding of the error terms' own sum, so the
-chunk sum is within about one rounding of its exact value plus
-~n u^2 sum|v_i| (u = 2^-53), for float32 and float64 data alike. The order is
-fixed by the data's length alone.
+keeps ``BLOCK`` running sums, one per position in its vectorized block. For
+float64 data each is updated by an error-free TwoSum whose error is
+accumulated beside it; for float32 data each is a plain float64 sum of
+CHUNK / BLOCK float32 values (the policy's float64 accumulation; error at
+most (CHUNK / BLOCK - 1) u sum|v_i|). At the end of the chunk the ``BLOCK``
+(sum, error) pairs are added by ``block_sum``: a pairwise (tree) sum in
+which every addition is an error-free TwoSum, written as passes of
+independent elementwise additions so that LLVM vectorizes them without
+reassociating anything. For float64 data every rounding error of the value
+additions is thus kept; what remains is the rounding of the error terms' own
+sum, so the chunk sum is within about one rounding of its exact value plus
+~n u^2 sum|v_i| (u = 2^-53). The order is fixed by the data's length alone.
 
 Which thread or GPU block sums which chunk does not change any bit of the
 result, so the loss is identical on 1 or N threads and run after run.
