@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# What a session lent a GPU runs there, in one call of the device tool
+# (issues 5 and 9): the CUDA tests on the real GPU (no simulator, larger
+# shapes) and the CUDA benchmarks (pytest-benchmark, beside PyTorch CUDA and a
+# device-to-device copy), from the repository root:
+#
+#     bash bench/gpu_session.sh            # writes into $OUT (the device tool's)
+#
+# Written without a GPU: nothing here has run on one yet. Each step's log and
+# exit status go to $OUT (at most 8 files come back from a device call), and
+# a step that fails does not stop the next. The benchmark report comes back
+# as throughput-cuda-h200.md and .json (no plots there: too many files); to
+# commit it with its plots, render it again here from the JSON it came with:
+#
+#     fastloss bench --input <files_at>/throughput-cuda-h200.json --machine cuda-h200
+#
+# The device image (see the device tool's KINDS.md) already has numba,
+# numba-cuda, NumPy, mpmath, PyTorch with CUDA, CuPy, pytest,
+# pytest-benchmark, hypothesis, rich and matplotlib; fastloss runs from the
+# checkout (PYTHONPATH), not installed. Time limits per step (seconds):
+# TEST_S (default 240) and BENCH_S (default 300); one device call may run 600.
+set -uo pipefail
+
+out=${OUT:-$(mktemp -d)}
+py=${PYTHON:-python3}
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+unset NUMBA_ENABLE_CUDASIM
+status="$out/status.txt"
+: > "$status"
+
+step() {  # step NAME SECONDS COMMAND...: run, log to $out/NAME.log, record the exit status
+    local name=$1 secs=$2
+    shift 2
+    echo "== $name: $*"
+    timeout "$secs" "$@" > "$out/$name.log" 2>&1
+    local rc=$?
+    echo "$name rc=$rc" | tee -a "$status"
+    tail -n 15 "$out/$name.log"
+}
+
+{
+    nvidia-smi
+    "$py" - <<'EOF'
+import sys
+import numba
+import numpy
+from numba import cuda
+
+print(sys.version)
+print("numba", numba.__version__, "numpy", numpy.__version__)
+try:
+    import numba_cuda
+    print("numba-cuda", numba_cuda.__version__)
+except ImportError:
+    print("numba-cuda: not importable as numba_cuda")
+try:
+    import torch
+    print("torch", torch.__version__, "cuda", torch.cuda.is_available())
+except ImportError:
+    print("torch: none")
+cuda.detect()
+EOF
+} > "$out/env.log" 2>&1
+echo "env rc=$?" | tee -a "$status"
+tail -n 12 "$out/env.log"
+
+# the CUDA tests without the simulator (tests/conftest.py: FASTLOSS_TEST_GPU=1),
+# and the PyTorch integration with CUDA tensors
+step tests "${TEST_S:-240}" env FASTLOSS_TEST_GPU=1 "$py" -m pytest -q -rfEs -p no:cacheprovider \
+    tests/test_cuda.py tests/test_cuda_boxes.py tests/test_cuda_rowblock.py \
+    tests/test_cuda_rowwarp.py tests/test_cuda_rowwise.py tests/test_torch.py
+
+# the CUDA benchmarks: 2^28-element elementwise losses and the cross_entropy
+# shapes of issue 5, beside PyTorch CUDA and the device-to-device copy
+step bench "${BENCH_S:-300}" "$py" -m fastloss.cli bench --backend cuda --peers torch \
+    --machine cuda-h200 --out-dir "$out" --no-plots --budget 0.5
+
+cat "$status"
