@@ -120,6 +120,7 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
     bt = borrow(t)
     bw = borrow(w)
     bg = borrow(grad)
+    ncls = x.shape[1]
     for ch in prange(hi.size):
         wide_vectors()  # the attribute of the outlined parallel body
         start = ch * rpc
@@ -140,9 +141,10 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
                 _prefetch_row(bx, bg, r + 1, store_grad, reads_row(fid))
             if not reads_row(fid) and r + LABEL_AHEAD < n:
                 # nll reads one entry per row, x[r, y_r]: a cache miss that
-                # no hardware prefetcher can predict
+                # no hardware prefetcher can predict. The label clamped into
+                # the row: an ignored row's may be any integer
                 ra = r + LABEL_AHEAD
-                prefetch(bx[ra], lab[ra], False)
+                prefetch(bx[ra], min(max(lab[ra], 0), ncls - 1), False)
             y = lab[r]
             if use_ignore and y == ignore:
                 v = 0.0
