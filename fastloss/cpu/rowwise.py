@@ -196,7 +196,7 @@ def _prefetch_row(x, g, r, store_grad, read_x):
 #: rows ahead of the one computed whose label entry x[r, y_r] is prefetched
 #: (formulas that read that entry only: nll). Without it each row waited
 #: for its own cache miss: nll float32 (65536, 128), out=, 2 threads, AMD
-#: EPYC, 5.2-5.4 ms against 1.53-1.59 with it (alternating processes;
+#: EPYC, 5.2-5.4 ms against 1.53-1.62 with it (alternating processes;
 #: 4, 16 and 32 rows ahead measured the same as 8); at (8192, 1000), where
 #: writing the zero gradient dominates, within the noise.
 LABEL_AHEAD = 8
