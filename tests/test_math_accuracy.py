@@ -22,9 +22,12 @@ Measured maxima (ULP, this machine; see MAX_ULP below for the asserted table):
   tanh 0.61/0.50, sinh 0.97/0.50, hypot 0.50/0.50, pow_pos 0.56/0.50
   (9.25 in float64 before its log became a ~2^-65 pair, ``_log_pair``);
   logistic: its four outputs as softplus/sigmoid; logistic32 (float32 data
-  only, evaluated in float32 lanes): 0.61, 0.77, 0.56, 0.77 for its four
-  outputs over every third float32 z >= 0 (7.1e8 points, against the float64
-  logistic; the 0.77 at |z| ~ 87.7, where e^-|z| becomes subnormal).
+  only, evaluated in float32 lanes, the GPU's version): 0.61, 0.77, 0.56,
+  0.77 for its four outputs over every third float32 z >= 0 (7.1e8 points,
+  against the float64 logistic; the 0.77 at |z| ~ 87.7, where e^-|z|
+  becomes subnormal); logistic32_wide (float32 data on the CPU, float64
+  lanes): 0.50 for each output over every 101st float32 |z| < 110 (2.2e7
+  points against long double; relative error before rounding 2^-37.8).
 """
 
 import math
@@ -83,8 +86,11 @@ FUNCS = {
     # logistic(z) = (softplus(z), softplus(-z), sigmoid(z), sigmoid(-z)): each output
     **{f"logistic[{k}]": (_component(_cpu.logistic, k), 1, *_LOGISTIC_REFS[k], (-750.0, 750.0))
        for k in range(4)},
-    # its float32-grade variant (F32_VARIANTS): asserted for float32 only
+    # its float32-grade variants (F32_VARIANTS: float64 lanes on the CPU,
+    # float32 lanes on the GPU): asserted for float32 only
     **{f"logistic32[{k}]": (_component(_cpu.logistic32, k), 1, *_LOGISTIC_REFS[k], (-750.0, 750.0))
+       for k in range(4)},
+    **{f"logistic32_wide[{k}]": (_component(_cpu.logistic32_wide, k), 1, *_LOGISTIC_REFS[k], (-750.0, 750.0))
        for k in range(4)},
     "tanh": (_cpu.tanh, 1, np.tanh, mpmath.tanh, (-20.0, 20.0)),
     "sinh": (_cpu.sinh, 1, np.sinh, mpmath.sinh, (-712.0, 712.0)),
@@ -263,7 +269,8 @@ def test_special_values_exact():
     assert _cpu.pow_pos(1.0, math.inf) == 1.0 and _cpu.pow_pos(0.0, 2.0) == 0.0 and _cpu.pow_pos(0.5, 0.0) == 1.0 and _cpu.pow_pos(0.0, 0.0) == 1.0
 
 
-@pytest.mark.parametrize("f", [_cpu.logistic, _cpu.logistic32], ids=["logistic", "logistic32"])
+@pytest.mark.parametrize("f", [_cpu.logistic, _cpu.logistic32, _cpu.logistic32_wide],
+                         ids=["logistic", "logistic32", "logistic32_wide"])
 def test_logistic_special_values(f):
     # logistic32 serves float32 data: its outputs are compared as the kernels
     # store them, rounded to float32

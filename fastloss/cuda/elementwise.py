@@ -88,9 +88,11 @@ def make_elementwise_kernel(formula, chunk: int = CHUNK, atomic: bool = False):
 @functools.cache
 def formula_for(fid: int, f32: bool):
     """``FORMULAS[fid]``, for float32 data with ``fastloss.math.F32_VARIANTS``
-    rebound (``math.with_f32_variants``), as the CPU driver compiles it: the
-    same float32-lane primitives run on both targets, so a GPU result agrees
-    with the CPU's bitwise, not only within the policy's ULPs."""
+    rebound (``math.with_f32_variants``), as the CPU driver compiles it. The
+    rebound primitives have one float32-grade meaning and a version per
+    target (``math.logistic32``: float32 lanes here, float64 lanes on the
+    CPU), each output within 1 ULP of float32, so a GPU result agrees with
+    the CPU's within the policy's ULPs, not bitwise."""
     formula = FORMULAS[fid]
     py = with_f32_variants(formula.py_func) if f32 else formula.py_func
     return formula if py is formula.py_func else njit(**{**JIT, "cache": False})(py)

@@ -37,7 +37,7 @@ LN2_LO = 1.90821492927058770002e-10
 
 __all__ = [
     "F64_DATA", "LN2_HI", "LN2_LO", "exp", "exp_pair", "exp32", "expm1", "log", "log1p", "softplus", "log_sigmoid",
-    "sigmoid", "logistic", "tanh", "sinh", "hypot", "pow_pos", "logaddexp", "xmul", "relu", "sign",
+    "sigmoid", "logistic", "logistic32", "tanh", "sinh", "hypot", "pow_pos", "logaddexp", "xmul", "relu", "sign",
 ]
 
 
@@ -150,6 +150,16 @@ def logistic(z):
     return softplus(z), softplus(-z), sigmoid(z), sigmoid(-z)
 
 
+def logistic32(z):
+    """``logistic`` to float32 grade: each output rounds to float32 within
+    1 ULP; the formulas' ``logistic`` for float32 data (``F32_VARIANTS``).
+    CPU: float64 lanes without double-double work (``_cpu.logistic32_wide``);
+    other targets (CUDA), and this plain-Python body (the CUDA simulator):
+    float32 lanes with float32 pairs (``_cpu.logistic32``), which halve a
+    GPU's float64 work."""
+    return _cpu.logistic32(z)
+
+
 def tanh(x):
     """Hyperbolic tangent."""
     return math.tanh(x)
@@ -228,6 +238,10 @@ def _g_logistic(x):
     return small, big, neg, pos
 
 
+def _g_logistic32(x):
+    return _cpu.logistic32(x)
+
+
 def _g_tanh(x):
     return math.tanh(x)
 
@@ -259,18 +273,21 @@ _targets(softplus, _cpu.softplus, _g_softplus)
 _targets(log_sigmoid, _cpu_log_sigmoid, _g_log_sigmoid)
 _targets(sigmoid, _cpu.sigmoid, _g_sigmoid)
 _targets(logistic, _cpu.logistic, _g_logistic)
+_targets(logistic32, _cpu.logistic32_wide, _g_logistic32)
 _targets(tanh, _cpu.tanh, _g_tanh)
 _targets(sinh, _cpu.sinh, _g_sinh)
 _targets(hypot, _cpu.hypot, _g_hypot)
 _targets(pow_pos, _cpu.pow_pos, _g_pow_pos)
 
 
-#: float32-grade CPU variants: a formula compiled for float32 data has these
-#: names rebound in its globals (``fastloss.cpu.elementwise``); each function
+#: float32-grade variants: a formula compiled for float32 data has these
+#: names rebound in its globals (``fastloss.cpu.elementwise``,
+#: ``fastloss.cuda.elementwise``); each function
 #: is tested to round to within 1 ULP of float32 (tests/test_math_accuracy.py)
 #: and keeps the float64 version's special values. The formula's text is the
-#: same for both dtypes. ``logistic32`` rounds its argument to float32: the
-#: formulas pass it a data element or its negation (exact), never a product.
+#: same for both dtypes. ``logistic32``'s GPU version rounds its argument to
+#: float32: the formulas pass it a data element or its negation (exact),
+#: never a product.
 #: ``F64_DATA`` is a compile-time flag, True in the formulas' own globals and
 #: False for float32 data. It guards the branches only float64 data can
 #: reach, such as a difference x - y that overflows between finite x and y
@@ -279,7 +296,7 @@ _targets(pow_pos, _cpu.pow_pos, _g_pow_pos)
 #: huber's float32 loop was ~100 instructions per 16 elements, most of them
 #: for its overflow guard.
 F64_DATA = True
-F32_VARIANTS = {"logistic": _cpu.logistic32, "F64_DATA": False}
+F32_VARIANTS = {"logistic": logistic32, "F64_DATA": False}
 
 
 def with_f32_variants(py):

@@ -22,9 +22,14 @@ Accuracy: each is within 1 ULP of the exact result over its whole domain
 - hypot: power-of-two scaling and an fma correction of the square root.
 - pow (x >= 0): exp(y log x) with log x a double-double to ~2^-65 (a
   47-entry table of log(64/j) pairs, then log1p of the exact remainder).
-- logistic32 (float32 data only): the same on float32 lanes (twice the lanes
+- logistic32_wide (float32 data on the CPU): the same in plain float64
+  lanes to 2^-37 (exp32, one division, fdlibm's log polynomial), which the
+  rounding to float32 does not see.
+- logistic32 (float32 data on the GPU): on float32 lanes (twice the lanes
   per vector), with the error-prone steps carried as float32 pairs, so each
-  output still rounds to float32 within 1 ULP.
+  output still rounds to float32 within 1 ULP. On the CPU it was slower
+  than logistic32_wide (its pairs cost more than the halved lane count
+  saved), but a GPU's float64 units are few.
 
 Every function here is marked ``forceinline`` (LLVM ``alwaysinline``), so
 that it dissolves into the loop that calls it.
@@ -383,12 +388,60 @@ def logistic(z):
     return (big if up else small), (small if up else big), (pos if up else neg), (neg if up else pos)
 
 
-# --- float32 lanes -------------------------------------------------------------
+@njit(**CPU_JIT)
+def logistic32_wide(z):
+    """``logistic`` for float32 data on the CPU, in plain float64 lanes: each
+    output within 2^-37 (relative) of the exact value (``exp32``'s bound;
+    measured 2^-37.8 over 2.2e7 float32 z), so it rounds to float32 within
+    0.5 + 2^-13 ULP (tests/test_math_accuracy.py). None of
+    the double-double work of ``logistic`` (float64 data) nor of the float32
+    pairs of ``logistic32`` (the GPU's float32 version): float64 lanes carry
+    13 bits more than the float32 result needs.
+
+    e = e^-|z| by ``exp32`` (2^-37; +0 below e^-708, where every output
+    rounds to its limit in float32). 1 + e = 2^k (1 + f), k = 0 and f = e
+    up to sqrt(2) - 1, k = 1 and f = (e - 1)/2 above, so |s| <= 0.1716 for
+    s = f/(2 + f) = num/t (num = e - k, t = 2 + e + k), and log1p(e) =
+    k ln2 + 2s + s R(s^2), R fdlibm's degree-14 polynomial of e_log.c
+    (2^-58 on that range). One division serves s and the sigmoids:
+    D = 1/(t u), u = 1 + e, s = num u D, 1/(1 + e) = t D, e/(1 + e) = e t D.
+
+    Special values as ``logistic``: +-inf give (inf, 0, 1, 0) and mirrored,
+    +-0 (log 2, log 2, 1/2, 1/2), NaN propagates (the clamp keeps it).
+
+    Measured against ``logistic32`` on float32 lanes (whose pairs: Fast2Sum,
+    a Newton step, the exact products, cost more than the halved lane count
+    saved), float32, N = 2^24, out=, three alternating process pairs, min
+    ns/elem: BCE with logits 3.59-3.63 -> 3.06-3.14 at 1 thread, 1.84-1.86
+    -> 1.54-1.61 at 2; soft_margin 3.41-3.44 -> 2.69-2.70 and 1.83-1.86 ->
+    1.46-1.47. What remains is compute: ~75 vector operations per 8 float64
+    lanes (the formula's share included) at ~1.5 per cycle."""
+    a = abs(z)
+    e = exp32(-a)
+    big_e = e > 0.41421356237309503  # sqrt(2) - 1
+    dk = 1.0 if big_e else 0.0
+    num = e - dk  # exact for e >= 1/2 (Sterbenz), |error| <= 2^-54 below
+    t = (e + 2.0) + dk
+    u = 1.0 + e
+    d = 1.0 / (t * u)
+    s = (num * u) * d
+    pos = t * d
+    neg = e * pos
+    w = s * s
+    big_r = w * fma(w, fma(w, fma(w, fma(w, fma(w, fma(w, LG7, LG6), LG5), LG4), LG3), LG2), LG1)
+    small = fma(dk, LN2, fma(s, big_r, s + s))
+    big = a + small
+    up = z >= 0.0
+    return (big if up else small), (small if up else big), (pos if up else neg), (neg if up else pos)
+
+
+# --- float32 lanes (the GPU's float32 logistic) ---------------------------------
 # float32 data needs no float64 arithmetic for its transcendental part: the
-# same work on float32 lanes is half the vector instructions (16 lanes per
-# 512-bit register, 8 per 256-bit one) and a cheaper divider. To round the
-# results to within 1 ULP of float32 after all, the few error-prone steps
-# carry their rounding errors (float32 pairs, Fast2Sum, a Newton step).
+# same work on float32 lanes halves the float64 work, which a GPU has few
+# units for. To round the results to within 1 ULP of float32 after all, the
+# few error-prone steps carry their rounding errors (float32 pairs, Fast2Sum,
+# a Newton step). The CPU's vector units do float64 at half the float32 lane
+# count, and there these pairs cost more than that (``logistic32_wide``).
 
 _F = np.float32
 _F0 = _F(0.0)
@@ -457,7 +510,9 @@ def logistic32(z):
     """``logistic`` for float32 data, in float32 lanes: the four outputs
     (float64 values) each round to float32 within 1 ULP (measured 0.57, 0.74
     at the subnormal edge |z| ~ 87.3; tests/test_math_accuracy.py), at about
-    half the cost of the float64 evaluation. z must be a float32 value.
+    half the cost of the double-double ``logistic`` on the CPU (but slower
+    there than ``logistic32_wide``); the GPU's version of
+    ``fastloss.math.logistic32``. z must be a float32 value.
 
     e + el = e^-|z| (``_expneg32``). 1 + e + el = 2^k (1 + f + c) with k = 0,
     f = e, c = el below sqrt(2) - 1 (f exact: no rounding of 1 + e, so no

@@ -58,7 +58,7 @@ def _bitcast_intrinsic(src, dst, name, doc):
 fma = _fma_intrinsic(types.float64, "fma", "a*b + c with one rounding (IEEE fusedMultiplyAdd).")
 fma32 = _fma_intrinsic(types.float32, "fma32",
                        "float32 a*b + c with one rounding: the float32-lane primitives "
-                       "(``fastloss.math._cpu.logistic32``).")
+                       "(``fastloss.math._cpu.logistic32``, the GPU's float32 logistic).")
 f64_bits = _bitcast_intrinsic(types.float64, types.int64, "f64_bits",
                               "The IEEE bit pattern of float64 x as an int64.")
 bits_f64 = _bitcast_intrinsic(types.int64, types.float64, "bits_f64",
