@@ -22,7 +22,11 @@ from fastloss.cpu import elementwise
 _HAS_AVX2 = "avx2" in llvm.get_host_cpu_features().flatten()
 _PACKED = re.compile(r"^\s*(v(?:add|sub|mul|div|fmadd\w*|fnmadd\w*|fmsub\w*|max|min|blendv)p[ds])\s[^\n]*%[yz]mm",
                      re.M)
-_LIBM = re.compile(r"\b(exp|expm1|log|log1p|tanh|sinh|hypot|pow)\b@?")
+_LIBM_NAMES = r"(?:exp|expm1|log|log1p|tanh|sinh|cosh|hypot|pow|atan|atan2)f?"
+#: a libm call, direct (``callq pow@PLT``) or through a register loaded with
+#: the function's address (``movabsq $pow, %rax`` then ``callq *%rax``, as
+#: LLVM emits them here)
+_LIBM = re.compile(rf"(?:\bcall\w*\s+{_LIBM_NAMES}\b|\bmovabsq\s+\${_LIBM_NAMES},)")
 
 
 @pytest.fixture(scope="module")
@@ -53,12 +57,14 @@ def _asm(kern, name, dtype):
     # a libm-free tanh family and a branch, in one dtype each (each case
     # compiles the driver afresh, ~10 s)
     ("log_cosh", np.float32), ("huber", np.float64),
+    # libm's pow (through a register) kept this loop scalar at 33 ns/elem
+    ("sigmoid_focal", np.float32),
 ], ids=lambda v: getattr(v, "__name__", v))
 def test_hot_loop_is_packed_avx(fresh_kernel, name, dtype):
     asm = _asm(fresh_kernel, name, dtype)
     packed = _PACKED.findall(asm)
     assert len(packed) >= 8, f"{name}/{dtype.__name__}: no packed ymm arithmetic"
-    calls = [line for line in asm.splitlines() if "call" in line and _LIBM.search(line)]
+    calls = [line.strip() for line in asm.splitlines() if _LIBM.search(line)]
     assert not calls, f"{name}/{dtype.__name__}: libm calls in the kernel: {calls[:3]}"
     if name == "binary_cross_entropy_with_logits":
         # the exp/log1p polynomials themselves are packed: fma and division on
@@ -88,5 +94,5 @@ def test_kl_div_term_loop_is_packed(dtype, log_target):
     asm = kern.inspect_asm(kern.signatures[0])
     fmas = [op for op in _PACKED.findall(asm) if op.startswith("vfmadd") and op.endswith("pd")]
     assert len(fmas) >= 8, f"kl_div/{dtype.__name__}: {len(fmas)} packed float64 fma"
-    calls = [line for line in asm.splitlines() if "call" in line and _LIBM.search(line)]
+    calls = [line.strip() for line in asm.splitlines() if _LIBM.search(line)]
     assert not calls, calls[:3]

@@ -207,6 +207,12 @@ def _msle_xy(dtype, size):
     # the target near -1 too, x at ordinary values
     xs.append(_arr([0.0, 1.0, 1e3, float(fi.max)], dtype))
     ys.append(_arr([-1 + float(fi.eps)] * 4, dtype))
+    # x near -1, the target huge: the ratio (1 + x)/(1 + y) underflows in
+    # float64 (2^-53 / 1e308)
+    near = [-1 + float(fi.eps) / 2, -1 + float(fi.eps), -0.5]
+    for t in (float(fi.max), math.sqrt(float(fi.max))):
+        xs.append(_arr(near, dtype))
+        ys.append(_arr([t] * 3, dtype))
     return np.concatenate(xs), np.concatenate(ys)
 
 

@@ -147,7 +147,8 @@ def _mae(x, y):
 
 
 def _msle(x, y):
-    # r = log(1 + x) - log(1 + y) = log((1 + x)/(1 + y)) = log1p((x - y)/(1 + y))
+    # r = log(1 + x) - log(1 + y) = log((1 + x)/(1 + y)) = log1p((x - y)/(1 + y)),
+    # with 1 + x and 1 + y exact
     ax, ay = _add(1, x), _add(1, y)
     if ax <= 0 or ay <= 0:
         return NAN, NAN  # outside the domain x, y > -1
@@ -157,7 +158,13 @@ def _msle(x, y):
         return INF, mp.mpf(0)  # r -> inf, 2 r/(1 + x) ~ 2 log(x)/x -> 0
     if mp.isinf(y):
         return INF, -INF
-    r = mp.log1p(_sub(x, y) / ay)
+    if ax < ay / 2:
+        # log of the exact ratio: the quotient (x - y)/(1 + y) would be
+        # -1 + 2^-53/1e308 at x = -1 + 2^-53, y = 1e308, below any working
+        # precision's reach of -1 (log1p would give -inf)
+        r = mp.log(ax) - mp.log(ay)
+    else:
+        r = mp.log1p(_sub(x, y) / ay)
     return r * r, 2 * r / ax
 
 

@@ -16,7 +16,17 @@ import math
 from numba import njit
 
 from fastloss._config import JIT
-from fastloss.math import F32_VARIANTS, exp, log, log1p, logaddexp, logistic, relu, xmul
+from fastloss.math import (
+    F32_VARIANTS,
+    F64_DATA,
+    exp,
+    log,
+    log1p,
+    logaddexp,
+    logistic,
+    relu,
+    xmul,
+)
 from fastloss.math._cpu import exp_dd, log_dd, logistic_dd
 from fastloss.scalar.multiclass import dd_add, dd_mul, dd_recip, dd_round
 
@@ -73,7 +83,7 @@ def binary_cross_entropy_with_logits(x, y, w, eps, p1, p2):
 
 
 @njit(**JIT)
-def _focal_plain(x, y, alpha, gamma, use_alpha):
+def _focal_plain(x, y, alpha, gamma, use_alpha, f64):
     """Focal loss (Lin et al., "Focal Loss for Dense Object Detection", ICCV
     2017): alpha_t (1 - p_t)^gamma BCE(x, y), with 1 - p_t = y sigma(-x) +
     (1 - y) sigma(x) (torchvision's definition, soft targets included).
@@ -85,7 +95,11 @@ def _focal_plain(x, y, alpha, gamma, use_alpha):
     1 and BCE's value and gradient.
 
     Derivative: alpha_t m (gamma (dL/dx) BCE + dBCE/dx), where
-    dL/dx = (1 - 2y) sigma(x) sigma(-x) / (1 - p_t)."""
+    dL/dx = (1 - 2y) sigma(x) sigma(-x) / (1 - p_t).
+
+    ``f64`` is the caller's ``F64_DATA`` (a compile-time constant there:
+    ``F32_VARIANTS`` rebinds the formula's own globals, not this helper's);
+    for float32 data the factor is exp(gamma log D), without libm's pow."""
     spp, spn, sp, sn = logistic(x)
     lp = -spn  # log sigma(x)
     ln = -spp  # log sigma(-x)
@@ -98,15 +112,19 @@ def _focal_plain(x, y, alpha, gamma, use_alpha):
         big_d, big_l, dl = sp, lp, sn
     else:
         big_d = y * sn + (1.0 - y) * sp
-        big_l = logaddexp(log(y) + ln, log1p(-y) + lp)
+        # float32 data: D >= min(y, 1 - y)/2 >= 2^-150, so L = log D
+        big_l = logaddexp(log(y) + ln, log1p(-y) + lp) if f64 else log(big_d)
         dl = (1.0 - 2.0 * y) * sp * (sn / big_d)
     if gamma == 0.0:
         m = 1.0
         g = dce
     else:
-        # pow of the accurately computed D is accurate; exp(gamma L) only
-        # where D underflows (gamma L is then ill-conditioned, cond ~ |gamma L|)
-        m = math.pow(big_d, gamma) if big_d > _TINY else exp(gamma * big_l)
+        # float64 data: pow of the accurately computed D is accurate;
+        # exp(gamma L) only where D underflows (gamma L is then
+        # ill-conditioned, cond ~ |gamma L|). float32 data: exp(gamma L)
+        # (L's rounding, 2^-53 |gamma L|, matters only where m < 2^-150),
+        # which vectorizes where libm's pow does not
+        m = math.pow(big_d, gamma) if f64 and big_d > _TINY else exp(gamma * big_l)
         g = m * (xmul(gamma * dl, ce) + dce)
     v = m * ce
     if use_alpha != 0.0:
@@ -232,7 +250,7 @@ def sigmoid_focal(x, y, q, alpha, gamma, use_alpha):
         v, g, ok = _focal_dd(x, y, alpha, gamma, use_alpha)
         if ok:
             return v, g
-    return _focal_plain(x, y, alpha, gamma, use_alpha)
+    return _focal_plain(x, y, alpha, gamma, use_alpha, F64_DATA)
 
 
 @njit(**JIT)

@@ -171,6 +171,19 @@ def dd_div(ah, b):
 
 
 @njit(**CPU_JIT)
+def dd_quot(ah, al, bh, bl):
+    """(ah + al) / (bh + bl) as a pair, for a normal bh: q = ah r, r = 1/bh,
+    corrected by its residual (exact by fma) times r; one division. Where r
+    is subnormal (|bh| > 2^1022) it has >= 50 bits, q and the correction
+    each lose <= 2 of them, and the pair is still good to ~2^-100 (a
+    reciprocal pair, ``dd_recip``, would not be: its low part would be
+    below the subnormal spacing)."""
+    r = 1.0 / bh
+    q = ah * r
+    return dd_fix(q, ((fma(-q, bh, ah) + al) - q * bl) * r)
+
+
+@njit(**CPU_JIT)
 def dd_round(h, l):
     """h + l rounded once (h when l is not finite)."""
     r = h + l
