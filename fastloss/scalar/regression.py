@@ -22,7 +22,6 @@ from fastloss.math import (
     log,
     log1p,
     sign,
-    tanh,
     xmul,
 )
 from fastloss.math._cpu import exp_dd, log1p_dd
@@ -232,7 +231,7 @@ def _pseudo_huber_dd(x, y, delta, small):
 def log_cosh(x, y, q, p0, p1, p2):
     """log(cosh(d)); derivative tanh(d).
 
-    With a = |d| and one log1p, one exponential and one division:
+    With a = |d|, one log1p, one exponential and one division:
     - a <= 1: log1p(c) and sinh a / (1 + c), with c = cosh a - 1 and sinh a
       from their Taylor series (``_cosh_sinh_tails``): relative accuracy as
       a -> 0, where the forms through e^-a cancel;
@@ -240,14 +239,14 @@ def log_cosh(x, y, q, p0, p1, p2):
       ln 2 split in two parts (no overflow of cosh, no cancellation: the
       result is >= 0.43).
     The two share log1p's argument and the quotient's denominator 1 + c or
-    1 + e, so the vectorized loop evaluates each function once. e comes
-    from ``exp32`` (2^-37): for float32 data that is invisible after
-    rounding. float64 data (finite d != 0) takes ``_log_cosh_dd``: the value
-    from double-double pairs, rounded once, and tanh(d)."""
+    1 + e, so the vectorized loop evaluates each function once. float32
+    data: in plain float64, e from ``exp32`` (2^-37, invisible after
+    rounding to float32). float64 data: the same from double-double pairs,
+    each result rounded once (``_log_cosh_dd``)."""
+    if F64_DATA:
+        return _log_cosh_dd(x, y)
     d = x - y
     a = abs(d)
-    if F64_DATA and 0.0 < a < math.inf:
-        return _log_cosh_dd(x, y, a), tanh(d)
     e = exp32(-2.0 * a)
     z = a * a
     ct, st = _cosh_sinh_tails(z)
@@ -277,34 +276,42 @@ def _cosh_sinh_tails(z):
 
 
 @njit(**JIT)
-def _log_cosh_dd(x, y, a):
-    """log cosh(x - y) for float64 data, finite a = |x - y|, rounded once from
-    pairs: a exact (TwoSum); a <= 1: log1p(w), w = cosh a - 1 = (a^2 / 2) B
-    with B = 1 + (series in a^2, < 0.1, plain), ``log1p_dd``; a > 1:
-    a - ln 2 + log1p(e^-2a) with e^-2a as a pair (``exp_dd``) and the
-    rounding of a in it to first order. The plain float64 forms round a,
-    sinh, its square, the log1p argument and the sums: 3 ULP measured at
-    ordinary inputs."""
+def _log_cosh_dd(x, y):
+    """``log_cosh`` for float64 data: value and gradient from pairs, each
+    rounded once. d = x - y exact (TwoSum), a = |d| = ah + al;
+    - a <= 1: c = cosh a - 1 = (a^2/2)(1 + C) and sinh a = a (1 + S), the
+      series tails C, S < 0.18 in plain float64 (their rounding reaches
+      the results scaled by <= 0.18);
+    - a > 1: e = e^-2a (``exp_dd``), al's first-order term -2 al e folded
+      into its low part; the value a - ln 2 + log1p(e).
+    One ``log1p_dd`` of c or e, and one pair quotient, sinh a / (1 + c) or
+    (1 - e)/(1 + e): tanh. The plain float64 forms round a, sinh, its
+    square, the log1p argument and the sums (3 ULP measured at ordinary
+    inputs). a = inf (x - y overflows, or an infinite input): inf and +-1."""
     dh, dl = _two_diff(x, y)
     ah, al = (dh, dl) if dh >= 0.0 else (-dh, -dl)
-    if a <= 1.0:
-        tail, _ = _cosh_sinh_tails(ah * ah)
-        bh, bl = dd_add(1.0, 0.0, tail, 0.0)
-        qh, ql = dd_mul(ah, al, ah, al)
-        wh, wl = dd_mul(0.5 * qh, 0.5 * ql, bh, bl)
-        if wh < 1e-150:  # log1p(w) = w (w^2 / 2 is below 2^-400 of it)
-            return dd_round(wh, wl)
-        vh, vl = log1p_dd(wh, wl)
-        return dd_round(vh, vl)
+    ct, st = _cosh_sinh_tails(ah * ah)
+    qh, ql = dd_mul(ah, al, ah, al)
+    ch, cl = dd_mul(0.5 * qh, 0.5 * ql, *dd_add(1.0, 0.0, ct, 0.0))
+    sh, sl = dd_mul(ah, al, *dd_add(1.0, 0.0, st, 0.0))
     yh, yl, s1, s2 = exp_dd(-2.0 * ah, 0.0)
     eh = (yh * s1) * s2
-    el = (yl * s1) * s2
-    lh, ll = log1p_dd(eh, el)
-    # e^-2(ah + al) = e^-2ah (1 - 2 al): log1p changes by -2 al e / (1 + e)
-    ll -= 2.0 * al * eh / (1.0 + eh)
-    vh, vl = dd_add(ah, al, -LN2_HI, -LN2_LO)
-    vh, vl = dd_add(vh, vl, lh, ll)
-    return dd_round(vh, vl)
+    el = (yl * s1) * s2 - 2.0 * al * eh
+    big = ah > 1.0
+    if big:
+        ch, cl = eh, el
+        sh, sl = dd_add(1.0, 0.0, -eh, -el)
+    # log1p(c) = c below 1e-150 (c^2/2 is under 2^-400 of it)
+    lh, ll = log1p_dd(ch, cl) if ch >= 1e-150 else (ch, cl)
+    if big:
+        vh, vl = dd_add(ah, al, -LN2_HI, -LN2_LO)
+        lh, ll = dd_add(vh, vl, lh, ll)
+    gh, gl = dd_quot(sh, sl, *dd_add(1.0, 0.0, ch, cl))
+    v = dd_round(lh, ll)
+    g = dd_round(gh, gl)
+    if ah == math.inf:
+        v, g = math.inf, 1.0
+    return v, math.copysign(g, dh)
 
 
 @njit(**JIT)
