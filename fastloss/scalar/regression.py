@@ -18,7 +18,6 @@ from fastloss.math import (
     LN2_LO,
     exp32,
     exp_pair,
-    hypot,
     log,
     log1p,
     sign,
@@ -27,7 +26,7 @@ from fastloss.math import (
 from fastloss.math._cpu import exp_dd, log1p_dd
 from fastloss.math._intrin import fma
 from fastloss.scalar.binary import _two_diff
-from fastloss.scalar.multiclass import dd_add, dd_mul, dd_quot, dd_recip, dd_round
+from fastloss.scalar.multiclass import dd_add, dd_mul, dd_quot, dd_round
 
 
 @njit(**JIT)
@@ -155,35 +154,28 @@ def pseudo_huber(x, y, q, delta, p1, p2):
     """Pseudo-Huber delta^2 (sqrt(1 + u^2) - 1), u = d/delta; derivative
     d / sqrt(1 + u^2).
 
-    sqrt(1 + u^2) - 1 cancels for small u; it is rewritten u^2/(h + 1) with
-    h = hypot(1, u) (no overflow of u^2), and the value as d^2/(h + 1) for
-    |u| <= 1 and delta * |d| * (|u| / (h + 1)) otherwise, so that no
-    intermediate overflows before the result does and none underflows first
-    (d overflowing between finite x and y: float64 data only, ``F64_DATA``).
-    Where u overflows (tiny delta) but d does not, the value is
-    delta |d| (delta^2 is below half an ULP of it) and the derivative
-    delta sign(d). float64 data (d != 0, u finite): the same forms from
-    double-double pairs, rounded once (``_pseudo_huber_dd``)."""
+    With a = |d|, the ratio rho = min(a, delta) / max(a, delta) <= 1 and
+    S = sqrt(1 + rho^2) (no overflow, no cancellation), the value is
+    A a / (S + B) and the derivative sign(d) A / S, where (A, B) = (a, 1)
+    for a <= delta and (delta, rho) otherwise: sqrt(1 + u^2) - 1 = u^2 /
+    (h + 1), h = S or |u| S. The product A (a / (S + B)) rounds once into
+    the subnormal range, and no intermediate overflows before the result
+    does (u itself is never formed: it overflows for tiny delta). float64
+    data: the same from double-double pairs, rounded once
+    (``_pseudo_huber_dd``)."""
+    if F64_DATA:
+        return _pseudo_huber_dd(x, y, delta)
     d = x - y
-    u = d / delta
-    h = hypot(1.0, u)
-    if F64_DATA and math.isinf(d) and abs(x) != math.inf and abs(y) != math.inf:
-        # d overflows, d/2 does not: delta |d| |u|/(h + 1) with halves
-        d2 = 0.5 * x - 0.5 * y
-        u2 = d2 / delta
-        r = 1.0 if math.isinf(u2) else abs(u2) / (hypot(0.5, u2) + 0.5)
-        return 2.0 * (delta * abs(d2) * r), delta * sign(d)
-    if math.isinf(d):
-        return math.inf, delta * sign(d)
-    if math.isinf(u):
-        return delta * abs(d), delta * sign(d)
-    if F64_DATA and d != 0.0:
-        return _pseudo_huber_dd(x, y, delta, abs(u) <= 1.0)
-    # |u| <= 1: d^2/(h + 1) rounds once even where the result is subnormal
-    # (delta * (|d| |u| ...) would round a deep-subnormal intermediate first)
-    small = abs(d) * (abs(d) / (h + 1.0))
-    large = delta * (abs(d) * (abs(u) / (h + 1.0)))
-    return small if abs(u) <= 1.0 else large, d / h
+    a = abs(d)
+    small = a <= delta
+    r = a / delta if small else delta / a
+    sq = math.sqrt(1.0 + r * r)
+    big_a = a if small else delta
+    v = big_a * (a / (sq + (1.0 if small else r)))
+    g = math.copysign(big_a / sq, d)
+    if a == math.inf:  # inf / inf when delta = inf
+        v, g = math.inf, math.copysign(delta, d)
+    return v, g
 
 
 @njit(**JIT)
@@ -194,37 +186,38 @@ def _dd_sqrt(ah, al):
 
 
 @njit(**JIT)
-def _pseudo_huber_dd(x, y, delta, small):
-    """``pseudo_huber`` for float64 data where d != 0 and u are finite, from
-    pairs (d = x - y exact) and rounded once. ``small`` (|u| <= 1, u =
-    d / delta): |d| (|d| R), R = 1/(h + 1), h = sqrt(1 + u^2), derivative
-    d R_h, R_h = 1/h; otherwise with v = delta / |d| <= 1 (no u^2 to
-    overflow): delta |d| / (s + v) and delta sign(d) / s, s = sqrt(1 + v^2)
-    (h = |u| s). The plain float64 forms round d, u, h, h + 1 and each
-    product: 3 ULP measured at ordinary inputs (tests/test_oracle.py::
-    test_pseudo_huber_log_cosh_float64_random)."""
-    dh, dl = _two_diff(x, y)
+def _pseudo_huber_dd(x, y, delta):
+    """``pseudo_huber`` for float64 data, from pairs rounded once: d = x - y
+    exact (TwoSum), rho, rho^2, S (one Newton step), a / (S + B), the value
+    and the derivative as pairs. Where d overflows between finite x and y,
+    d/2 = x/2 - y/2 (exact halves) and delta/2 stand in (rho and the
+    derivative are unchanged, the value is doubled at the end). Where
+    max(a, delta) < 2^-900 the ratio's terms are scaled by 2^600, so that
+    ``dd_quot``'s reciprocal does not overflow. The plain float64 forms
+    round d, u, h, h + 1 and each product: 3 ULP measured at ordinary inputs
+    (tests/test_oracle.py::test_pseudo_huber_log_cosh_float64_random)."""
+    d = x - y
+    ovf = abs(d) == math.inf and abs(x) < math.inf and abs(y) < math.inf
+    s = 0.5 if ovf else 1.0
+    dh, dl = _two_diff(s * x, s * y)
     ah, al = (dh, dl) if dh >= 0.0 else (-dh, -dl)
-    if small:
-        uh = dh / delta
-        ul = (fma(-uh, delta, dh) + dl) / delta
-        qh, ql = dd_mul(uh, ul, uh, ul)
-        hh, hl = _dd_sqrt(*dd_add(1.0, 0.0, qh, ql))
-        rh, rl = dd_recip(*dd_add(hh, hl, 1.0, 0.0))
-        th, tl = dd_mul(ah, al, rh, rl)
-        vh, vl = dd_mul(ah, al, th, tl)
-        gh, gl = dd_mul(dh, dl, *dd_recip(hh, hl))
-        return dd_round(vh, vl), dd_round(gh, gl)
-    wh = delta / ah
-    wl = (fma(-wh, ah, delta) - wh * al) / ah
-    qh, ql = dd_mul(wh, wl, wh, wl)
+    ds = s * delta  # inexact only for a subnormal delta, where rho ~ 0
+    small = ah <= ds
+    nh, nl, bh, bl = (ah, al, ds, 0.0) if small else (ds, 0.0, ah, al)
+    k = 2.0**600 if bh < 2.0**-900 else 1.0
+    rh, rl = dd_quot(nh * k, nl * k, bh * k, bl * k)
+    qh, ql = dd_mul(rh, rl, rh, rl)
     sh, sl = _dd_sqrt(*dd_add(1.0, 0.0, qh, ql))
-    kh, kl = dd_recip(*dd_add(sh, sl, wh, wl))
-    th, tl = dd_mul(ah, al, kh, kl)
-    vh, vl = dd_mul(delta, 0.0, th, tl)
-    gh, gl = dd_mul(delta, 0.0, *dd_recip(sh, sl))
-    g = dd_round(gh, gl)
-    return dd_round(vh, vl), (g if dh > 0.0 else -g)
+    ch, cl = (1.0, 0.0) if small else (rh, rl)
+    th, tl = dd_quot(ah, al, *dd_add(sh, sl, ch, cl))
+    big_h, big_l = (ah, al) if small else (delta, 0.0)
+    vh, vl = dd_mul(big_h, big_l, th, tl)
+    gh, gl = dd_quot(big_h, big_l, sh, sl)
+    v = dd_round(vh, vl) * (2.0 if ovf else 1.0)
+    g = math.copysign(dd_round(gh, gl), dh)
+    if abs(d) == math.inf and not ovf:  # an infinite input
+        v, g = math.inf, math.copysign(delta, d)
+    return v, g
 
 
 @njit(**JIT)
