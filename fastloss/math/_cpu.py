@@ -817,9 +817,9 @@ def logistic_dd(z):
 
 
 @njit(**CPU_JIT)
-def log_dd(x):
-    """log x as a double-double (hi, lo) for a finite normal x > 0."""
-    dk, f, t = _log_parts(x)
+def _parts_dd(dk, f, t):
+    """dk ln2_hi + f - t (fdlibm's log parts, f exact, t small) as a
+    normalized double-double (hi, lo)."""
     b1, e1 = _two_sum(dk * LN2HI, f)
     h, l = _two_sum(b1, -t)
     l += e1
@@ -828,12 +828,13 @@ def log_dd(x):
 
 
 @njit(**CPU_JIT)
+def log_dd(x):
+    """log x as a double-double (hi, lo) for a finite normal x > 0."""
+    return _parts_dd(*_log_parts(x))
+
+
+@njit(**CPU_JIT)
 def log1p_dd(a, al):
     """log1p(a + al) as a double-double (hi, lo), for finite a + al > -1
     with |al| <= ulp(a) (``log1p_parts``)."""
-    dk, f, t = log1p_parts(a, al)
-    b1, e1 = _two_sum(dk * LN2HI, f)
-    h, l = _two_sum(b1, -t)
-    l += e1
-    s = h + l
-    return s, (h - s) + l
+    return _parts_dd(*log1p_parts(a, al))

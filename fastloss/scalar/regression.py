@@ -171,11 +171,10 @@ def pseudo_huber(x, y, q, delta, p1, p2):
     r = a / delta if small else delta / a
     sq = math.sqrt(1.0 + r * r)
     big_a = a if small else delta
+    # a = inf (delta is finite): rho = 0, the value inf, the derivative
+    # +-delta
     v = big_a * (a / (sq + (1.0 if small else r)))
-    g = math.copysign(big_a / sq, d)
-    if a == math.inf:  # inf / inf when delta = inf
-        v, g = math.inf, math.copysign(delta, d)
-    return v, g
+    return v, math.copysign(big_a / sq, d)
 
 
 @njit(**JIT)
