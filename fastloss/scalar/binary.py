@@ -24,6 +24,7 @@ from fastloss.math import (
     log1p,
     logaddexp,
     logistic,
+    logistic32_wide,
     relu,
     xmul,
 )
@@ -99,8 +100,10 @@ def _focal_plain(x, y, alpha, gamma, use_alpha, f64):
 
     ``f64`` is the caller's ``F64_DATA`` (a compile-time constant there:
     ``F32_VARIANTS`` rebinds the formula's own globals, not this helper's);
-    for float32 data the factor is exp(gamma log D), without libm's pow."""
-    spp, spn, sp, sn = logistic(x)
+    for float32 data the factor is exp(gamma log D), without libm's pow,
+    and the logistic values are ``logistic32_wide``'s (the CPU's float64
+    lanes without pairs; 11 -> 8.8 ns/elem, 2^22, 1 thread)."""
+    spp, spn, sp, sn = logistic(x) if f64 else logistic32_wide(x)
     lp = -spn  # log sigma(x)
     ln = -spp  # log sigma(-x)
     ce = -(xmul(1.0 - y, ln) + xmul(y, lp))
