@@ -1439,7 +1439,10 @@ def softmax_focal(x, y, t, alpha, gamma, p1, p2, p3, gdiv, g, sg, buf):
         if ok:
             return v
     n = x.size
-    m, o, l1, nl = _nll_parts(x, y, buf, False)
+    # float32 data keeps pass 1's terms for the gradient (one exponential
+    # per element, as cross_entropy: ``softmax_kept``)
+    keep = sg and not is_f64(x)
+    m, o, l1, nl = _nll_parts(x, y, buf, keep)
     ay = np.float64(alpha[y])
     q = -expm1(-nl)
     py = exp(-nl)
@@ -1448,9 +1451,12 @@ def softmax_focal(x, y, t, alpha, gamma, p1, p2, p3, gdiv, g, sg, buf):
     kk = xmul(ay, mod) * (1.0 + gamma * xmul(py, r))
     if sg:
         denom = 1.0 + o
-        for j in range(n):
-            p = softmax_elem(np.float64(x[j]), m, denom, is_f64(x))
-            g[j] = focal_grad_elem(p, kk) / gdiv
+        if keep:
+            softmax_kept(x, buf, g, m, denom, kk, gdiv)
+        else:
+            for j in range(n):
+                p = softmax_elem(np.float64(x[j]), m, denom, is_f64(x))
+                g[j] = focal_grad_elem(p, kk) / gdiv
         g[y] = -(kk * q) / gdiv
     return xmul(xmul(ay, mod), nl)
 
