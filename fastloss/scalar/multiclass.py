@@ -676,13 +676,42 @@ def softmax_kept(x, buf, g, m, denom, a, gdiv):
     r = ce_grad_factor(a, denom, gdiv)
     for b0 in range(0, n, wd):
         nb = min(wd, n - b0)
-        mb = buf[SCRATCH + n + b0 // wd]
-        # the block's factor e^(m_b - m) r (r itself for a block holding m)
-        f = r if mb == m else ce_softmax_grad(mb, m, r)
+        f = _kept_block_factor(buf, n, b0, wd, m, r)
         ks = buf[SCRATCH + b0:SCRATCH + b0 + nb]
         gs = g[b0:b0 + nb]
         for j in range(nb):
             gs[j] = ks[j] * f
+
+
+@njit(**JIT)
+def softmax_kept_less(x, buf, g, w, m, denom, a, b, gdiv):
+    """``softmax_kept`` less b w_j / gdiv: g[j] = (a p_j - b w_j) / gdiv
+    (cross_entropy's gradient away from the label with label smoothing,
+    b = eps/C), from pass 1's terms: e_j r - b w_j ginv, each product within
+    a few 2^-53 of its exact value, as in ``cross_entropy_probs``'s float32
+    gradient. Does not read x (g may be x). a is finite here (the caller
+    takes another path for A = +inf), so e_j r is never 0 inf."""
+    wide_vectors()
+    n = x.size
+    wd = block_width(n)
+    r = ce_grad_factor(a, denom, gdiv)
+    bg = b / gdiv
+    for b0 in range(0, n, wd):
+        nb = min(wd, n - b0)
+        f = _kept_block_factor(buf, n, b0, wd, m, r)
+        ks = buf[SCRATCH + b0:SCRATCH + b0 + nb]
+        ws = w[b0:b0 + nb]
+        gs = g[b0:b0 + nb]
+        for j in range(nb):
+            gs[j] = ks[j] * f - bg * np.float64(ws[j])
+
+
+@njit(**{**JIT, "forceinline": True})
+def _kept_block_factor(buf, n, b0, wd, m, r):
+    """The factor e^(m_b - m) r of the kept terms of the block at b0 (r
+    itself for a block holding the row maximum m)."""
+    mb = buf[SCRATCH + n + b0 // wd]
+    return r if mb == m else ce_softmax_grad(mb, m, r)
 
 
 # cross_entropy's row scalars and gradient entries, for a block-per-row
@@ -1001,9 +1030,9 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     ex = is_f64(x)
     ec = eps / n
     # keep pass 1's terms for the gradient (no second exponential): float32
-    # data with a plain gradient (``softmax_kept``), float64 data as pairs
-    # (``ce_grad_dd``)
-    keep = sg and (ex or ec == 0.0)
+    # data (``softmax_kept``, ``softmax_kept_less`` with smoothing), float64
+    # data as pairs (``ce_grad_dd``)
+    keep = sg
     m, s0, c0, k0 = row_lse_state(x, buf, keep)
     wy = np.float64(w[y])
     xy = np.float64(x[y])  # (read before the gradient: g may be x)
@@ -1032,8 +1061,10 @@ def cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
             # gradient A p_j - (eps/C) w_j: one vectorizable loop; the
             # label's entry is overwritten below
             # (float64 data reaches this branch only with A = +inf)
-            if keep and not inf_a:
+            if keep and not inf_a and ec == 0.0:
                 softmax_kept(x, buf, g, m, denom, a, gdiv)
+            elif keep and not inf_a:
+                softmax_kept_less(x, buf, g, w, m, denom, a, ec, gdiv)
             else:
                 for j in range(n):
                     p = exp_gap(np.float64(x[j]), m, ex) / denom
