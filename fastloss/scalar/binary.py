@@ -17,7 +17,6 @@ from numba import njit
 
 from fastloss._config import JIT
 from fastloss.math import (
-    F32_VARIANTS,
     F64_DATA,
     exp,
     log,
@@ -224,20 +223,11 @@ def _focal_dd(x, y, alpha, gamma, use_alpha):
 @njit(**JIT)
 def focal_exact(x, y, gamma):
     """Whether sigmoid_focal takes the double-double path (``_focal_dd``):
-    float64 data with finite x, y in [0, 1] and gamma != 0. float32 data
-    rebinds this name to ``_never`` (``F32_VARIANTS``): its plain float64
-    evaluation is already within 1 ULP after rounding to float32, and keeps
-    its speed."""
+    finite x, y in [0, 1] and gamma != 0 (float64 data only: the caller
+    tests ``F64_DATA`` first; float32 data's plain float64 evaluation is
+    already within 1 ULP after rounding to float32, and keeps its speed)."""
     soft = y > 0.0 and y < 1.0
     return gamma != 0.0 and (abs(x) < math.inf and (soft or y == 0.0 or y == 1.0) or soft and x == x)
-
-
-@njit(**JIT)
-def _never(x, y, gamma):
-    return False
-
-
-F32_VARIANTS["focal_exact"] = _never
 
 
 @njit(**JIT)
@@ -249,7 +239,7 @@ def sigmoid_focal(x, y, q, alpha, gamma, use_alpha):
     float64 data: ``_focal_dd`` (double-double intermediates, each result
     rounded about once); float32 data, gamma = 0, infinite logits and
     targets outside [0, 1]: ``_focal_plain``."""
-    if focal_exact(x, y, gamma):
+    if F64_DATA and focal_exact(x, y, gamma):
         v, g, ok = _focal_dd(x, y, alpha, gamma, use_alpha)
         if ok:
             return v, g

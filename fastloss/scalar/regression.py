@@ -55,11 +55,8 @@ def msle(x, y, q, p0, p1, p2):
     number <= 1.45): r = log1p((x - y)/(1 + y)) where R >= 1/2, and
     r = -log1p((y - x)/(1 + x)) (the log of 1/R > 2) where R < 1/2. The
     ratio itself is never formed: it underflows at x = -1 + 2^-53,
-    y = 1e308 (float64), where r = -745.9. Where the quotient may overflow
-    (float64 data only, ``F64_DATA``: |num| > 2^900 den) the numerator is
-    scaled by 2^-600 and 600 ln 2 added back: the quotient is then above
-    2^247, so log1p of it is its log to far below an ULP. float64 data
-    (finite x != y): the same from pairs, rounded once (``_msle_dd``).
+    y = 1e308 (float64), where r = -745.9. float64 data (finite x != y):
+    the same from pairs, rounded once (``_msle_dd``).
     Domain x, y > -1 (checked by validation)."""
     if x == math.inf and y != math.inf:
         return math.inf, 0.0  # r -> inf, 2r/(1+x) -> 0
@@ -68,21 +65,23 @@ def msle(x, y, q, p0, p1, p2):
     up = ax >= 0.5 * ay
     num = x - y if up else y - x
     den = ay if up else ax
-    s = 2.0**-600 if F64_DATA and abs(num) > 2.0**900 * den else 1.0
     if F64_DATA and x != y and abs(y) < math.inf:
-        return _msle_dd(x, y, up, s)
-    r = log1p((num * s) / den)
-    if s != 1.0:
-        r = (r + 600.0 * LN2_LO) + 600.0 * LN2_HI
+        return _msle_dd(x, y, up)
+    # float32 data (its quotient cannot overflow: |num| < 2^129, den >=
+    # 2^-24), and float64's x = y, y = inf and NaN
+    r = log1p(num / den)
     r = r if up else -r
     return r * r, 2.0 * r / ax
 
 
 @njit(**JIT)
-def _msle_dd(x, y, up, s):
+def _msle_dd(x, y, up):
     """``msle`` for float64 data, finite x != y: the quotient (num/den, each
     an exact pair from TwoSum), r = log1p of it (``log1p_dd``), r^2 and
-    2 r / (1 + x) as pairs, each rounded once. The plain float64 form
+    2 r / (1 + x) as pairs, each rounded once. Where the quotient may
+    overflow (|num| > 2^900 den) the numerator is scaled by 2^-600 and
+    600 ln 2 added back: the quotient is then above 2^247, so log1p of it
+    is its log to far below an ULP. The plain float64 form
     rounds num, den, the quotient and r, and r^2 doubles r's error: 4.75
     ULP measured at ordinary inputs (x = 1.1e-20, y = 5.5e-16)."""
     if up:
@@ -91,6 +90,7 @@ def _msle_dd(x, y, up, s):
     else:
         nh, nl = _two_diff(y, x)
         bh, bl = _two_diff(1.0, -x)
+    s = 2.0**-600 if abs(nh) > 2.0**900 * bh else 1.0
     th, tl = dd_quot(nh * s, nl * s, bh, bl)
     rh, rl = log1p_dd(th, tl)
     if s != 1.0:
