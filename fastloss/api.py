@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from fastloss import catalog, validate
+from fastloss import buffers, catalog, validate
 from fastloss._config import CHUNK
 from fastloss.catalog import LossSpec
 
@@ -85,7 +85,7 @@ def _rmse(spec, prep, want_grad, out=None):
         _mean(total, n)
     grad = None
     if want_grad:
-        grad = np.empty(n, dtype=prep.dtype) if out is None else out.reshape(-1)
+        grad = buffers.empty(n, prep.dtype) if out is None else out.reshape(-1)
         if value == 0.0:
             grad[:] = 0.0
         else:
@@ -144,8 +144,8 @@ def evaluate(name: str, input, target, reduction: str, params: dict, want_grad: 
                            *(v for v in params.values() if isinstance(v, np.ndarray)))
         grad = out.reshape(-1)
     else:
-        grad = np.empty(n, dtype=prep.dtype) if want_grad else None
-    vals = np.empty(n, dtype=prep.dtype) if reduction == "none" else None
+        grad = buffers.empty(n, prep.dtype) if want_grad else None
+    vals = buffers.empty(n, prep.dtype) if reduction == "none" else None
     total = _sum_pass(spec, prep, grad=grad, gdiv=n if reduction == "mean" and n else 1, vals=vals)
     if reduction == "none":
         value = vals.reshape(prep.shape)

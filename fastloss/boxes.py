@@ -17,7 +17,7 @@ import warnings
 
 import numpy as np
 
-from fastloss import validate
+from fastloss import buffers, validate
 from fastloss.validate import as_float_array
 
 #: loss -> index into fastloss.scalar.boxes.BOX_FORMULAS
@@ -75,7 +75,7 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     dtype = x.dtype
     gdiv = float(n) if reduction == "mean" and n else 1.0
     if want_grad:
-        grad = out if out is not None else np.empty_like(x)
+        grad = out if out is not None else buffers.empty(x.size, dtype).reshape(x.shape)
     else:
         grad = np.empty((1, 4), dtype=dtype)
     vals = np.empty(n if reduction == "none" else 1, dtype=dtype)

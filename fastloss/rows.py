@@ -37,7 +37,7 @@ import warnings
 
 import numpy as np
 
-from fastloss import validate
+from fastloss import buffers, validate
 from fastloss.catalog import Interval
 from fastloss.validate import FLOAT_DTYPES, as_float_array, check_domain
 
@@ -248,7 +248,7 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     p0, p1, p2, p3 = formula_params(spec, fid, p, c, w_given, lambda: w)
 
     if want_grad:
-        grad = out if out is not None else np.empty_like(x)
+        grad = out if out is not None else buffers.empty(x.size, dtype).reshape(x.shape)
     else:
         grad = np.empty((n, 0), dtype=dtype)
     vals = np.empty(n, dtype=np.float64) if reduction == "none" else np.empty(0, np.float64)

@@ -7,9 +7,11 @@ shape, a thread count, a backend and an implementation (``fastloss``,
 per call); ``fastloss_out`` (the losses of ``BANDWIDTH_LOSSES``, CPU) passes
 ``out=`` a gradient buffer allocated once, as a training loop would: the
 STREAM triad it is compared with also writes into an array allocated once,
-so this is the kernel's fraction of the bandwidth, while the new-array call
-also pays the operating system's first-touch faults of a fresh array (for
-2^24 float32 elements, 64 MiB, about as much time as the kernel itself). ``plan`` builds the cases of
+so this is the kernel's fraction of the bandwidth. A fresh array of that
+size would also pay the operating system's first-touch faults (for 2^24
+float32 elements, 64 MiB, about as much time as the kernel itself); the
+new-array call gets its array from ``fastloss.buffers``, which hands out the
+previous call's again once the caller (here the benchmark loop) dropped it. ``plan`` builds the cases of
 one family from ``catalog.SPECS`` (every spec whose ``family`` belongs to it),
 so a new loss is benchmarked as soon as it is in the catalogue.
 
