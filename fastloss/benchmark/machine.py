@@ -123,6 +123,12 @@ def threading_layer() -> str:
         return numba.threading_layer()
 
 
+def _pool_bytes() -> int:
+    from fastloss import buffers
+
+    return buffers.POOL_BYTES
+
+
 def info() -> dict:
     """Everything the reports say about the machine (JSON-serialisable)."""
     d = {
@@ -137,6 +143,8 @@ def info() -> dict:
                       "pytest-benchmark")},
         "threading_layer": threading_layer(),
         "gpu": gpu_info(),
+        # large results recycled across calls (fastloss.buffers): 0 = off
+        "pool_bytes": _pool_bytes(),
     }
     return d
 

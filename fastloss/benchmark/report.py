@@ -194,10 +194,21 @@ def markdown(doc: dict, machine_name: str, plots: list[str], notes: list[str]) -
     L.append("")
     if notes:
         L += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    pool_bytes = mi.get("pool_bytes")
+    if pool_bytes is None:  # runs before the pool: every call paid a fresh array's page faults
+        pool = ("; a fresh CPU array pays the operating system's first-touch page faults, "
+                "which the out= figures below do not")
+    elif pool_bytes:
+        pool = ("; on the CPU one of 32 MiB or more is the previous call's, recycled once the "
+                "benchmark has dropped it, as a training loop would (`fastloss/buffers.py`, "
+                f"pool limit {pool_bytes / 2**20:.0f} MiB)")
+    else:
+        pool = ("; the CPU pool was off (FASTLOSS_POOL_BYTES=0): a large array paid the "
+                "operating system's first-touch page faults on every call")
     L += ["## Method", "",
           "Each figure is a ratio or a throughput from the same run. fastloss is "
           "`value_and_grad(loss, x, y)` (the public call: validation, fused value + gradient, "
-          "`reduction=\"mean\"`, a new gradient array each call); PyTorch is the same loss's "
+          f"`reduction=\"mean\"`, a new gradient array each call{pool}); PyTorch is the same loss's "
           "`torch.nn.functional` forward + `backward()` with `torch.set_num_threads` equal to the "
           "thread count; NumPy is the textbook formula (single-threaded, measured once, at 1 thread). "
           "Kernels are compiled and warmed up before timing. Times are the minimum over the timed "
@@ -209,8 +220,7 @@ def markdown(doc: dict, machine_name: str, plots: list[str], notes: list[str]) -
           "(\"dram\": each array ≥ 4× the last-level cache; \"cache\": 3 × 256 KiB). "
           "\"of triad, out=\" is the same for `value_and_grad(loss, x, y, out=buf)` with a "
           "gradient buffer allocated once (mse, mae, huber): the triad also writes into an array "
-          "allocated once, so this is the kernel's fraction of the bandwidth; the new-array call "
-          "also pays the operating system's first-touch page faults of a fresh array.", ""]
+          "allocated once, so this is the kernel's fraction of the bandwidth.", ""]
     bt = _bandwidth_table(entries)
     if bt:
         L += ["## Bandwidth limit (measured in this run)", "", *bt, ""]
