@@ -187,3 +187,24 @@ def test_domain_check_parallel_path(dtype):
             bad = (a < lo) | (a > 1) | (lo_open & (a == lo))
             want = int(np.argmax(bad)) if bad.any() else -1
             assert first_outside(a, lo, 1.0, lo_open, False) == want
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_value_set_check_parallel_path(dtype):
+    """first_not_in flags blocks in parallel too (sets of up to 4 values):
+    the same first offender as NumPy; NaN passes; a set of 5 values takes
+    the element-by-element path."""
+    from fastloss.cpu.checks import PARALLEL_MIN, first_not_in
+
+    rng = np.random.default_rng(12)
+    n = PARALLEL_MIN + 777
+    base = rng.choice(np.array([-1.0, 0.0, 1.0], dtype=dtype), n)
+    base[rng.integers(0, n, 5)] = np.nan
+    for spots in ([], [n - 1], [3, n - 50], [PARALLEL_MIN // 2, PARALLEL_MIN // 2 + 1]):
+        a = base.copy()
+        for i in spots:
+            a[i] = 0.5
+        for values in ([-1.0, 0.0, 1.0], [-1.0, 1.0], [-1.0, 0.0, 1.0, 2.0, 3.0]):
+            bad = ~(np.isin(a, values) | np.isnan(a))
+            want = int(np.argmax(bad)) if bad.any() else -1
+            assert first_not_in(a, np.asarray(values)) == want

@@ -14,13 +14,13 @@ kernel per loss and dtype).
 import numba
 import numpy as np
 from numba import njit, prange
-from numba.core import cgutils, types
-from numba.extending import intrinsic, overload
+from numba.core import types
+from numba.extending import overload
 
 from fastloss._config import CHUNK, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
 from fastloss.cpu.dispatch import LiteralDispatch
 from fastloss.cpu.rowtiles import tile_pass
-from fastloss.math._intrin import prefetch, wide_vectors
+from fastloss.math._intrin import borrow, keep_alive, prefetch, wide_vectors
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import ROW_FORMULAS, nll
 
@@ -40,46 +40,6 @@ def _row_apply(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
         return formula(x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf)
 
     return impl
-
-
-@intrinsic
-def borrow(typingctx, arr):
-    """arr without its owner: the same data, shape and strides, with a null
-    NRT meminfo and parent.
-
-    Every view of a Numba array (``x[r]``, ``buf[:w]``) increments and
-    decrements its owner's reference count, an atomic instruction (~20
-    cycles) plus a call; the row formulas take some 20 to 50 views per row,
-    which cost ~200-400 ns a row, more than the arithmetic of a row of a
-    few hundred elements. Views of a borrowed array have no owner to count
-    (NRT skips a null meminfo). The caller must keep the owner alive while
-    the borrowed array is in use (``keep_alive``)."""
-    if not isinstance(arr, types.Array):
-        return None
-    sig = arr(arr)
-
-    def codegen(context, builder, signature, args):
-        src = context.make_array(signature.args[0])(context, builder, value=args[0])
-        dst = context.make_array(signature.return_type)(context, builder)
-        dst.meminfo = cgutils.get_null_value(dst.meminfo.type)
-        dst.parent = cgutils.get_null_value(dst.parent.type)
-        for field in ("nitems", "itemsize", "data", "shape", "strides"):
-            setattr(dst, field, getattr(src, field))
-        return dst._getvalue()
-
-    return sig, codegen
-
-
-@intrinsic
-def keep_alive(typingctx, arr):
-    """A use of arr that generates no code: its owner is not released before
-    this point (the end of a ``borrow``)."""
-    sig = types.none(arr)
-
-    def codegen(context, builder, signature, args):
-        return context.get_dummy_value()
-
-    return sig, codegen
 
 
 def rows_per_chunk(c: int) -> int:
