@@ -4,10 +4,11 @@ Every gradient the public calls return without ``out=`` is a new array. A
 NumPy array above glibc's mmap threshold (at most 32 MiB) is a fresh mapping
 from the operating system, and each of its pages faults on the kernel's first
 write to it and is zeroed before that write proceeds: for float32 ``mse``
-over 2^24 elements (a 64 MiB gradient) that costs about as much time as the
-loss itself (``fastloss.benchmark.cases``: the ``fastloss`` case against
-``fastloss_out``). Smaller arrays are served from malloc's heap, whose
-freed memory is reused without faults.
+over 2^24 elements (a 64 MiB gradient) the default benchmark before the
+pool measured 67% of the triad bandwidth with a new array per call and 114%
+with ``out=`` a reused buffer (``fastloss.benchmark.cases``: the
+``fastloss`` case against ``fastloss_out``). Smaller arrays are served from
+malloc's heap, whose freed memory is reused without faults.
 
 A training loop drops each step's gradient before it asks for the next one.
 ``empty`` therefore keeps the large arrays it hands out in a small pool and
