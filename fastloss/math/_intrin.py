@@ -1,10 +1,13 @@
-"""LLVM-level helpers for the CPU polynomial primitives (``fastloss.math._cpu``).
+"""LLVM-level helpers for the CPU polynomial primitives (``fastloss.math._cpu``)
+and the CPU drivers.
 
-These are single LLVM instructions, so they vectorize with the loops that call
-them: a fused multiply-add (``llvm.fma``, exactly rounded, not a fast-math
-contraction; float64 and float32) and bit casts between float64 and int64
-and between float32 and int32; and ``wide_vectors``,
-a hint to LLVM's loop vectorizer.
+The arithmetic ones are single LLVM instructions, so they vectorize with the
+loops that call them: a fused multiply-add (``llvm.fma``, exactly rounded,
+not a fast-math contraction; float64 and float32) and bit casts between
+float64 and int64 and between float32 and int32. Besides: ``wide_vectors``,
+a hint to LLVM's loop vectorizer; ``prefetch``; and ``borrow`` /
+``keep_alive``, views without reference counting for the parallel drivers'
+hot loops (the row driver, the domain checks).
 """
 
 from llvmlite import ir
