@@ -157,11 +157,10 @@ def test_limits(pool, monkeypatch):
     monkeypatch.setattr(buffers, "POOL_BYTES", 4 * N - 1)  # below one float32 result
     buffers.clear()
     g = fl.grad("mse", *_data(30))
-    a = _addr(g)
     del g
     assert not buffers._pool
-    g = fl.grad("mse", *_data(31))
-    assert _addr(g) != a or not buffers._pool  # not pooled (malloc may reuse the block itself)
+    fl.grad("mse", *_data(31))
+    assert not buffers._pool  # not pooled (malloc itself may give back the same block)
     monkeypatch.setattr(buffers, "POOL_BYTES", 0)
     fl.grad("mse", *_data(32))
     assert not buffers._pool

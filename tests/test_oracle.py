@@ -462,6 +462,20 @@ def test_sigmoid_focal_float64_worst_points(x, y, params):
 # --- pseudo_huber and log_cosh, float64: rounded once from pairs ---
 
 
+def _worst_ulp(loss, x, y, params=None):
+    """The largest ULP distance of fastloss' float64 per-element values and
+    gradients from the oracle's, rounded to float64."""
+    params = params or {}
+    v, g = fl.value_and_grad(loss, x, y, reduction="none", **params)
+    worst = 0.0
+    for i in range(x.size):
+        ev, eg = ref.value_and_grad(loss, float(x[i]), float(y[i]), 1.0, **params)
+        u = max(ulp_distance(np.array([v[i]]), np.array([round_to_dtype(ev, np.float64)]))[0],
+                ulp_distance(np.array([g[i]]), np.array([round_to_dtype(eg, np.float64)]))[0])
+        worst = max(worst, float(u))
+    return worst
+
+
 @pytest.mark.parametrize("loss", ["pseudo_huber", "log_cosh"])
 def test_pseudo_huber_log_cosh_float64_random(loss):
     """Ordinary float64 inputs (residuals at scales 1e-3 to 1e3, delta from
@@ -474,28 +488,11 @@ def test_pseudo_huber_log_cosh_float64_random(loss):
         params = {"delta": float(10 ** rng.uniform(-3, 3))} if loss == "pseudo_huber" else {}
         x = rng.standard_normal(40) * scale
         y = rng.standard_normal(40) * scale
-        v, g = fl.value_and_grad(loss, x, y, reduction="none", **params)
-        for i in range(x.size):
-            ev, eg = ref.value_and_grad(loss, float(x[i]), float(y[i]), 1.0, **params)
-            u = max(ulp_distance(np.array([v[i]]), np.array([round_to_dtype(ev, np.float64)]))[0],
-                    ulp_distance(np.array([g[i]]), np.array([round_to_dtype(eg, np.float64)]))[0])
-            worst = max(worst, float(u))
+        worst = max(worst, _worst_ulp(loss, x, y, params))
     assert worst <= 1, worst
 
 
 # --- msle, float64: one log1p of a quotient of exact pairs ---
-
-
-def _worst_ulp(loss, x, y, params=None):
-    params = params or {}
-    v, g = fl.value_and_grad(loss, x, y, reduction="none", **params)
-    worst = 0.0
-    for i in range(x.size):
-        ev, eg = ref.value_and_grad(loss, float(x[i]), float(y[i]), 1.0, **params)
-        u = max(ulp_distance(np.array([v[i]]), np.array([round_to_dtype(ev, np.float64)]))[0],
-                ulp_distance(np.array([g[i]]), np.array([round_to_dtype(eg, np.float64)]))[0])
-        worst = max(worst, float(u))
-    return worst
 
 
 def test_msle_float64_random():

@@ -8,6 +8,8 @@ import platform
 import re
 from importlib import metadata
 
+from fastloss import buffers
+
 
 def _read(path: str) -> str | None:
     try:
@@ -123,12 +125,6 @@ def threading_layer() -> str:
         return numba.threading_layer()
 
 
-def _pool_bytes() -> int:
-    from fastloss import buffers
-
-    return buffers.POOL_BYTES
-
-
 def info() -> dict:
     """Everything the reports say about the machine (JSON-serialisable)."""
     d = {
@@ -144,7 +140,7 @@ def info() -> dict:
         "threading_layer": threading_layer(),
         "gpu": gpu_info(),
         # large results recycled across calls (fastloss.buffers): 0 = off
-        "pool_bytes": _pool_bytes(),
+        "pool_bytes": buffers.POOL_BYTES,
     }
     return d
 
