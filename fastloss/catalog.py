@@ -96,6 +96,11 @@ class LossSpec:
     reductions: tuple[str, ...] = REDUCTIONS
     has_grad: bool = True
     reference: str = ""
+    #: the formula branches on p0 (a "bool" parameter) for every element: the
+    #: CPU kernel is compiled once per value of p0, as a compile-time constant
+    #: (``kernel_id``). A vectorized loop evaluates both sides of a runtime
+    #: branch as selects; with the constant it evaluates one
+    switch_p0: bool = False
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -149,7 +154,7 @@ SPECS: tuple[LossSpec, ...] = (
         params=(Param("log_input", True, kind="bool"),),
         target_domain=Interval(0.0),
         param_domains=lambda p: [] if p["log_input"] else [("input", Interval(0.0))],
-        pack=lambda p: (1.0 if p["log_input"] else 0.0, 0.0, 0.0),
+        pack=lambda p: (1.0 if p["log_input"] else 0.0, 0.0, 0.0), switch_p0=True,
     ),
     # --- binary and multi-label -------------------------------------------
     LossSpec(
@@ -294,6 +299,16 @@ FORMULAS: tuple[Callable, ...] = tuple(
 
 def formula_id(spec: LossSpec) -> int:
     return FORMULAS.index(spec.formula)
+
+
+def kernel_id(spec: LossSpec, p0: float) -> int:
+    """The CPU elementwise kernels' compile-time formula id: ``formula_id``,
+    or for a ``switch_p0`` loss ``formula_id + len(FORMULAS) * (1 + (p0 !=
+    0))``, whose kernel has p0 fixed (``cpu.elementwise.apply``)."""
+    fid = formula_id(spec)
+    if not spec.switch_p0:
+        return fid
+    return fid + len(FORMULAS) * (2 if p0 != 0.0 else 1)
 
 
 def get(name: str) -> LossSpec:

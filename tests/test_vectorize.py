@@ -96,3 +96,38 @@ def test_kl_div_term_loop_is_packed(dtype, log_target):
     assert len(fmas) >= 8, f"kl_div/{dtype.__name__}: {len(fmas)} packed float64 fma"
     calls = [line.strip() for line in asm.splitlines() if _LIBM.search(line)]
     assert not calls, calls[:3]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda v: v.__name__)
+@pytest.mark.parametrize("log_input", [True, False], ids=["log_input", "rate"])
+def test_switched_kernel_is_the_formula(dtype, log_input):
+    """poisson_nll's kernel is compiled with log_input as a compile-time
+    constant (``catalog.kernel_id``; in a vectorized loop a runtime branch
+    evaluates both sides: 4.3 -> 2.7 ns/elem in float32). That kernel gives
+    the bits of the kernel that reads log_input at run time, on special
+    values and on random data, values and gradients."""
+    from fastloss.cpu.elementwise import kernel
+
+    spec = catalog.get("poisson_nll")
+    p0 = 1.0 if log_input else 0.0
+    fid, kid = catalog.formula_id(spec), catalog.kernel_id(spec, p0)
+    assert kid != fid and kid % len(catalog.FORMULAS) == fid
+    assert catalog.kernel_id(spec, 1.0 - p0) not in (fid, kid)
+    assert catalog.kernel_id(catalog.get("mse"), 1.0) == catalog.formula_id(catalog.get("mse"))
+    rng = np.random.default_rng(3)
+    special = [0.0, -0.0, 1e-300, 5e-324, 1.0, 2.0, 88.0, 89.0, 709.0, 710.0, 1e30, np.inf,
+               -1.0, -745.0, -np.inf, np.nan]
+    x = np.concatenate([special, rng.normal(0.0, 5.0, 3 * CHUNK)]).astype(dtype)
+    if not log_input:
+        x = np.abs(x)
+    y = np.concatenate([[0.0, 1.0, 3.0, np.inf] * 4, np.abs(rng.normal(0.0, 3.0, 3 * CHUNK))])
+    y = y.astype(dtype)
+    one = np.ones(1, dtype=dtype)
+    out = []
+    for k in (fid, kid):
+        grad, vals = np.empty_like(x), np.empty_like(x)
+        hi, lo = np.empty(4), np.empty(4)  # 3 CHUNK + 16 elements
+        kernel(k, x, y, one, 1, one, 1, p0, 0.0, 0.0, 1.0, grad, vals, hi, lo, True, True)
+        out.append((vals, grad, hi + lo))
+    for a, b in zip(out[0], out[1], strict=True):
+        np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))

@@ -5,7 +5,10 @@ float64, writes the gradient (and, for ``reduction="none"``, the value), and
 sums the values per fixed-size chunk (``fastloss.reduce``). The formula is
 chosen by ``fid``, an index into ``catalog.FORMULAS`` that Numba treats as a
 compile-time literal: each (loss, dtype) pair gets its own specialised machine
-code, compiled on first use and cached on disk.
+code, compiled on first use and cached on disk. For a loss whose formula
+branches on a bool parameter (``LossSpec.switch_p0``: poisson_nll's
+log_input) ``fid`` also fixes that parameter (``catalog.kernel_id``), so the
+vectorized loop evaluates one side of the branch, not both as selects.
 
 The hot loops work on blocks of ``BLOCK`` elements. The first vectorizes the
 (branch-free) formula (AVX2: 4 float64 lanes): it stores the gradient straight
@@ -111,7 +114,7 @@ def _inlined(fid, f32):
     precisions."""
     key = (fid, f32)
     if key not in _INLINED:
-        py = FORMULAS[fid].py_func
+        py = FORMULAS[fid % len(FORMULAS)].py_func
         if f32:
             py = with_f32_variants(py)
         _INLINED[key] = njit(**INLINE_COPY)(py)
@@ -129,6 +132,16 @@ def _apply(fid, x, y, q, p0, p1, p2):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("apply: the formula id must be a compile-time literal")
     formula = _inlined(fid.literal_value, x == types.float32)
+    switch = fid.literal_value // len(FORMULAS)
+    if switch:
+        # ``catalog.kernel_id``: p0 is this constant, and LLVM folds the
+        # formula's branch on it
+        c0 = float(switch - 1)
+
+        def fixed(fid, x, y, q, p0, p1, p2):
+            return formula(np.float64(x), np.float64(y), q, c0, p1, p2)
+
+        return fixed
 
     def impl(fid, x, y, q, p0, p1, p2):
         return formula(np.float64(x), np.float64(y), q, p0, p1, p2)
