@@ -114,7 +114,7 @@ def _inlined(fid, f32):
     precisions."""
     key = (fid, f32)
     if key not in _INLINED:
-        py = FORMULAS[fid % len(FORMULAS)].py_func
+        py = FORMULAS[fid].py_func
         if f32:
             py = with_f32_variants(py)
         _INLINED[key] = njit(**INLINE_COPY)(py)
@@ -131,11 +131,11 @@ def apply(fid, x, y, q, p0, p1, p2):  # pragma: no cover - replaced by the overl
 def _apply(fid, x, y, q, p0, p1, p2):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("apply: the formula id must be a compile-time literal")
-    formula = _inlined(fid.literal_value, x == types.float32)
-    switch = fid.literal_value // len(FORMULAS)
+    # ``catalog.kernel_id``: the formula's index, and whether p0 is fixed
+    switch, index = divmod(fid.literal_value, len(FORMULAS))
+    formula = _inlined(index, x == types.float32)
     if switch:
-        # ``catalog.kernel_id``: p0 is this constant, and LLVM folds the
-        # formula's branch on it
+        # p0 is this constant, and LLVM folds the formula's branch on it
         c0 = float(switch - 1)
 
         def fixed(fid, x, y, q, p0, p1, p2):
