@@ -34,7 +34,7 @@ def _sum_pass(spec: LossSpec, prep: validate.Prepared, *, grad=None, gdiv=1.0, v
     dummy = _DUMMY[x.dtype]
     p0, p1, p2 = prep.p
     kernel(
-        catalog.kernel_id(spec, p0), x, y, prep.q, prep.qper, prep.w, prep.wper,
+        catalog.kernel_id(spec, prep.p), x, y, prep.q, prep.qper, prep.w, prep.wper,
         p0, p1, p2, float(gdiv),
         dummy if grad is None else grad, dummy if vals is None else vals,
         hi, lo, grad is not None, vals is not None,
@@ -57,7 +57,7 @@ def _squares(spec, prep, x, y):
 
     hi, lo = _partials(x.size)
     p0, p1, p2 = prep.p
-    value_sum_kernel(catalog.kernel_id(spec, p0), x, y, p0, p1, p2, hi, lo)
+    value_sum_kernel(catalog.kernel_id(spec, prep.p), x, y, p0, p1, p2, hi, lo)
     return combine(hi, lo)
 
 

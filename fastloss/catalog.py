@@ -96,11 +96,12 @@ class LossSpec:
     reductions: tuple[str, ...] = REDUCTIONS
     has_grad: bool = True
     reference: str = ""
-    #: the formula branches on p0 (a "bool" parameter) for every element: the
-    #: CPU kernel is compiled once per value of p0, as a compile-time constant
-    #: (``kernel_id``). A vectorized loop evaluates both sides of a runtime
-    #: branch as selects; with the constant it evaluates one
-    switch_p0: bool = False
+    #: packed parameters (slot, value) for which the CPU kernel is compiled
+    #: with that slot fixed to that value, a compile-time constant
+    #: (``kernel_id``): a vectorized loop evaluates both sides of a runtime
+    #: branch as selects; with the constant LLVM folds the branch and drops
+    #: the dead side. poisson_nll: either log_input; sigmoid_focal: gamma = 2
+    fixed: tuple[tuple[int, float], ...] = ()
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -154,7 +155,8 @@ SPECS: tuple[LossSpec, ...] = (
         params=(Param("log_input", True, kind="bool"),),
         target_domain=Interval(0.0),
         param_domains=lambda p: [] if p["log_input"] else [("input", Interval(0.0))],
-        pack=lambda p: (1.0 if p["log_input"] else 0.0, 0.0, 0.0), switch_p0=True,
+        pack=lambda p: (1.0 if p["log_input"] else 0.0, 0.0, 0.0),
+        fixed=((0, 0.0), (0, 1.0)),
     ),
     # --- binary and multi-label -------------------------------------------
     LossSpec(
@@ -188,6 +190,7 @@ SPECS: tuple[LossSpec, ...] = (
             0.0 if p["alpha"] is None else 1.0,
         ),
         weight_param="weight",
+        fixed=((1, 2.0),),
         reference="Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
     ),
     LossSpec("hinge", "binary", B.hinge, "hinge max(0, 1 - y x)", target_domain=_HINGE),
@@ -301,14 +304,22 @@ def formula_id(spec: LossSpec) -> int:
     return FORMULAS.index(spec.formula)
 
 
-def kernel_id(spec: LossSpec, p0: float) -> int:
-    """The CPU elementwise kernels' compile-time formula id: ``formula_id``,
-    or for a ``switch_p0`` loss ``formula_id + len(FORMULAS) * (1 + (p0 !=
-    0))``, whose kernel has p0 fixed (``cpu.elementwise.apply``)."""
+#: the kernels with a packed parameter fixed (``LossSpec.fixed``): (formula
+#: index, slot, value); kernel id ``len(FORMULAS) + i`` is entry i
+FIXED: tuple[tuple[int, int, float], ...] = tuple(dict.fromkeys(
+    (FORMULAS.index(s.formula), slot, float(value)) for s in SPECS for slot, value in s.fixed))
+
+
+def kernel_id(spec: LossSpec, p: tuple[float, float, float]) -> int:
+    """The CPU elementwise kernels' compile-time formula id for the packed
+    parameters p: ``formula_id``, or ``len(FORMULAS) + i`` where entry i of
+    ``FIXED`` is this formula with a slot of p at its fixed value
+    (``cpu.elementwise.apply`` passes that value as a constant)."""
     fid = formula_id(spec)
-    if not spec.switch_p0:
-        return fid
-    return fid + len(FORMULAS) * (2 if p0 != 0.0 else 1)
+    for slot, value in spec.fixed:
+        if p[slot] == value:
+            return len(FORMULAS) + FIXED.index((fid, slot, float(value)))
+    return fid
 
 
 def get(name: str) -> LossSpec:

@@ -98,36 +98,58 @@ def test_kl_div_term_loop_is_packed(dtype, log_target):
     assert not calls, calls[:3]
 
 
+def _fixed_case(case, dtype):
+    """(loss name, packed parameters, x, y) for ``test_fixed_kernel_is_the_formula``:
+    special values, then random data."""
+    rng = np.random.default_rng(3)
+    if case.startswith("poisson"):
+        log_input = case.endswith("log_input")
+        special = [0.0, -0.0, 1e-300, 5e-324, 1.0, 2.0, 88.0, 89.0, 709.0, 710.0, 1e30, np.inf,
+                   -1.0, -745.0, -np.inf, np.nan]
+        x = np.concatenate([special, rng.normal(0.0, 5.0, 3 * CHUNK)])
+        if not log_input:
+            x = np.abs(x)
+        y = np.concatenate([[0.0, 1.0, 3.0, np.inf] * 4, np.abs(rng.normal(0.0, 3.0, 3 * CHUNK))])
+        p = (1.0 if log_input else 0.0, 0.0, 0.0)
+        return "poisson_nll", p, x.astype(dtype), y.astype(dtype)
+    # sigmoid_focal, gamma = 2 (alpha = 0.25): hard and soft targets, logits
+    # of every size, the infinities (where D^2 meets 0 * inf) and NaN
+    special = [0.0, -0.0, 1e-30, 1.0, -1.0, 17.0, -17.0, 88.0, -104.0, 372.0, -373.0, 745.0,
+               -746.0, 1e30, -1e38, np.inf, -np.inf, np.nan]
+    xs = np.array(special * 4)
+    ys = np.repeat([0.0, 1.0, 0.3, 1e-30], len(special))
+    x = np.concatenate([xs, rng.normal(0.0, 8.0, 3 * CHUNK)])
+    hard = (rng.random(3 * CHUNK) < 0.5).astype(np.float64)
+    y = np.concatenate([ys, np.where(rng.random(3 * CHUNK) < 0.5, hard, rng.random(3 * CHUNK))])
+    return "sigmoid_focal", (0.25, 2.0, 1.0), x.astype(dtype), y.astype(dtype)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda v: v.__name__)
-@pytest.mark.parametrize("log_input", [True, False], ids=["log_input", "rate"])
-def test_switched_kernel_is_the_formula(dtype, log_input):
-    """poisson_nll's kernel is compiled with log_input as a compile-time
-    constant (``catalog.kernel_id``; in a vectorized loop a runtime branch
-    evaluates both sides: 4.3 -> 2.7 ns/elem in float32). That kernel gives
-    the bits of the kernel that reads log_input at run time, on special
-    values and on random data, values and gradients."""
+@pytest.mark.parametrize("case", ["poisson_log_input", "poisson_rate", "focal_gamma2"])
+def test_fixed_kernel_is_the_formula(dtype, case):
+    """Kernels compiled with a packed parameter as a compile-time constant
+    (``LossSpec.fixed``, ``catalog.kernel_id``; in a vectorized loop a runtime
+    branch evaluates both sides: poisson_nll 4.3 -> 2.7 ns/elem in float32,
+    sigmoid_focal at gamma = 2 8.8 -> 4.0) give the bits of the kernel that
+    reads the parameter at run time, on special values and on random data,
+    values, gradients and chunk partials."""
     from fastloss.cpu.elementwise import kernel
 
-    spec = catalog.get("poisson_nll")
-    p0 = 1.0 if log_input else 0.0
-    fid, kid = catalog.formula_id(spec), catalog.kernel_id(spec, p0)
-    assert kid != fid and kid % len(catalog.FORMULAS) == fid
-    assert catalog.kernel_id(spec, 1.0 - p0) not in (fid, kid)
-    assert catalog.kernel_id(catalog.get("mse"), 1.0) == catalog.formula_id(catalog.get("mse"))
-    rng = np.random.default_rng(3)
-    special = [0.0, -0.0, 1e-300, 5e-324, 1.0, 2.0, 88.0, 89.0, 709.0, 710.0, 1e30, np.inf,
-               -1.0, -745.0, -np.inf, np.nan]
-    x = np.concatenate([special, rng.normal(0.0, 5.0, 3 * CHUNK)]).astype(dtype)
-    if not log_input:
-        x = np.abs(x)
-    y = np.concatenate([[0.0, 1.0, 3.0, np.inf] * 4, np.abs(rng.normal(0.0, 3.0, 3 * CHUNK))])
-    y = y.astype(dtype)
+    name, p, x, y = _fixed_case(case, dtype)
+    spec = catalog.get(name)
+    fid, kid = catalog.formula_id(spec), catalog.kernel_id(spec, p)
+    assert kid >= len(catalog.FORMULAS)
+    index, slot, value = catalog.FIXED[kid - len(catalog.FORMULAS)]
+    assert index == fid and p[slot] == value
+    other = tuple(v + 0.5 if k == slot else v for k, v in enumerate(p))
+    assert catalog.kernel_id(spec, other) not in (kid,)
+    assert catalog.kernel_id(catalog.get("mse"), (1.0, 2.0, 0.0)) == catalog.formula_id(catalog.get("mse"))
     one = np.ones(1, dtype=dtype)
     out = []
     for k in (fid, kid):
         grad, vals = np.empty_like(x), np.empty_like(x)
-        hi, lo = np.empty(4), np.empty(4)  # 3 CHUNK + 16 elements
-        kernel(k, x, y, one, 1, one, 1, p0, 0.0, 0.0, 1.0, grad, vals, hi, lo, True, True)
+        hi, lo = np.empty(4), np.empty(4)  # 3 CHUNK + 72 elements
+        kernel(k, x, y, one, 1, one, 1, *p, 1.0, grad, vals, hi, lo, True, True)
         out.append((vals, grad, hi + lo))
     for a, b in zip(out[0], out[1], strict=True):
         np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))

@@ -6,9 +6,10 @@ sums the values per fixed-size chunk (``fastloss.reduce``). The formula is
 chosen by ``fid``, an index into ``catalog.FORMULAS`` that Numba treats as a
 compile-time literal: each (loss, dtype) pair gets its own specialised machine
 code, compiled on first use and cached on disk. For a loss whose formula
-branches on a bool parameter (``LossSpec.switch_p0``: poisson_nll's
-log_input) ``fid`` also fixes that parameter (``catalog.kernel_id``), so the
-vectorized loop evaluates one side of the branch, not both as selects.
+branches on a parameter (``LossSpec.fixed``: poisson_nll's log_input,
+sigmoid_focal's gamma = 2) ``fid`` may also fix that parameter to a constant
+(``catalog.kernel_id``, ``catalog.FIXED``), so that the vectorized loop
+evaluates one side of the branch, not both as selects.
 
 The hot loops work on blocks of ``BLOCK`` elements. The first vectorizes the
 (branch-free) formula (AVX2: 4 float64 lanes): it stores the gradient straight
@@ -64,7 +65,7 @@ from numba.core import types
 from numba.extending import overload
 
 from fastloss._config import CHUNK, INLINE_COPY, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
-from fastloss.catalog import FORMULAS
+from fastloss.catalog import FIXED, FORMULAS
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
 from fastloss.math import with_f32_variants, xmul
 from fastloss.math._intrin import fma, prefetch, wide_vectors
@@ -131,17 +132,27 @@ def apply(fid, x, y, q, p0, p1, p2):  # pragma: no cover - replaced by the overl
 def _apply(fid, x, y, q, p0, p1, p2):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("apply: the formula id must be a compile-time literal")
-    # ``catalog.kernel_id``: the formula's index, and whether p0 is fixed
-    switch, index = divmod(fid.literal_value, len(FORMULAS))
+    # ``catalog.kernel_id``: the formula's index, or an entry of FIXED (the
+    # formula with one packed parameter a constant, which LLVM folds)
+    index, slot = fid.literal_value, -1
+    if index >= len(FORMULAS):
+        index, slot, c = FIXED[index - len(FORMULAS)]
     formula = _inlined(index, x == types.float32)
-    if switch:
-        # p0 is this constant, and LLVM folds the formula's branch on it
-        c0 = float(switch - 1)
+    if slot == 0:
+        def fixed0(fid, x, y, q, p0, p1, p2):
+            return formula(np.float64(x), np.float64(y), q, c, p1, p2)
 
-        def fixed(fid, x, y, q, p0, p1, p2):
-            return formula(np.float64(x), np.float64(y), q, c0, p1, p2)
+        return fixed0
+    if slot == 1:
+        def fixed1(fid, x, y, q, p0, p1, p2):
+            return formula(np.float64(x), np.float64(y), q, p0, c, p2)
 
-        return fixed
+        return fixed1
+    if slot == 2:
+        def fixed2(fid, x, y, q, p0, p1, p2):
+            return formula(np.float64(x), np.float64(y), q, p0, p1, c)
+
+        return fixed2
 
     def impl(fid, x, y, q, p0, p1, p2):
         return formula(np.float64(x), np.float64(y), q, p0, p1, p2)

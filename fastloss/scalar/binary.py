@@ -19,6 +19,7 @@ from fastloss._config import JIT
 from fastloss.math import (
     F64_DATA,
     exp,
+    exp32,
     log,
     log1p,
     logaddexp,
@@ -140,13 +141,29 @@ def _focal_plain(x, y, alpha, gamma, use_alpha, f64):
     if gamma == 0.0:
         m = 1.0
         g = dce
+    elif not f64 and gamma == 2.0:
+        # float32 data, gamma = 2 (the default, a CPU kernel of its own:
+        # ``LossSpec.fixed``): m = D^2 and gamma m dL/dx = 2 D D', D' =
+        # (1 - 2y) sigma(x) sigma(-x), without log, exp or division. D is
+        # within 2^-37 (relative) of the exact value, as L is (absolutely):
+        # m within 2^-36 either way, invisible after rounding to float32.
+        # D^2 underflows float64 only for |x| > 372, where every output
+        # rounds to 0 in float32 (or is 0 * inf at x = +-inf: xmul)
+        m = big_d * big_d
+        g = big_d * (xmul(2.0 * ((1.0 - 2.0 * y) * sp * sn), ce) + big_d * dce)
     else:
         # float64 data: pow of the accurately computed D is accurate;
         # exp(gamma L) only where D underflows (gamma L is then
         # ill-conditioned, cond ~ |gamma L|). float32 data: exp(gamma L)
         # (L's rounding, 2^-53 |gamma L|, matters only where m < 2^-150),
-        # which vectorizes where libm's pow does not
-        m = math.pow(big_d, gamma) if f64 and big_d > _TINY else exp(gamma * big_l)
+        # which vectorizes where libm's pow does not, by ``exp32`` (gamma L
+        # <= 0; 2^-37, and flushed below 2^-1022, where m ce and m (...)
+        # round to 0 in float32: |ce| < 2^129): 8.8 -> 7.0-7.6 ns/elem against
+        # the full-range ``exp`` (N = 2^22, 1 thread, gamma = 2.5)
+        if f64:
+            m = math.pow(big_d, gamma) if big_d > _TINY else exp(gamma * big_l)
+        else:
+            m = exp32(gamma * big_l)
         g = m * (xmul(gamma * dl, ce) + dce)
     v = m * ce
     if use_alpha != 0.0:
