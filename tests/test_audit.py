@@ -360,6 +360,40 @@ def test_sklearn_adapter_values_only():
     assert not impl.supports(grids.Block("huber", {"delta": 1.0}, x, y))
 
 
+def test_torchvision_focal_adapter_agrees_on_ordinary_inputs():
+    """The torchvision adapter's focal loss (``torchvision.ops.
+    sigmoid_focal_loss``, or its source file where the wheel cannot be
+    imported; alpha=None mapped to torchvision's -1) on ordinary float64
+    logits, hard and soft targets: it agrees with fastloss to 1e-9 in value
+    and gradient (torchvision forms 1 - p_t by subtraction, which loses
+    relative accuracy where p_t ~ 1: 5e-13 here), so the audit compares
+    like with like. A wrong
+    mapping (alpha=None read as alpha = 0 or 1, gamma dropped) is off by
+    O(1) at these points. PyTorch's own adapter declines the loss (it is
+    torchvision's, not ``torch.nn.functional``'s)."""
+    pytest.importorskip("torch")
+    if peers.torchvision_losses() is None:
+        pytest.skip("torchvision is not installed")
+    impl, fc = peers.Torchvision(), peers.FastlossCPU()
+    rng = np.random.default_rng(8)
+    x = rng.normal(0.0, 3.0, 64)
+    hard = (rng.random(64) < 0.5).astype(F64)
+    soft = rng.random(64)
+    blocks = [
+        grids.Block("sigmoid_focal", {"alpha": 0.25, "gamma": 2.0}, x, hard),
+        grids.Block("sigmoid_focal", {"alpha": None, "gamma": 0.5}, x, soft),
+        grids.Block("sigmoid_focal", {"alpha": 0.75, "gamma": 3.0}, x, 1.0 - soft),
+    ]
+    for b in blocks:
+        assert impl.supports(b), (b.loss, b.params)
+        assert not peers.Torch().supports(b)
+        v, g = impl.evaluate(b)
+        fv, fg = fc.evaluate(b)
+        np.testing.assert_allclose(v, fv, rtol=1e-9, atol=1e-300, err_msg=str(b.params))
+        np.testing.assert_allclose(g, fg, rtol=1e-9, atol=1e-15, err_msg=str(b.params))
+    assert not impl.supports(grids.Block("mse", {}, x, soft))
+
+
 def test_jax_adapter_agrees_on_ordinary_inputs():
     """The JAX/optax adapter (optax.losses under jax_enable_x64, gradients by
     jax.vjp) on ordinary float64 inputs away from kinks: every loss it maps

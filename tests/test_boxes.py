@@ -505,7 +505,7 @@ TV = {"giou_loss": "generalized_box_iou_loss", "diou_loss": "distance_box_iou_lo
 
 @pytest.mark.parametrize("name", sorted(TV))
 def test_agrees_with_torchvision(name):
-    """torchvision's box losses (``fastloss.audit.peers.torchvision_box_losses``:
+    """torchvision's box losses (``fastloss.audit.peers.torchvision_losses``:
     ``torchvision.ops``, or its pure-Python box-loss files where the wheel
     cannot be imported), in float64, eps=0, autograd gradients, on 64 random
     pairs (16 of them overlapping), at scale 1 and 2^20 (exact; every box
@@ -521,10 +521,10 @@ def test_agrees_with_torchvision(name):
     whose terms cancel), not fastloss': each result of fastloss is within
     2 ULP of the mpmath oracle and the disagreement is at most torchvision's
     own distance to the oracle plus 2 ULP."""
-    from fastloss.audit.peers import torchvision_box_losses
+    from fastloss.audit.peers import torchvision_losses
 
     torch = pytest.importorskip("torch")
-    tv = torchvision_box_losses()
+    tv = torchvision_losses()
     if tv is None:
         pytest.skip("torchvision is not installed")
     rng = np.random.default_rng(4)
@@ -556,7 +556,7 @@ def test_agrees_with_torchvision(name):
 
 @pytest.fixture
 def fresh_torchvision_loader():
-    """``torchvision_box_losses`` with its cache and private package cleared
+    """``torchvision_losses`` with its cache and private package cleared
     before and after the test."""
     import sys
 
@@ -576,7 +576,7 @@ def test_torchvision_loader_falls_back_to_source_files(tmp_path, monkeypatch,
                                                        fresh_torchvision_loader):
     """A torchvision whose ``__init__`` raises (as a wheel built for another
     torch does: "operator torchvision::nms does not exist"): the loader
-    reads ops/{_utils, diou_loss, giou_loss, ciou_loss}.py (here stand-ins
+    reads ops/{_utils, diou_loss, giou_loss, ciou_loss, focal_loss}.py (here stand-ins
     with torchvision's imports) into its private package, never running
     ``__init__``, and the audit's adapter reports itself available."""
     pytest.importorskip("torch")
@@ -592,7 +592,8 @@ def test_torchvision_loader_falls_back_to_source_files(tmp_path, monkeypatch,
     for name, fn, extra in (("diou_loss", "distance_box_iou_loss", ""),
                             ("giou_loss", "generalized_box_iou_loss", ""),
                             ("ciou_loss", "complete_box_iou_loss",
-                             "from .diou_loss import distance_box_iou_loss\n")):
+                             "from .diou_loss import distance_box_iou_loss\n"),
+                            ("focal_loss", "sigmoid_focal_loss", "")):
         (ops / f"{name}.py").write_text(
             "from ..utils import _log_api_usage_once\n"
             "from ._utils import _loss_inter_union\n" + extra +
@@ -600,10 +601,11 @@ def test_torchvision_loader_falls_back_to_source_files(tmp_path, monkeypatch,
             f"    _log_api_usage_once({fn})\n"
             f"    return '{name}'\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    tv = peers.torchvision_box_losses()
+    tv = peers.torchvision_losses()
     assert tv.generalized_box_iou_loss(0, 0) == "giou_loss"
     assert tv.distance_box_iou_loss(0, 0) == "diou_loss"
     assert tv.complete_box_iou_loss(0, 0) == "ciou_loss"
+    assert tv.sigmoid_focal_loss(0, 0) == "focal_loss"
     assert tv.loss_inter_union(0, 0) == ("I", "U")
     assert "operator torchvision::nms does not exist" in tv.source
     assert peers.Torchvision().unavailable() is None

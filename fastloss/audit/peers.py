@@ -14,12 +14,12 @@ correct them: that is what is being measured), evaluates the values with
   (``log(1 + exp(-x))``, ``log(cosh(d))``, the analytic gradient as printed),
   evaluated in the dtype. It is the baseline the stable formulas improve on,
   and the audit's proof that it can fail;
-- ``torch``: ``torch.nn.functional`` (and ``torchvision.ops`` for the focal
-  loss when installed), gradients by autograd;
+- ``torch``: ``torch.nn.functional``, gradients by autograd;
 - ``jax``: ``optax.losses`` under ``jax_enable_x64``, gradients by ``jax.vjp``;
-- ``torchvision``: ``torchvision.ops`` box losses, gradients by autograd
-  (``torchvision_box_losses``: from torchvision's own source files when a
-  wheel built for another torch cannot be imported);
+- ``torchvision``: ``torchvision.ops``' box losses and
+  ``sigmoid_focal_loss``, gradients by autograd (``torchvision_losses``:
+  from torchvision's own source files when a wheel built for another torch
+  cannot be imported);
 - ``tensorflow``: ``tf.keras.losses``, gradients by ``tf.GradientTape``;
 - ``sklearn``: ``sklearn.metrics``, values only (no gradients), per element.
 
@@ -507,14 +507,7 @@ class Torch(Impl):
             q = None if block.q is None else torch.from_numpy(np.ascontiguousarray(block.q))
             return lambda x, y: F.binary_cross_entropy_with_logits(
                 x, y * (1 - eps) + eps / 2 if eps else y, pos_weight=q, reduction="none")
-        if name == "sigmoid_focal":
-            try:
-                from torchvision.ops import sigmoid_focal_loss
-            except Exception:  # not installed, or a build that fails to import (RuntimeError)
-                return None
-            a = -1 if p["alpha"] is None else p["alpha"]
-            return lambda x, y: sigmoid_focal_loss(x, y, alpha=a, gamma=p["gamma"], reduction="none")
-        return None
+        return None  # sigmoid_focal: see the torchvision adapter
 
     def supports(self, block):
         return self._fn(block) is not None
@@ -588,36 +581,37 @@ class Optax(Impl):
 
 
 # ---------------------------------------------------------------------------
-# torchvision (box losses)
+# torchvision (box losses, focal loss)
 
-#: the pure-Python files of torchvision's box losses, in import order
-_TV_BOX_FILES = ("_utils", "diou_loss", "giou_loss", "ciou_loss")
+#: the pure-Python files of torchvision's losses, in import order
+_TV_FILES = ("_utils", "diou_loss", "giou_loss", "ciou_loss", "focal_loss")
 #: the private package the files are loaded into when ``import torchvision`` fails
 _TV_SHIM = "_fastloss_torchvision_shim"
 _TV_CACHE: dict = {}
 
 
-def torchvision_box_losses():
-    """torchvision's box losses, or None when torchvision is not installed.
+def torchvision_losses():
+    """torchvision's losses, or None when torchvision is not installed.
 
     Returns a namespace with ``generalized_box_iou_loss``,
-    ``distance_box_iou_loss``, ``complete_box_iou_loss`` (torchvision's own
-    functions), ``loss_inter_union`` (``torchvision.ops._utils.
-    _loss_inter_union``, the per-pair intersection and union they use) and
-    ``source`` (where they came from).
+    ``distance_box_iou_loss``, ``complete_box_iou_loss``,
+    ``sigmoid_focal_loss`` (torchvision's own functions),
+    ``loss_inter_union`` (``torchvision.ops._utils._loss_inter_union``, the
+    per-pair intersection and union the box losses use) and ``source``
+    (where they came from).
 
     ``import torchvision.ops`` when that works. A torchvision wheel built
     for another torch (its C++ operators fail to register: "operator
-    torchvision::nms does not exist") cannot be imported at all, but its box
+    torchvision::nms does not exist") cannot be imported at all, but these
     losses are pure Python: ``torchvision/ops/{_utils, diou_loss, giou_loss,
-    ciou_loss}.py``, importing only torch, each other and
-    ``torchvision.utils._log_api_usage_once``. Then those four files are
+    ciou_loss, focal_loss}.py``, importing only torch, each other and
+    ``torchvision.utils._log_api_usage_once``. Then those five files are
     loaded from the installed package directory (found without executing
     ``torchvision/__init__.py``) into a private package with a no-op
     ``_log_api_usage_once``. Raises ImportError when torchvision is
     installed but neither way works (or torch is missing)."""
     if "ns" not in _TV_CACHE:
-        _TV_CACHE["ns"] = _load_torchvision_box_losses()
+        _TV_CACHE["ns"] = _load_torchvision_losses()
     return _TV_CACHE["ns"]
 
 
@@ -639,7 +633,7 @@ def _torchvision_dir():
     return os.path.dirname(str(init)) if os.path.exists(str(init)) else None
 
 
-def _load_torchvision_box_losses():
+def _load_torchvision_losses():
     import types
 
     tv_dir = _torchvision_dir()
@@ -653,6 +647,7 @@ def _load_torchvision_box_losses():
             generalized_box_iou_loss=ops.generalized_box_iou_loss,
             distance_box_iou_loss=ops.distance_box_iou_loss,
             complete_box_iou_loss=ops.complete_box_iou_loss,
+            sigmoid_focal_loss=ops.sigmoid_focal_loss,
             loss_inter_union=_utils._loss_inter_union, source="torchvision.ops")
     except Exception as e:  # noqa: BLE001 - any failure of torchvision's own import
         why = f"{type(e).__name__}: {e}"
@@ -669,7 +664,7 @@ def _load_torchvision_box_losses():
         sub = types.ModuleType(_TV_SHIM + ".ops")
         sub.__path__ = []
         mods = {}
-        for name in _TV_BOX_FILES:
+        for name in _TV_FILES:
             path = os.path.join(ops_dir, name + ".py")
             spec = importlib.util.spec_from_file_location(f"{_TV_SHIM}.ops.{name}", path)
             if spec is None or not os.path.exists(path):
@@ -686,26 +681,28 @@ def _load_torchvision_box_losses():
         except Exception as e:
             for k in added:
                 sys.modules.pop(k, None)
-            raise ImportError(f"import torchvision failed ({why}), and loading its box-loss "
+            raise ImportError(f"import torchvision failed ({why}), and loading its loss "
                               f"files from {ops_dir} failed: {type(e).__name__}: {e}") from e
     sub = sys.modules[_TV_SHIM + ".ops"]
     return types.SimpleNamespace(
         generalized_box_iou_loss=sub.giou_loss.generalized_box_iou_loss,
         distance_box_iou_loss=sub.diou_loss.distance_box_iou_loss,
         complete_box_iou_loss=sub.ciou_loss.complete_box_iou_loss,
+        sigmoid_focal_loss=sub.focal_loss.sigmoid_focal_loss,
         loss_inter_union=sub._utils._loss_inter_union,
-        source=f"{ops_dir}/{{{', '.join(_TV_BOX_FILES)}}}.py (import torchvision failed: {why})")
+        source=f"{ops_dir}/{{{', '.join(_TV_FILES)}}}.py (import torchvision failed: {why})")
 
 
 class Torchvision(Impl):
     """torchvision's ``generalized_box_iou_loss``, ``distance_box_iou_loss``,
     ``complete_box_iou_loss`` (``reduction="none"``, torchvision's default
-    ``eps=1e-7``) and the IoU loss as 1 - I/U with torchvision's per-pair
-    intersection and union (``_loss_inter_union``, what its box losses use);
-    gradients by autograd. The functions come from
-    ``torchvision_box_losses``: ``torchvision.ops``, or, when torchvision is
+    ``eps=1e-7``), the IoU loss as 1 - I/U with torchvision's per-pair
+    intersection and union (``_loss_inter_union``, what its box losses use)
+    and ``sigmoid_focal_loss`` (RetinaNet's focal loss: alpha = -1 for
+    fastloss' alpha=None); gradients by autograd. The functions come from
+    ``torchvision_losses``: ``torchvision.ops``, or, when torchvision is
     installed but cannot be imported (a wheel built for another torch), its
-    pure-Python box-loss files."""
+    pure-Python loss files."""
 
     key = "torchvision"
     label = "torchvision"
@@ -716,29 +713,37 @@ class Torchvision(Impl):
         except ImportError:
             return "PyTorch is not installed (pip install torch)"
         try:
-            tv = torchvision_box_losses()
+            tv = torchvision_losses()
         except Exception as e:  # noqa: BLE001 - a broken install must not stop the audit
-            return f"torchvision's box losses cannot be loaded: {e}"
+            return f"torchvision's losses cannot be loaded: {e}"
         if tv is None:
             return "torchvision is not installed (pip install torchvision)"
         return None
 
     def supports(self, block):
-        return block.kind == "boxes" and block.loss in (
-            "iou_loss", "giou_loss", "diou_loss", "ciou_loss")
+        if block.kind == "boxes":
+            return block.loss in ("iou_loss", "giou_loss", "diou_loss", "ciou_loss")
+        return block.kind != "rows" and block.loss == "sigmoid_focal"
 
     def evaluate(self, block):
         import torch
 
-        tv = torchvision_box_losses()
+        tv = torchvision_losses()
+        if block.loss == "sigmoid_focal":
+            prm = block.params
+            alpha = -1 if prm["alpha"] is None else prm["alpha"]
 
-        def iou_loss(p, t, reduction="none"):
-            inter, union = tv.loss_inter_union(p, t)
-            return 1 - inter / union
+            def f(x, y, reduction="none"):
+                return tv.sigmoid_focal_loss(x, y, alpha=alpha, gamma=prm["gamma"],
+                                             reduction=reduction)
+        else:
+            def iou_loss(p, t, reduction="none"):
+                inter, union = tv.loss_inter_union(p, t)
+                return 1 - inter / union
 
-        f = {"iou_loss": iou_loss, "giou_loss": tv.generalized_box_iou_loss,
-             "diou_loss": tv.distance_box_iou_loss,
-             "ciou_loss": tv.complete_box_iou_loss}[block.loss]
+            f = {"iou_loss": iou_loss, "giou_loss": tv.generalized_box_iou_loss,
+                 "diou_loss": tv.distance_box_iou_loss,
+                 "ciou_loss": tv.complete_box_iou_loss}[block.loss]
         x = torch.from_numpy(np.array(block.x)).requires_grad_(True)
         y = torch.from_numpy(np.array(block.y))
         v = f(x, y, reduction="none")

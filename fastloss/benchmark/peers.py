@@ -2,7 +2,10 @@
 the loss's value (``reduction="mean"``) and its gradient.
 
 - ``torch``: ``torch.nn.functional``'s loss, forward + backward (autograd),
-  with ``torch.set_num_threads`` equal to the case's thread count;
+  with ``torch.set_num_threads`` equal to the case's thread count; for
+  ``sigmoid_focal`` torchvision's ``sigmoid_focal_loss`` (PyTorch has no
+  focal loss; torchvision's is the one PyTorch users call), loaded as the
+  audit loads it (``fastloss.audit.peers.torchvision_losses``);
 - ``numpy``: the textbook formula (``fastloss.audit.peers``' per-element
   formulas, then the mean and the gradient divided by n): what a person
   writes without a library.
@@ -53,10 +56,25 @@ TORCH_ELEMENTWISE = ("mse", "mae", "rmse", "huber", "smooth_l1", "poisson_nll",
                      "binary_cross_entropy", "binary_cross_entropy_with_logits", "soft_margin")
 TORCH_MULTICLASS = {"labels": ("cross_entropy", "nll", "multi_margin"),
                     "probs": ("cross_entropy", "kl_div")}
+#: elementwise losses whose "torch" peer is torchvision's
+TORCHVISION_ELEMENTWISE = ("sigmoid_focal",)
+
+
+def _torchvision():
+    """torchvision's losses (``fastloss.audit.peers.torchvision_losses``), or
+    None where torchvision is not installed or cannot be loaded."""
+    from fastloss.audit.peers import torchvision_losses
+
+    try:
+        return torchvision_losses()
+    except ImportError:
+        return None
 
 
 def torch_supports(case) -> bool:
     if case.family == "elementwise":
+        if case.loss in TORCHVISION_ELEMENTWISE:
+            return torch_missing() is None and _torchvision() is not None
         return case.loss in TORCH_ELEMENTWISE
     if case.family == "multiclass":
         return case.loss in TORCH_MULTICLASS.get(case.target, ())
@@ -78,6 +96,12 @@ def torch_loss(case):
     import torch
     import torch.nn.functional as F
 
+    if case.family == "elementwise" and case.loss == "sigmoid_focal":
+        focal = _torchvision().sigmoid_focal_loss
+        alpha = case.params.get("alpha", 0.25)
+        alpha = -1 if alpha is None else alpha
+        gamma = case.params.get("gamma", 2.0)
+        return lambda x, y: focal(x, y, alpha=alpha, gamma=gamma, reduction="mean")
     table = (_torch_elementwise(F, torch, case.params) if case.family == "elementwise"
              else _torch_multiclass(F, torch, case.params, case.target))
     return table[case.loss]
