@@ -360,6 +360,87 @@ def test_sklearn_adapter_values_only():
     assert not impl.supports(grids.Block("huber", {"delta": 1.0}, x, y))
 
 
+def test_keras_adapter_agrees_on_ordinary_inputs():
+    """The TensorFlow/Keras adapter (``keras.losses`` by Keras 3's names or
+    TensorFlow's short aliases, gradients by GradientTape) on ordinary
+    float64 inputs away from kinks and from Keras' probability clipping
+    (1e-7): every loss it maps agrees with fastloss to 1e-9 (Keras' focal
+    forms 1 - p_t by subtraction; its poisson adds 1e-7 to the rate, up to
+    3e-7 here, compared to 1e-6; its log_cosh subtracts log 2 rounded to float32, a
+    constant taken out), so the audit compares like with like. A wrong
+    mapping (argument order, huber's delta, the hinge's 0 targets, focal's
+    alpha) is off by O(1) at these points. What Keras lacks is declined."""
+    pytest.importorskip("tensorflow")
+    impl, fc = peers.Keras(), peers.FastlossCPU()
+    assert impl.unavailable() is None
+    rng = np.random.default_rng(9)
+    x = rng.normal(0.0, 3.0, 64)
+    r = rng.normal(0.0, 3.0, 64)
+    hard = (rng.random(64) < 0.5).astype(F64)
+    soft = rng.random(64)
+    pm = 2.0 * hard - 1.0
+    xh = np.where(np.abs(1.0 - pm * x) < 0.01, x + 0.05, x)  # off the hinge's kink
+    prob = rng.uniform(0.05, 0.95, 64)
+    rate = rng.uniform(0.5, 4.0, 64)
+    logits = rng.normal(0.0, 2.0, (16, 5))
+    labels = rng.integers(0, 5, 16)
+    probs = rng.random((16, 5))
+    probs /= probs.sum(axis=1, keepdims=True)
+    blocks = [
+        grids.Block("mse", {}, x, r),
+        grids.Block("mae", {}, x, r),
+        grids.Block("msle", {}, np.abs(x), np.abs(r)),
+        grids.Block("log_cosh", {}, x, r),
+        grids.Block("huber", {"delta": 1.5}, x, r),
+        grids.Block("hinge", {}, xh, pm),
+        grids.Block("hinge", {}, xh, hard),  # 0 read as -1 by both
+        grids.Block("squared_hinge", {}, xh, pm),
+        grids.Block("binary_cross_entropy", {}, prob, soft),
+        grids.Block("binary_cross_entropy_with_logits", {"label_smoothing": 0.0}, x, soft),
+        grids.Block("poisson_nll", {"log_input": False}, rate, np.round(rate * 2)),
+        grids.Block("sigmoid_focal", {"alpha": 0.25, "gamma": 2.0}, x / 2, hard),
+        grids.Block("sigmoid_focal", {"alpha": None, "gamma": 0.5}, x / 2, soft),
+        grids.Block("cross_entropy", {}, logits, labels, kind="rows"),
+        grids.Block("cross_entropy", {}, logits, probs, kind="rows"),
+    ]
+    for b in blocks:
+        assert impl.supports(b), (b.loss, b.params)
+        v, g = impl.evaluate(b)
+        fv, fg = fc.evaluate(b)
+        what = f"{b.loss} {b.params}"
+        if b.loss == "log_cosh":
+            # Keras' log_cosh is x + softplus(-2x) - log(2) with log(2) a
+            # float32 constant: 1.9e-9 too small in float64 (what the audit
+            # measures); that difference is taken out here
+            v = v + (float(np.float32(math.log(2.0))) - math.log(2.0))
+        # Keras' poisson: y_pred - y_true log(y_pred + 1e-7), off by ~y 1e-7 / x
+        atol = 1e-6 if b.loss == "poisson_nll" else 1e-12
+        np.testing.assert_allclose(v, fv, rtol=1e-9, atol=max(atol, 1e-300), err_msg=what)
+        np.testing.assert_allclose(g, fg, rtol=1e-9, atol=atol, err_msg=what)
+    assert not impl.supports(grids.Block("poisson_nll", {"log_input": True}, x, rate))
+    assert not impl.supports(grids.Block("binary_cross_entropy_with_logits",
+                                         {"label_smoothing": 0.1}, x, soft))
+    assert not impl.supports(grids.Block("quantile", {"q": 0.5}, x, r))
+
+
+def test_a_failing_peer_adapter_is_skipped(monkeypatch):
+    """A peer whose adapter raises (a library version whose names moved, as
+    TensorFlow 2.16+'s ``tf.keras.losses`` did) is skipped with the reason,
+    as an uninstalled one is, and the audit goes on."""
+    def broken(self, block):
+        raise AttributeError("module has no attribute 'mean_squared_error'")
+
+    monkeypatch.setattr(peers.NumpyTextbook, "unavailable", lambda self: None)
+    monkeypatch.setattr(peers.NumpyTextbook, "supports", broken)
+    lines = []
+    r = core.audit(losses=["mse"], impls=["numpy", "fastloss-cpu"], dtypes=["float64"],
+                   size="quick", oracle=STUB, workers=1, log=lines.append)
+    why = r.report["meta"]["skipped_implementations"]["numpy"]
+    assert "mean_squared_error" in why
+    assert any(line.startswith("skip numpy:") for line in lines)
+    assert "fastloss-cpu" in r.report["losses"]["mse"]["results"]
+
+
 def test_torchvision_focal_adapter_agrees_on_ordinary_inputs():
     """The torchvision adapter's focal loss (``torchvision.ops.
     sigmoid_focal_loss``, or its source file where the wheel cannot be

@@ -881,18 +881,15 @@ class Keras(Impl):
         return None
 
     def _fn(self, block):
-        import tensorflow as tf
-
-        K = tf.keras.losses
         p = block.params
         name = block.loss
         if block.kind == "rows":
             if name == "categorical_cross_entropy":
-                return lambda x, y: K.categorical_crossentropy(y, x)
+                return lambda x, y: _keras("categorical_crossentropy")(y, x)
             if name == "cross_entropy" and block.y.ndim == 1 and not p.get("label_smoothing"):
-                return lambda x, y: K.sparse_categorical_crossentropy(y, x, from_logits=True)
+                return lambda x, y: _keras("sparse_categorical_crossentropy")(y, x, from_logits=True)
             if name == "cross_entropy" and block.y.ndim == 2 and not p.get("label_smoothing"):
-                return lambda x, y: K.categorical_crossentropy(y, x, from_logits=True)
+                return lambda x, y: _keras("categorical_crossentropy")(y, x, from_logits=True)
             return None
         if block.kind != "elementwise":
             return None
@@ -901,20 +898,27 @@ class Keras(Impl):
             return lambda x, y: f(y[:, None], x[:, None])
 
         table = {
-            "mse": col(K.mean_squared_error),
-            "mae": col(K.mean_absolute_error),
-            "msle": col(K.mean_squared_logarithmic_error),
-            "log_cosh": col(K.log_cosh),
-            "hinge": col(K.hinge),
-            "squared_hinge": col(K.squared_hinge),
-            "binary_cross_entropy": col(K.binary_crossentropy),
+            "mse": "mean_squared_error", "mae": "mean_absolute_error",
+            "msle": "mean_squared_logarithmic_error", "log_cosh": "log_cosh", "hinge": "hinge",
+            "squared_hinge": "squared_hinge", "binary_cross_entropy": "binary_crossentropy",
         }
+        if name in table:
+            return col(_keras(table[name]))
         if name == "huber":
-            return col(lambda y, x: K.huber(y, x, delta=p["delta"]))
+            return col(lambda y, x: _keras("huber")(y, x, delta=p["delta"]))
+        if name == "poisson_nll" and not p["log_input"]:
+            # Keras' poisson: y_pred - y_true log(y_pred + 1e-7) (its epsilon measured)
+            return col(_keras("poisson"))
         if name == "binary_cross_entropy_with_logits" and not p.get("label_smoothing") and (
                 block.q is None or np.all(block.q == 1)):
-            return col(lambda y, x: K.binary_crossentropy(y, x, from_logits=True))
-        return table.get(name)
+            return col(lambda y, x: _keras("binary_crossentropy")(y, x, from_logits=True))
+        if name == "sigmoid_focal":
+            # Keras' alpha_t = alpha y + (1 - alpha)(1 - y) with apply_class_balancing
+            a = p["alpha"]
+            return col(lambda y, x: _keras("binary_focal_crossentropy")(
+                y, x, apply_class_balancing=a is not None, alpha=0.25 if a is None else a,
+                gamma=p["gamma"], from_logits=True))
+        return None
 
     def supports(self, block):
         return self._fn(block) is not None
@@ -930,6 +934,30 @@ class Keras(Impl):
             s = tf.reduce_sum(v)
         g = tape.gradient(s, x)
         return np.asarray(v).reshape(len(block)), np.asarray(g)
+
+
+def _keras(name):
+    """The Keras loss function ``name``: ``keras.losses.<name>`` (Keras 3's
+    names; ``tf.keras.losses`` of TensorFlow 2.16+ keeps only the short
+    aliases, ``mse``, ``logcosh``, ...), else ``tf.keras.losses.<name>`` or
+    its short alias (Keras 2)."""
+    import tensorflow as tf
+
+    short = {"mean_squared_error": "mse", "mean_absolute_error": "mae",
+             "mean_squared_logarithmic_error": "msle", "log_cosh": "logcosh"}
+    mods = [tf.keras.losses]
+    try:
+        import keras
+
+        mods.insert(0, keras.losses)
+    except ImportError:
+        pass
+    for mod in mods:
+        for n in (name, short.get(name)):
+            f = getattr(mod, n, None) if n else None
+            if f is not None:
+                return f
+    raise AttributeError(f"Keras has no loss function {name!r}")
 
 
 PEERS = {
