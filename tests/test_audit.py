@@ -360,32 +360,57 @@ def test_sklearn_adapter_values_only():
     assert not impl.supports(grids.Block("huber", {"delta": 1.0}, x, y))
 
 
+def _ordinary(seed):
+    """Ordinary float64 inputs for the peer-agreement tests below: residuals
+    x, r; hard (0/1) and soft targets, hard ones as +-1 (pm); logits off
+    the hinge's kink (xh); (16, 5) logits with labels and probability rows."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(0.0, 3.0, 64)
+    r = rng.normal(0.0, 3.0, 64)
+    hard = (rng.random(64) < 0.5).astype(F64)
+    soft = rng.random(64)
+    pm = 2.0 * hard - 1.0
+    xh = np.where(np.abs(1.0 - pm * x) < 0.01, x + 0.05, x)
+    logits = rng.normal(0.0, 2.0, (16, 5))
+    labels = rng.integers(0, 5, 16)
+    probs = rng.random((16, 5))
+    probs /= probs.sum(axis=1, keepdims=True)
+    return x, r, hard, soft, pm, xh, logits, labels, probs
+
+
+def _agrees(impl, blocks, rtol_v, rtol_g, atol_g, fix=None):
+    """Every block is supported by the peer ``impl`` and its values and
+    gradients agree with fastloss' (``fix(block, v)``: a known constant
+    difference of the peer's taken out of its values first)."""
+    fc = peers.FastlossCPU()
+    for b in blocks:
+        assert impl.supports(b), (b.loss, b.params)
+        v, g = impl.evaluate(b)
+        fv, fg = fc.evaluate(b)
+        if fix is not None:
+            v = fix(b, v)
+        what = f"{b.loss} {b.params}"
+        np.testing.assert_allclose(v, fv, rtol=rtol_v, atol=1e-300, err_msg=what)
+        np.testing.assert_allclose(g, fg, rtol=rtol_g, atol=atol_g, err_msg=what)
+
+
 def test_keras_adapter_agrees_on_ordinary_inputs():
     """The TensorFlow/Keras adapter (``keras.losses`` by Keras 3's names or
     TensorFlow's short aliases, gradients by GradientTape) on ordinary
     float64 inputs away from kinks and from Keras' probability clipping
     (1e-7): every loss it maps agrees with fastloss to 1e-9 (Keras' focal
     forms 1 - p_t by subtraction; its poisson adds 1e-7 to the rate, up to
-    3e-7 here, compared to 1e-6; its log_cosh subtracts log 2 rounded to float32, a
-    constant taken out), so the audit compares like with like. A wrong
+    3e-7 here, compared to 1e-6; its log_cosh subtracts log 2 rounded to
+    float32, a constant taken out), so the audit compares like with like. A wrong
     mapping (argument order, huber's delta, the hinge's 0 targets, focal's
     alpha) is off by O(1) at these points. What Keras lacks is declined."""
     pytest.importorskip("tensorflow")
-    impl, fc = peers.Keras(), peers.FastlossCPU()
+    impl = peers.Keras()
     assert impl.unavailable() is None
-    rng = np.random.default_rng(9)
-    x = rng.normal(0.0, 3.0, 64)
-    r = rng.normal(0.0, 3.0, 64)
-    hard = (rng.random(64) < 0.5).astype(F64)
-    soft = rng.random(64)
-    pm = 2.0 * hard - 1.0
-    xh = np.where(np.abs(1.0 - pm * x) < 0.01, x + 0.05, x)  # off the hinge's kink
+    x, r, hard, soft, pm, xh, logits, labels, probs = _ordinary(9)
+    rng = np.random.default_rng(10)
     prob = rng.uniform(0.05, 0.95, 64)
     rate = rng.uniform(0.5, 4.0, 64)
-    logits = rng.normal(0.0, 2.0, (16, 5))
-    labels = rng.integers(0, 5, 16)
-    probs = rng.random((16, 5))
-    probs /= probs.sum(axis=1, keepdims=True)
     blocks = [
         grids.Block("mse", {}, x, r),
         grids.Block("mae", {}, x, r),
@@ -397,26 +422,24 @@ def test_keras_adapter_agrees_on_ordinary_inputs():
         grids.Block("squared_hinge", {}, xh, pm),
         grids.Block("binary_cross_entropy", {}, prob, soft),
         grids.Block("binary_cross_entropy_with_logits", {"label_smoothing": 0.0}, x, soft),
-        grids.Block("poisson_nll", {"log_input": False}, rate, np.round(rate * 2)),
         grids.Block("sigmoid_focal", {"alpha": 0.25, "gamma": 2.0}, x / 2, hard),
         grids.Block("sigmoid_focal", {"alpha": None, "gamma": 0.5}, x / 2, soft),
         grids.Block("cross_entropy", {}, logits, labels, kind="rows"),
         grids.Block("cross_entropy", {}, logits, probs, kind="rows"),
     ]
-    for b in blocks:
-        assert impl.supports(b), (b.loss, b.params)
-        v, g = impl.evaluate(b)
-        fv, fg = fc.evaluate(b)
-        what = f"{b.loss} {b.params}"
-        if b.loss == "log_cosh":
-            # Keras' log_cosh is x + softplus(-2x) - log(2) with log(2) a
-            # float32 constant: 1.9e-9 too small in float64 (what the audit
-            # measures); that difference is taken out here
-            v = v + (float(np.float32(math.log(2.0))) - math.log(2.0))
-        # Keras' poisson: y_pred - y_true log(y_pred + 1e-7), off by ~y 1e-7 / x
-        atol = 1e-6 if b.loss == "poisson_nll" else 1e-12
-        np.testing.assert_allclose(v, fv, rtol=1e-9, atol=max(atol, 1e-300), err_msg=what)
-        np.testing.assert_allclose(g, fg, rtol=1e-9, atol=atol, err_msg=what)
+
+    def ln2_f32(b, v):
+        # Keras' log_cosh is x + softplus(-2x) - log(2) with log(2) a float32
+        # constant: 1.9e-9 too small in float64 (what the audit measures)
+        return v + (float(np.float32(math.log(2.0))) - math.log(2.0)) if b.loss == "log_cosh" else v
+
+    _agrees(impl, blocks, 1e-9, 1e-9, 1e-12, fix=ln2_f32)
+    # Keras' poisson: y_pred - y_true log(y_pred + 1e-7), off by ~y 1e-7 / x
+    poisson = grids.Block("poisson_nll", {"log_input": False}, rate, np.round(rate * 2))
+    v, g = impl.evaluate(poisson)
+    fv, fg = peers.FastlossCPU().evaluate(poisson)
+    np.testing.assert_allclose(v, fv, rtol=1e-9, atol=1e-6)
+    np.testing.assert_allclose(g, fg, rtol=1e-9, atol=1e-6)
     assert not impl.supports(grids.Block("poisson_nll", {"log_input": True}, x, rate))
     assert not impl.supports(grids.Block("binary_cross_entropy_with_logits",
                                          {"label_smoothing": 0.1}, x, soft))
@@ -455,23 +478,15 @@ def test_torchvision_focal_adapter_agrees_on_ordinary_inputs():
     pytest.importorskip("torch")
     if peers.torchvision_losses() is None:
         pytest.skip("torchvision is not installed")
-    impl, fc = peers.Torchvision(), peers.FastlossCPU()
-    rng = np.random.default_rng(8)
-    x = rng.normal(0.0, 3.0, 64)
-    hard = (rng.random(64) < 0.5).astype(F64)
-    soft = rng.random(64)
+    impl = peers.Torchvision()
+    x, _, hard, soft, *_ = _ordinary(8)
     blocks = [
         grids.Block("sigmoid_focal", {"alpha": 0.25, "gamma": 2.0}, x, hard),
         grids.Block("sigmoid_focal", {"alpha": None, "gamma": 0.5}, x, soft),
         grids.Block("sigmoid_focal", {"alpha": 0.75, "gamma": 3.0}, x, 1.0 - soft),
     ]
-    for b in blocks:
-        assert impl.supports(b), (b.loss, b.params)
-        assert not peers.Torch().supports(b)
-        v, g = impl.evaluate(b)
-        fv, fg = fc.evaluate(b)
-        np.testing.assert_allclose(v, fv, rtol=1e-9, atol=1e-300, err_msg=str(b.params))
-        np.testing.assert_allclose(g, fg, rtol=1e-9, atol=1e-15, err_msg=str(b.params))
+    assert not any(peers.Torch().supports(b) for b in blocks)
+    _agrees(impl, blocks, 1e-9, 1e-9, 1e-15)
     assert not impl.supports(grids.Block("mse", {}, x, soft))
 
 
@@ -484,18 +499,8 @@ def test_jax_adapter_agrees_on_ordinary_inputs():
     O(1) at these points."""
     pytest.importorskip("jax")
     pytest.importorskip("optax")
-    impl, fc = peers.Optax(), peers.FastlossCPU()
-    rng = np.random.default_rng(7)
-    x = rng.normal(0.0, 3.0, 64)
-    r = rng.normal(0.0, 3.0, 64)
-    hard = (rng.random(64) < 0.5).astype(F64)
-    soft = rng.random(64)
-    pm = 2.0 * hard - 1.0
-    xh = np.where(np.abs(1.0 - pm * x) < 0.01, x + 0.05, x)  # off the hinge's kink
-    logits = rng.normal(0.0, 2.0, (16, 5))
-    labels = rng.integers(0, 5, 16)
-    probs = rng.random((16, 5))
-    probs /= probs.sum(axis=1, keepdims=True)
+    impl = peers.Optax()
+    x, r, hard, soft, pm, xh, logits, labels, probs = _ordinary(7)
     blocks = [
         grids.Block("mse", {}, x, r),
         grids.Block("log_cosh", {}, x, r),
@@ -509,12 +514,7 @@ def test_jax_adapter_agrees_on_ordinary_inputs():
         grids.Block("cross_entropy", {}, logits, labels, kind="rows"),
         grids.Block("cross_entropy", {}, logits, probs, kind="rows"),
     ]
-    for b in blocks:
-        assert impl.supports(b), (b.loss, b.params)
-        v, g = impl.evaluate(b)
-        fv, fg = fc.evaluate(b)
-        np.testing.assert_allclose(v, fv, rtol=1e-13, atol=1e-300, err_msg=b.loss)
-        np.testing.assert_allclose(g, fg, rtol=1e-12, atol=1e-15, err_msg=b.loss)
+    _agrees(impl, blocks, 1e-13, 1e-12, 1e-15)
     # what optax does not have is declined, not approximated
     assert not impl.supports(grids.Block("binary_cross_entropy_with_logits",
                                          {"label_smoothing": 0.1}, x, soft, q=np.ones(64)))
