@@ -133,29 +133,17 @@ def _apply(fid, x, y, q, p0, p1, p2):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("apply: the formula id must be a compile-time literal")
     # ``catalog.kernel_id``: the formula's index, or an entry of FIXED (the
-    # formula with one packed parameter a constant, which LLVM folds)
-    index, slot = fid.literal_value, -1
+    # formula with one packed parameter the constant c: slot and c are
+    # constants of the compiled code, so LLVM folds the selects below and
+    # then the formula's branch on that parameter)
+    index, slot, c = fid.literal_value, -1, 0.0
     if index >= len(FORMULAS):
         index, slot, c = FIXED[index - len(FORMULAS)]
     formula = _inlined(index, x == types.float32)
-    if slot == 0:
-        def fixed0(fid, x, y, q, p0, p1, p2):
-            return formula(np.float64(x), np.float64(y), q, c, p1, p2)
-
-        return fixed0
-    if slot == 1:
-        def fixed1(fid, x, y, q, p0, p1, p2):
-            return formula(np.float64(x), np.float64(y), q, p0, c, p2)
-
-        return fixed1
-    if slot == 2:
-        def fixed2(fid, x, y, q, p0, p1, p2):
-            return formula(np.float64(x), np.float64(y), q, p0, p1, c)
-
-        return fixed2
 
     def impl(fid, x, y, q, p0, p1, p2):
-        return formula(np.float64(x), np.float64(y), q, p0, p1, p2)
+        return formula(np.float64(x), np.float64(y), q, c if slot == 0 else p0,
+                       c if slot == 1 else p1, c if slot == 2 else p2)
 
     return impl
 
