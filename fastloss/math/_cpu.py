@@ -23,8 +23,8 @@ Accuracy: each is within 1 ULP of the exact result over its whole domain
 - pow (x >= 0): exp(y log x) with log x a double-double to ~2^-65 (a
   47-entry table of log(64/j) pairs, then log1p of the exact remainder).
 - logistic32_wide (float32 data on the CPU): the same in plain float64
-  lanes to 2^-37 (exp32, one division, fdlibm's log polynomial), which the
-  rounding to float32 does not see.
+  lanes to 2^-34 (exp32, one division, a degree-6 log polynomial), which
+  the rounding to float32 does not see.
 - logistic32 (float32 data on the GPU): on float32 lanes (twice the lanes
   per vector), with the error-prone steps carried as float32 pairs, so each
   output still rounds to float32 within 1 ULP. On the CPU it was slower
@@ -185,18 +185,24 @@ def exp_pair(x):
 SHIFT_BITS = 0x4338000000000000  # the bits of SHIFT: bits(SHIFT + k) - SHIFT_BITS = k
 
 
-# exp32's polynomial: e^r ~ 1 + r + r^2 (X2 + X3 r + ... + X8 r^6) on
-# |r| <= ln2/2, the bracket the interpolant of g(r) = (e^r - 1 - r)/r^2 at
-# the 7 Chebyshev nodes of [-ln2/2, ln2/2] (mpmath, 200 digits; X2 = 1/2
-# to the digits shown): relative error of the polynomial 2^-37.8 on a
-# 20001-point grid, against Taylor's degree 11 for 2^-46.
-X2 = 0.5
-X3 = 0.16666666718997508
-X4 = 0.041666666718980845
-X5 = 0.008333298483754886
-X6 = 0.001388885404961482
-X7 = 0.0001989927395864936
-X8 = 2.4859578222625295e-05
+# The float32-grade polynomials (``fastloss.math.fit``: near-minimax fits of
+# the relative error, mpmath at 50 digits), each the shortest whose error is
+# invisible after rounding to float32 (2^-34: at most 0.5 + 2^-10 ULP).
+# exp32: e^r ~ 1 + r + r^2 (X2 + X3 r + ... + X7 r^5) on |r| <= ln2/2,
+# relative error 2^-34.2 (the degree 8 it replaced: 2^-37.8, one more fma)
+X2 = 0.5000000067643817
+X3 = 0.16666665869409492
+X4 = 0.04166629508923631
+X5 = 0.0083334970085367
+X6 = 0.0013944648902064246
+X7 = 0.00019790352994499035
+# logistic32_wide's log1p: log(1 + f) = 2s + s w (W1 + W2 w + W3 w^2 + W4 w^3),
+# s = f/(2 + f), w = s^2, |s| <= 0.1716: relative error 2^-37.6 (fdlibm's
+# LG1..LG7, used by the float64 functions, reach 2^-58 with three more fma)
+W1 = 0.6666666564544869
+W2 = 0.40000335192681785
+W3 = 0.2853730842357159
+W4 = 0.235821536358041
 
 
 @njit(**CPU_JIT)
@@ -204,13 +210,16 @@ def exp32(x):
     """e^x for x <= 0 (or NaN) to the accuracy float32 data needs, for the
     row kernels' hot loops (``multiclass.exp_gap``: every argument is a
     difference v - m <= 0 below the running maximum): relative error below
-    2^-37 (tests/test_math_accuracy.py), invisible after rounding to float32
-    (2^-24). Degree 8 by Estrin's scheme, one scaling; 0 for x < -708.7
+    2^-34 (measured 2^-34.17; tests/test_math_accuracy.py), invisible after
+    rounding to float32 (2^-24). Degree 7 by Estrin's scheme, one scaling
+    (degree 8, 2^-37.8, cost one fma more: BCE with logits float32, N =
+    2^20, 1 thread, together with ``logistic32_wide``'s shorter log
+    polynomial, 2.70-2.73 -> 2.47-2.49 ns/elem); 0 for x < -708.7
     (results below 2^-1022.5 are flushed), NaN propagates (through the
     arithmetic: the clamp keeps NaN). No overflow handling: for x > 0 it is
     correct up to ~709 only.
 
-    About 16 vector operations per lane group (Taylor's degree 11 with the
+    About 15 vector operations per lane group (Taylor's degree 11 with the
     overflow selects took ~26). The reduction r = x - k ln2 uses one
     constant, ln2 rounded to float64 (its error times |k| <= 1076 is below
     2^-45, far inside the bound), and the flush is an integer max on the
@@ -222,7 +231,7 @@ def exp32(x):
     r = fma(-k, LN2, xc)
     r2 = r * r
     r4 = r2 * r2
-    p = fma(r4, fma(r2, fma(r2, X8, fma(r, X7, X6)), fma(r, X5, X4)),
+    p = fma(r4, fma(r2, fma(r, X7, X6), fma(r, X5, X4)),
             fma(r2, fma(r, X3, X2), r + 1.0))
     # 2^k, normal for k in [-1022, 1023]; below, bits <= 0 flush to +0
     b = (f64_bits(kf) - (SHIFT_BITS - 1023)) << 52
@@ -394,19 +403,20 @@ def logistic(z):
 @njit(**CPU_JIT)
 def logistic32_wide(z):
     """``logistic`` for float32 data on the CPU, in plain float64 lanes: each
-    output within 2^-37 (relative) of the exact value (``exp32``'s bound;
-    measured 2^-37.8 over 2.2e7 float32 z), so it rounds to float32 within
-    0.5 + 2^-13 ULP (tests/test_math_accuracy.py). None of
-    the double-double work of ``logistic`` (float64 data) nor of the float32
+    output within 2^-34 (relative) of the exact value (measured 2^-34.1
+    over 2.2e7 float32 z), so it rounds to float32 within 0.5 + 2^-10 ULP
+    (measured 0.5007; tests/test_math_accuracy.py). None of the
+    double-double work of ``logistic`` (float64 data) nor of the float32
     pairs of ``logistic32`` (the GPU's float32 version): float64 lanes carry
-    13 bits more than the float32 result needs.
+    10 bits more than the float32 result needs.
 
-    e = e^-|z| by ``exp32`` (2^-37; +0 below e^-708, where every output
+    e = e^-|z| by ``exp32`` (2^-34; +0 below e^-708, where every output
     rounds to its limit in float32). 1 + e = 2^k (1 + f), k = 0 and f = e
     up to sqrt(2) - 1, k = 1 and f = (e - 1)/2 above, so |s| <= 0.1716 for
     s = f/(2 + f) = num/t (num = e - k, t = 2 + e + k), and log1p(e) =
-    k ln2 + 2s + s R(s^2), R fdlibm's degree-14 polynomial of e_log.c
-    (2^-58 on that range). One division serves s and the sigmoids:
+    k ln2 + 2s + s w R(w), w = s^2, R of degree 3 (W1..W4: 2^-37.6 on that
+    range; fdlibm's degree 6 of e_log.c, 2^-58, cost three more dependent
+    fma). One division serves s and the sigmoids:
     D = 1/(t u), u = 1 + e, s = num u D, 1/(1 + e) = t D, e/(1 + e) = e t D.
 
     Special values as ``logistic``: +-inf give (inf, 0, 1, 0) and mirrored,
@@ -436,7 +446,7 @@ def logistic32_wide(z):
     # float32, N = 2^24, out=, alternating processes) 3.05-3.08 against
     # 3.19-3.22 ns/elem at 1 thread, 1.58 against 1.62-1.65 at 2
     w = s * s
-    big_r = w * fma(w, fma(w, fma(w, fma(w, fma(w, fma(w, LG7, LG6), LG5), LG4), LG3), LG2), LG1)
+    big_r = w * fma(w, fma(w, fma(w, W4, W3), W2), W1)
     small = fma(dk, LN2, fma(s, big_r, s + s))
     big = a + small
     up = z >= 0.0

@@ -145,8 +145,8 @@ def _focal_plain(x, y, alpha, gamma, use_alpha, f64):
         # float32 data, gamma = 2 (the default, a CPU kernel of its own:
         # ``LossSpec.fixed``): m = D^2 and gamma m dL/dx = 2 D D', D' =
         # (1 - 2y) sigma(x) sigma(-x), without log, exp or division. D is
-        # within 2^-37 (relative) of the exact value, as L is (absolutely):
-        # m within 2^-36 either way, invisible after rounding to float32.
+        # within 2^-34 (relative) of the exact value, as L is (absolutely):
+        # m within 2^-33 either way, invisible after rounding to float32.
         # D^2 underflows float64 only for |x| > 372, where every output
         # rounds to 0 in float32 (or is 0 * inf at x = +-inf: xmul)
         m = big_d * big_d
@@ -157,7 +157,7 @@ def _focal_plain(x, y, alpha, gamma, use_alpha, f64):
         # ill-conditioned, cond ~ |gamma L|). float32 data: exp(gamma L)
         # (L's rounding, 2^-53 |gamma L|, matters only where m < 2^-150),
         # which vectorizes where libm's pow does not, by ``exp32`` (gamma L
-        # <= 0; 2^-37, and flushed below 2^-1022, where m ce and m (...)
+        # <= 0; 2^-34, and flushed below 2^-1022, where m ce and m (...)
         # round to 0 in float32: |ce| < 2^129): 8.8 -> 7.0-7.6 ns/elem against
         # the full-range ``exp`` (N = 2^22, 1 thread, gamma = 2.5)
         if f64:

@@ -20,7 +20,7 @@ All arithmetic is float64 whatever the data's dtype; float32 results are
 rounded once at the store. The exponentials, logs and their kin are the
 primitives of ``fastloss.math`` (branch-free polynomials on the CPU, so the
 row loops vectorize; libdevice on CUDA); float32 data uses ``exp32``
-(x - m <= 0 only, relative error < 2^-37, invisible after rounding to
+(x - m <= 0 only, relative error < 2^-34, invisible after rounding to
 float32), float64 data
 ``exp`` with the rounding of x_j - m corrected (``exp_gap``): a compile-time
 switch (``is_f64``).
@@ -81,7 +81,7 @@ from fastloss.reduce import block_sum
 # Scalar functions of the row loops: the primitives of fastloss.math
 # (branch-free polynomials that vectorize on the CPU, libdevice on CUDA).
 exp = fmath.exp
-exp32 = fmath.exp32  # e^x, x <= 0, to 2^-37: float32 data only
+exp32 = fmath.exp32  # e^x, x <= 0, to 2^-34: float32 data only
 expm1 = fmath.expm1
 log = fmath.log
 log1p = fmath.log1p
@@ -296,7 +296,7 @@ def exp_gap(v, m, exact):
     recovered by TwoSum and applied to first order, e^d (1 + err); otherwise
     the float64 difference of float32 data is already (nearly) exact. Without
     it the relative error of e^(v - m) would grow like |v - m| ulps, and
-    float32 data gets the cheaper ``exp32`` (relative error < 2^-37, which
+    float32 data gets the cheaper ``exp32`` (relative error < 2^-34, which
     the final rounding to float32 does not see). Branch-free (selects), so a
     loop calling it vectorizes."""
     d = v - m
@@ -562,7 +562,7 @@ def row_lse_state(x, buf, keep):
     the row length. float32 data: plain float64 additions within a block
     (the blocks are still added with TwoSum). The terms are positive, so the
     relative error of the sum is at most about (log2(LSE_BLOCK) + 2) * 2^-53
-    plus ``exp32``'s 2^-37 per term, ~2^-37 whatever n: invisible after the
+    plus ``exp32``'s 2^-34 per term, ~2^-34 whatever n: invisible after the
     final rounding to float32 (2^-24), so float32 results keep their
     <= 1 ulp.
 
@@ -669,7 +669,7 @@ def softmax_kept(x, buf, g, m, denom, a, gdiv):
     ``row_lse(x, buf, True)`` (float32 data): per block one factor
     e^(m_b - m) a / (denom gdiv), then one multiplication per element, a
     vectorized loop that does not read x (so g may be x). Relative error a
-    few 2^-53 plus ``exp32``'s 2^-37: invisible after rounding to float32."""
+    few 2^-53 plus ``exp32``'s 2^-34: invisible after rounding to float32."""
     wide_vectors()
     n = x.size
     wd = block_width(n)

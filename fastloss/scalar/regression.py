@@ -232,7 +232,7 @@ def log_cosh(x, y, q, p0, p1, p2):
       result is >= 0.43).
     The two share log1p's argument and the quotient's denominator 1 + c or
     1 + e, so the vectorized loop evaluates each function once. float32
-    data: in plain float64 to float32 grade, e from ``exp32`` (2^-37) and
+    data: in plain float64 to float32 grade, e from ``exp32`` (2^-34) and
     log1p on [0, 0.55) by a series (2^-39), invisible after rounding to
     float32. float64 data: the same from double-double pairs, each result
     rounded once (``_log_cosh_dd``)."""

@@ -1,0 +1,107 @@
+"""Where the float32-grade polynomials of ``fastloss.math._cpu`` come from.
+
+Not imported by the kernels: run ``python -m fastloss.math.fit`` to print the
+coefficients again (tests/test_math_accuracy.py refits and compares).
+
+Both polynomials serve float32 data evaluated in float64 lanes, where a
+relative error of 2^-34 before the final rounding is invisible (at most
+0.5 + 2^-10 ULP of float32), so each is the shortest that reaches it:
+
+- ``exp32``: e^r = 1 + r + r^2 Q(r) on |r| <= ln2/2, Q of degree 5 (the
+  exponential's degree 7); relative error 2^-34.2 (degree 8 gave 2^-37.8,
+  degree 6 gives 2^-28.3).
+- ``logistic32_wide``'s log1p: log(1 + f) = 2s + s w R(w), s = f/(2 + f),
+  w = s^2, |s| <= (sqrt2 - 1)/(1 + sqrt2) = 0.1716; R of degree 3 in w;
+  relative error 2^-37.6 (fdlibm's degree 6 gives 2^-58, degree 2 2^-30.2).
+
+Each is a near-minimax fit of the relative error by Lawson's algorithm
+(iteratively reweighted least squares) on Chebyshev-distributed nodes, the
+function values from mpmath at 50 digits.
+"""
+
+import math
+
+import mpmath
+import numpy as np
+
+#: |r| <= ln2/2 (with a margin for the rounding of k)
+EXP_R = math.log(2.0) / 2 * (1 + 2.0**-30)
+#: |s| <= (sqrt2 - 1)/(1 + sqrt2)
+LOG_S = (math.sqrt(2.0) - 1.0) / (1.0 + math.sqrt(2.0)) * (1 + 1e-9)
+
+
+def lawson(g, weight, nodes, n, iters=200):
+    """Coefficients c_0..c_{n-1} (increasing powers) of the polynomial p that
+    nearly minimizes max |weight(t) (p(t) - g(t))| over ``nodes``."""
+    nodes = np.asarray(nodes, dtype=np.float64)
+    scale = float(np.max(np.abs(nodes)))
+    gv = np.array([float(g(mpmath.mpf(float(t)))) for t in nodes])
+    wv = np.array([float(weight(mpmath.mpf(float(t)))) for t in nodes])
+    v = np.vander(nodes / scale, n, increasing=True)
+    w = np.full(nodes.size, 1.0 / nodes.size)
+    for _ in range(iters):
+        sw = np.sqrt(w) * wv
+        c, *_ = np.linalg.lstsq(v * sw[:, None], gv * sw, rcond=None)
+        err = np.abs(v @ c - gv) * wv
+        w = w * err
+        w /= w.sum()
+    return [float(x) for x in c / scale ** np.arange(n)]
+
+
+def _q(r):
+    # (e^r - 1 - r) / r^2, by its series near 0
+    return (mpmath.exp(r) - 1 - r) / r**2 if abs(r) > 1e-12 else mpmath.mpf(0.5) + r / 6
+
+
+def _r(w):
+    # (2 atanh(s) - 2 s) / (s w), s = sqrt(w)
+    if w <= 1e-20:
+        return mpmath.mpf(2) / 3
+    s = mpmath.sqrt(w)
+    return (2 * mpmath.atanh(s) - 2 * s) / (s * w)
+
+
+def exp32_coefficients(degree=7, nodes=3001):
+    """Q's coefficients (X2.. in ``_cpu``) for e^r of the given degree."""
+    with mpmath.workdps(50):
+        t = np.cos(np.linspace(0.0, np.pi, nodes)) * EXP_R
+        # relative error of 1 + r + r^2 Q: weight r^2 e^-r
+        return lawson(_q, lambda r: r * r * mpmath.exp(-r), t, degree - 1)
+
+
+def log_r_coefficients(terms=4, nodes=3001):
+    """R's coefficients (W1.. in ``_cpu``): relative error of 2s + s w R
+    is about w (R - R_exact) / 2, so the weight is w."""
+    with mpmath.workdps(50):
+        t = (np.cos(np.linspace(0.0, np.pi, nodes)) + 1.0) / 2.0 * LOG_S**2
+        return lawson(_r, lambda w: w, t, terms)
+
+
+def exp32_error(c, points=20001):
+    """max |(1 + r + r^2 Q(r)) / e^r - 1| on a grid of |r| <= ln2/2, Q with
+    coefficients c, evaluated in mpmath (the polynomial's own error)."""
+    with mpmath.workdps(50):
+        worst = mpmath.mpf(0)
+        for r in np.linspace(-EXP_R, EXP_R, points):
+            r = mpmath.mpf(float(r))
+            q = mpmath.polyval(list(reversed(c)), r)
+            worst = max(worst, abs((1 + r + r * r * q) / mpmath.exp(r) - 1))
+        return float(worst)
+
+
+def log_r_error(c, points=20001):
+    """max |(2s + s w R(w)) / (2 atanh s) - 1| on a grid of 0 < s <= 0.1716."""
+    with mpmath.workdps(50):
+        worst = mpmath.mpf(0)
+        for s in np.linspace(1e-6, LOG_S, points):
+            s = mpmath.mpf(float(s))
+            w = s * s
+            approx = 2 * s + s * w * mpmath.polyval(list(reversed(c)), w)
+            worst = max(worst, abs(approx / (2 * mpmath.atanh(s)) - 1))
+        return float(worst)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    for name, c, err in (("X2..X7", exp32_coefficients(), exp32_error),
+                         ("W1..W4", log_r_coefficients(), log_r_error)):
+        print(name, [repr(x) for x in c], f"relative error 2^{math.log2(err(c)):.2f}")
