@@ -34,7 +34,7 @@ def _sum_pass(spec: LossSpec, prep: validate.Prepared, *, grad=None, gdiv=1.0, v
     dummy = _DUMMY[x.dtype]
     p0, p1, p2 = prep.p
     kernel(
-        catalog.kernel_id(spec, prep.p), x, y, prep.q, prep.qper, prep.w, prep.wper,
+        catalog.kernel_id(spec, prep.p, prep.q), x, y, prep.q, prep.qper, prep.w, prep.wper,
         p0, p1, p2, float(gdiv),
         dummy if grad is None else grad, dummy if vals is None else vals,
         hi, lo, grad is not None, vals is not None,

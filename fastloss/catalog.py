@@ -20,6 +20,10 @@ from fastloss.scalar import regression as R
 
 REDUCTIONS = ("mean", "sum", "none")
 
+#: the slot of ``LossSpec.fixed`` that names the per-element q (slots 0-2:
+#: the packed parameters)
+Q = 3
+
 
 @dataclass(frozen=True)
 class Interval:
@@ -96,12 +100,15 @@ class LossSpec:
     reductions: tuple[str, ...] = REDUCTIONS
     has_grad: bool = True
     reference: str = ""
-    #: packed parameters (slot, value) for which the CPU kernel is compiled
-    #: with that slot fixed to that value, a compile-time constant
-    #: (``kernel_id``): a vectorized loop evaluates both sides of a runtime
-    #: branch as selects; with the constant LLVM folds the branch and drops
-    #: the dead side. poisson_nll: either log_input; sigmoid_focal: gamma = 2
-    fixed: tuple[tuple[int, float], ...] = ()
+    #: parameter values for which the CPU kernel is compiled with them as
+    #: compile-time constants (``kernel_id``): each entry a tuple of (slot,
+    #: value) pairs that must all hold, slot 0-2 a packed parameter, ``Q``
+    #: the per-element q when it is one scalar. A vectorized loop evaluates
+    #: both sides of a runtime branch as selects; with the constant LLVM
+    #: folds the branch and drops the dead side. poisson_nll: either
+    #: log_input; sigmoid_focal: gamma = 2; BCE with logits: no label
+    #: smoothing and no pos_weight (the defaults)
+    fixed: tuple[tuple[tuple[int, float], ...], ...] = ()
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -156,7 +163,7 @@ SPECS: tuple[LossSpec, ...] = (
         target_domain=Interval(0.0),
         param_domains=lambda p: [] if p["log_input"] else [("input", Interval(0.0))],
         pack=lambda p: (1.0 if p["log_input"] else 0.0, 0.0, 0.0),
-        fixed=((0, 0.0), (0, 1.0)),
+        fixed=(((0, 0.0),), ((0, 1.0),)),
     ),
     # --- binary and multi-label -------------------------------------------
     LossSpec(
@@ -174,6 +181,7 @@ SPECS: tuple[LossSpec, ...] = (
         ),
         target_domain=_PROB, pack=_pack1("label_smoothing"),
         q_param="pos_weight", weight_param="weight",
+        fixed=(((0, 0.0), (Q, 1.0)),),
     ),
     LossSpec(
         "sigmoid_focal", "binary", B.sigmoid_focal,
@@ -190,7 +198,7 @@ SPECS: tuple[LossSpec, ...] = (
             0.0 if p["alpha"] is None else 1.0,
         ),
         weight_param="weight",
-        fixed=((1, 2.0),),
+        fixed=(((1, 2.0),),),
         reference="Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
     ),
     LossSpec("hinge", "binary", B.hinge, "hinge max(0, 1 - y x)", target_domain=_HINGE),
@@ -304,21 +312,25 @@ def formula_id(spec: LossSpec) -> int:
     return FORMULAS.index(spec.formula)
 
 
-#: the kernels with a packed parameter fixed (``LossSpec.fixed``): (formula
-#: index, slot, value); kernel id ``len(FORMULAS) + i`` is entry i
-FIXED: tuple[tuple[int, int, float], ...] = tuple(dict.fromkeys(
-    (FORMULAS.index(s.formula), slot, float(value)) for s in SPECS for slot, value in s.fixed))
+#: the kernels with parameters fixed (``LossSpec.fixed``): (formula index,
+#: ((slot, value), ...)); kernel id ``len(FORMULAS) + i`` is entry i
+FIXED: tuple[tuple[int, tuple[tuple[int, float], ...]], ...] = tuple(dict.fromkeys(
+    (FORMULAS.index(s.formula), tuple((slot, float(value)) for slot, value in pairs))
+    for s in SPECS for pairs in s.fixed))
 
 
-def kernel_id(spec: LossSpec, p: tuple[float, float, float]) -> int:
+def kernel_id(spec: LossSpec, p: tuple[float, float, float], q=None) -> int:
     """The CPU elementwise kernels' compile-time formula id for the packed
-    parameters p: ``formula_id``, or ``len(FORMULAS) + i`` where entry i of
-    ``FIXED`` is this formula with a slot of p at its fixed value
-    (``cpu.elementwise.apply`` passes that value as a constant)."""
+    parameters p and the per-element q (an array; None: not a constant):
+    ``formula_id``, or ``len(FORMULAS) + i`` where entry i of ``FIXED`` is
+    this formula with parameters at values that p and q hold
+    (``cpu.elementwise.apply`` passes those values as constants). q matches
+    a value only as a single element (``qper`` 1: one scalar for all)."""
     fid = formula_id(spec)
-    for slot, value in spec.fixed:
-        if p[slot] == value:
-            return len(FORMULAS) + FIXED.index((fid, slot, float(value)))
+    qv = float(q[0]) if q is not None and q.size == 1 else None
+    for pairs in spec.fixed:
+        if all((qv == value) if slot == Q else (p[slot] == value) for slot, value in pairs):
+            return len(FORMULAS) + FIXED.index((fid, tuple((s, float(v)) for s, v in pairs)))
     return fid
 
 

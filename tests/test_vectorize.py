@@ -112,6 +112,17 @@ def _fixed_case(case, dtype):
         y = np.concatenate([[0.0, 1.0, 3.0, np.inf] * 4, np.abs(rng.normal(0.0, 3.0, 3 * CHUNK))])
         p = (1.0 if log_input else 0.0, 0.0, 0.0)
         return "poisson_nll", p, x.astype(dtype), y.astype(dtype)
+    if case.startswith("bce"):
+        # BCE with logits' defaults (no smoothing, pos_weight 1): hard and
+        # soft targets (also -0), logits of every size, infinities, NaN
+        special = [0.0, -0.0, 1e-30, 1.0, -1.0, 17.0, -17.0, 88.0, -104.0, 745.0, -746.0,
+                   1e30, -1e38, np.inf, -np.inf, np.nan]
+        xs = np.array(special * 5)
+        ys = np.repeat([0.0, -0.0, 1.0, 0.3, 1e-30], len(special))
+        x = np.concatenate([xs, rng.normal(0.0, 8.0, 3 * CHUNK)])
+        hard = (rng.random(3 * CHUNK) < 0.5).astype(np.float64)
+        y = np.concatenate([ys, np.where(rng.random(3 * CHUNK) < 0.5, hard, rng.random(3 * CHUNK))])
+        return "binary_cross_entropy_with_logits", (0.0, 0.0, 0.0), x.astype(dtype), y.astype(dtype)
     # sigmoid_focal, gamma = 2 (alpha = 0.25): hard and soft targets, logits
     # of every size, the infinities (where D^2 meets 0 * inf) and NaN
     special = [0.0, -0.0, 1e-30, 1.0, -1.0, 17.0, -17.0, 88.0, -104.0, 372.0, -373.0, 745.0,
@@ -125,26 +136,34 @@ def _fixed_case(case, dtype):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda v: v.__name__)
-@pytest.mark.parametrize("case", ["poisson_log_input", "poisson_rate", "focal_gamma2"])
+@pytest.mark.parametrize("case", ["poisson_log_input", "poisson_rate", "focal_gamma2", "bce_defaults"])
 def test_fixed_kernel_is_the_formula(dtype, case):
-    """Kernels compiled with a packed parameter as a compile-time constant
+    """Kernels compiled with parameters as compile-time constants
     (``LossSpec.fixed``, ``catalog.kernel_id``; in a vectorized loop a runtime
     branch evaluates both sides: poisson_nll 4.3 -> 2.7 ns/elem in float32,
-    sigmoid_focal at gamma = 2 8.8 -> 4.0) give the bits of the kernel that
+    sigmoid_focal at gamma = 2 8.8 -> 4.0; BCE with logits' defaults, float32,
+    2.6 -> 2.3) give the bits of the kernel that
     reads the parameter at run time, on special values and on random data,
     values, gradients and chunk partials."""
     from fastloss.cpu.elementwise import kernel
 
     name, p, x, y = _fixed_case(case, dtype)
     spec = catalog.get(name)
-    fid, kid = catalog.formula_id(spec), catalog.kernel_id(spec, p)
-    assert kid >= len(catalog.FORMULAS)
-    index, slot, value = catalog.FIXED[kid - len(catalog.FORMULAS)]
-    assert index == fid and p[slot] == value
-    other = tuple(v + 0.5 if k == slot else v for k, v in enumerate(p))
-    assert catalog.kernel_id(spec, other) != kid
-    assert catalog.kernel_id(catalog.get("mse"), (1.0, 2.0, 0.0)) == catalog.formula_id(catalog.get("mse"))
     one = np.ones(1, dtype=dtype)
+    fid, kid = catalog.formula_id(spec), catalog.kernel_id(spec, p, one)
+    assert kid >= len(catalog.FORMULAS)
+    index, pairs = catalog.FIXED[kid - len(catalog.FORMULAS)]
+    assert index == fid
+    assert all((1.0 if slot == catalog.Q else p[slot]) == value for slot, value in pairs)
+    for slot, _ in pairs:  # any fixed value changed: the runtime kernel
+        if slot == catalog.Q:
+            assert catalog.kernel_id(spec, p, one + 1) != kid
+            assert catalog.kernel_id(spec, p, np.ones(2, dtype)) != kid  # per column
+            assert catalog.kernel_id(spec, p) != kid  # q unknown
+        else:
+            other = tuple(v + 0.5 if k == slot else v for k, v in enumerate(p))
+            assert catalog.kernel_id(spec, other, one) != kid
+    assert catalog.kernel_id(catalog.get("mse"), (1.0, 2.0, 0.0)) == catalog.formula_id(catalog.get("mse"))
     out = []
     for k in (fid, kid):
         grad, vals = np.empty_like(x), np.empty_like(x)

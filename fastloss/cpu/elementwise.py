@@ -7,9 +7,9 @@ chosen by ``fid``, an index into ``catalog.FORMULAS`` that Numba treats as a
 compile-time literal: each (loss, dtype) pair gets its own specialised machine
 code, compiled on first use and cached on disk. For a loss whose formula
 branches on a parameter (``LossSpec.fixed``: poisson_nll's log_input,
-sigmoid_focal's gamma = 2) ``fid`` may also fix that parameter to a constant
-(``catalog.kernel_id``, ``catalog.FIXED``), so that the vectorized loop
-evaluates one side of the branch, not both as selects.
+sigmoid_focal's gamma = 2, BCE with logits' defaults) ``fid`` may also fix
+parameters to constants (``catalog.kernel_id``, ``catalog.FIXED``), so that
+the vectorized loop evaluates one side of the branch, not both as selects.
 
 The hot loops work on blocks of ``BLOCK`` elements. The first vectorizes the
 (branch-free) formula (AVX2: 4 float64 lanes): it stores the gradient straight
@@ -65,7 +65,7 @@ from numba.core import types
 from numba.extending import overload
 
 from fastloss._config import CHUNK, INLINE_COPY, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
-from fastloss.catalog import FIXED, FORMULAS
+from fastloss.catalog import FIXED, FORMULAS, Q
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
 from fastloss.math import with_f32_variants, xmul
 from fastloss.math._intrin import fma, prefetch, wide_vectors
@@ -133,17 +133,20 @@ def _apply(fid, x, y, q, p0, p1, p2):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("apply: the formula id must be a compile-time literal")
     # ``catalog.kernel_id``: the formula's index, or an entry of FIXED (the
-    # formula with one packed parameter the constant c: slot and c are
-    # constants of the compiled code, so LLVM folds the selects below and
-    # then the formula's branch on that parameter)
-    index, slot, c = fid.literal_value, -1, 0.0
+    # formula with parameters fixed: which and their values are constants of
+    # the compiled code, so LLVM folds the selects below and then the
+    # formula's branches on them)
+    index, fix = fid.literal_value, {}
     if index >= len(FORMULAS):
-        index, slot, c = FIXED[index - len(FORMULAS)]
+        index, pairs = FIXED[index - len(FORMULAS)]
+        fix = dict(pairs)
     formula = _inlined(index, x == types.float32)
+    fq, f0, f1, f2 = (k in fix for k in (Q, 0, 1, 2))
+    cq, c0, c1, c2 = (fix.get(k, 0.0) for k in (Q, 0, 1, 2))
 
     def impl(fid, x, y, q, p0, p1, p2):
-        return formula(np.float64(x), np.float64(y), q, c if slot == 0 else p0,
-                       c if slot == 1 else p1, c if slot == 2 else p2)
+        return formula(np.float64(x), np.float64(y), cq if fq else q, c0 if f0 else p0,
+                       c1 if f1 else p1, c2 if f2 else p2)
 
     return impl
 
