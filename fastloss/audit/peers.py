@@ -615,6 +615,15 @@ def torchvision_losses():
     return _TV_CACHE["ns"]
 
 
+def torchvision_focal(alpha, gamma):
+    """torchvision's ``sigmoid_focal_loss`` as f(x, y, reduction) with
+    fastloss' parameters: alpha=None (no alpha_t factor) is torchvision's
+    alpha = -1. For the audit's adapter and the benchmark's peer."""
+    focal = torchvision_losses().sigmoid_focal_loss
+    a = -1 if alpha is None else alpha
+    return lambda x, y, reduction="none": focal(x, y, alpha=a, gamma=gamma, reduction=reduction)
+
+
 def _torchvision_dir():
     """The installed torchvision package directory, or None; its
     ``__init__.py`` is not executed."""
@@ -730,12 +739,7 @@ class Torchvision(Impl):
 
         tv = torchvision_losses()
         if block.loss == "sigmoid_focal":
-            prm = block.params
-            alpha = -1 if prm["alpha"] is None else prm["alpha"]
-
-            def f(x, y, reduction="none"):
-                return tv.sigmoid_focal_loss(x, y, alpha=alpha, gamma=prm["gamma"],
-                                             reduction=reduction)
+            f = torchvision_focal(block.params["alpha"], block.params["gamma"])
         else:
             def iou_loss(p, t, reduction="none"):
                 inter, union = tv.loss_inter_union(p, t)

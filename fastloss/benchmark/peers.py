@@ -97,11 +97,10 @@ def torch_loss(case):
     import torch.nn.functional as F
 
     if case.family == "elementwise" and case.loss == "sigmoid_focal":
-        focal = _torchvision().sigmoid_focal_loss
-        alpha = case.params.get("alpha", 0.25)
-        alpha = -1 if alpha is None else alpha
-        gamma = case.params.get("gamma", 2.0)
-        return lambda x, y: focal(x, y, alpha=alpha, gamma=gamma, reduction="mean")
+        from fastloss.audit.peers import torchvision_focal
+
+        focal = torchvision_focal(case.params.get("alpha", 0.25), case.params.get("gamma", 2.0))
+        return lambda x, y: focal(x, y, reduction="mean")
     table = (_torch_elementwise(F, torch, case.params) if case.family == "elementwise"
              else _torch_multiclass(F, torch, case.params, case.target))
     return table[case.loss]
