@@ -80,6 +80,63 @@ def test_sum_is_the_sum_of_the_returned_values(name, dtype):
         assert abs(s - want) <= bound, (s, want)
 
 
+
+def _at_offset(a, k):
+    """A copy of ``a`` whose first element lies k elements past a 64-byte boundary."""
+    raw = np.empty(a.size + 64, dtype=a.dtype)
+    o = (-raw.ctypes.data % 64) // a.itemsize + k
+    out = raw[o:o + a.size].reshape(a.shape)
+    out[...] = a
+    assert out.ctypes.data % 64 == k * a.itemsize
+    return out
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", ["mse", "rmse", "huber", "bce_pos_weight", "bce_weight"])
+def test_bitwise_at_every_alignment(case, dtype):
+    """The elementwise driver starts its vector loops on a cache line of x
+    (a short first window per chunk, ``cpu.elementwise._window``) but sums
+    each element into the lane and after the elements of its offset in the
+    chunk: the loss, the gradient and the per-element values have the same
+    bits wherever in memory the data lies (x and y at every offset in a
+    cache line, alike and apart). A window that skipped or repeated an
+    element fails every case. The inputs are scaled by 2^-100..2^100
+    (2^-10..2^10 for float32, 2^0..2^8 for the logits); float32 data's lanes
+    are plain float64 sums, whose bits then depend on the order (checked
+    below), so a lane assignment other than the chunk's fails the float32
+    mse case (tried: values into lane j instead of lane0 + j). float64
+    lanes are compensated and would hide it."""
+    name = {"bce": "binary_cross_entropy_with_logits"}.get(case[:3], case)
+    rng = np.random.default_rng(17)
+    shape = (3 * CHUNK + 77) // 7, 7  # ragged last chunk; 7 (pos_)weight columns
+    x, y = sample(name, shape, dtype, seed=5)
+    top = 10 if dtype == np.float32 else 100
+    if name == "binary_cross_entropy_with_logits":
+        x = (x * np.exp2(rng.integers(0, 8, size=shape))).astype(dtype)
+    else:
+        x = (x * np.exp2(rng.integers(-top, top, size=shape))).astype(dtype)
+    params = {}
+    if case.startswith("bce_"):
+        params[case[4:]] = rng.uniform(0.5, 4.0, shape[1]).astype(dtype)
+    reductions = ("mean",) if name == "rmse" else ("mean", "sum", "none")
+    want = {}
+    for k in range(64 // x.itemsize):
+        xk, yk = _at_offset(x, k), _at_offset(y, (k * 5) % (64 // x.itemsize) if k % 2 else k)
+        for r in reductions:
+            v, g = fl.value_and_grad(name, xk, yk, reduction=r, **params)
+            v = np.asarray(v)
+            if r not in want:
+                want[r] = (v, g)
+                assert np.all(np.isfinite(v)), (name, r)
+            else:
+                np.testing.assert_array_equal(v, want[r][0], err_msg=f"{case} {r} offset {k}")
+                np.testing.assert_array_equal(g, want[r][1], err_msg=f"{case} {r} offset {k}")
+    # float32: the order of plain float64 additions shows in the bits
+    if name == "mse" and dtype == np.float32:
+        vals = want["none"][0].astype(np.float64).ravel()
+        assert np.cumsum(vals)[-1] != np.cumsum(vals[::-1])[-1], case  # sequential sums
+
+
 _WIDTH_PROBE = """
 import hashlib, numpy as np, fastloss as fl
 rng = np.random.default_rng(5)
