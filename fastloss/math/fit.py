@@ -77,6 +77,16 @@ def log_r_coefficients(terms=4, nodes=3001):
         return lawson(_r, lambda w: w, t, terms)
 
 
+def _horner(c, x):
+    """c[0] + c[1] x + c[2] x^2 + ... in the working precision (mpmath's
+    polyval warns about its coefficient order from mpmath 1.4 on, and its
+    ``asc`` argument does not exist in 1.3)."""
+    acc = mpmath.mpf(0)
+    for ck in reversed(c):
+        acc = acc * x + ck
+    return acc
+
+
 def exp32_error(c, points=20001):
     """max |(1 + r + r^2 Q(r)) / e^r - 1| on a grid of |r| <= ln2/2, Q with
     coefficients c, evaluated in mpmath (the polynomial's own error)."""
@@ -84,7 +94,7 @@ def exp32_error(c, points=20001):
         worst = mpmath.mpf(0)
         for r in np.linspace(-EXP_R, EXP_R, points):
             r = mpmath.mpf(float(r))
-            q = mpmath.polyval(list(reversed(c)), r)
+            q = _horner(c, r)
             worst = max(worst, abs((1 + r + r * r * q) / mpmath.exp(r) - 1))
         return float(worst)
 
@@ -96,7 +106,7 @@ def log_r_error(c, points=20001):
         for s in np.linspace(1e-6, LOG_S, points):
             s = mpmath.mpf(float(s))
             w = s * s
-            approx = 2 * s + s * w * mpmath.polyval(list(reversed(c)), w)
+            approx = 2 * s + s * w * _horner(c, w)
             worst = max(worst, abs(approx / (2 * mpmath.atanh(s)) - 1))
         return float(worst)
 
