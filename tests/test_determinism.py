@@ -80,7 +80,6 @@ def test_sum_is_the_sum_of_the_returned_values(name, dtype):
         assert abs(s - want) <= bound, (s, want)
 
 
-
 def _at_offset(a, k):
     """A copy of ``a`` whose first element lies k elements past a 64-byte boundary."""
     raw = np.empty(a.size + 64, dtype=a.dtype)
@@ -100,7 +99,7 @@ def test_bitwise_at_every_alignment(case, dtype):
     chunk: the loss, the gradient and the per-element values have the same
     bits wherever in memory the data lies (x and y at every offset in a
     cache line, alike and apart). A window that skipped or repeated an
-    element fails every case. The inputs are scaled by 2^-100..2^100
+    element would change the sums. The inputs are scaled by 2^-100..2^100
     (2^-10..2^10 for float32, 2^0..2^8 for the logits); float32 data's lanes
     are plain float64 sums, whose bits then depend on the order (checked
     below), so a lane assignment other than the chunk's fails the float32

@@ -12,15 +12,15 @@ parameters to constants (``catalog.kernel_id``, ``catalog.FIXED``), so that
 the vectorized loop evaluates one side of the branch, not both as selects.
 
 The hot loops work on blocks of ``BLOCK`` elements (windows, see below). The
-first vectorizes the (branch-free) formula (AVX2: 4 float64 lanes): it stores the gradient straight
-into ``grad`` and the values into a block buffer of the data's dtype, so that
-every load and store of the loop has one width (a float64 value buffer in a
-float32 loop made LLVM split its vectors: measured 12 against 7 ns per
-element for BCE with logits, one thread). The second adds each value into one
-of ``BLOCK`` running accumulators, one per position in the block
-(``_lane_add``): for float64 data each a TwoSum-compensated float64 sum
-(``S[j] + E[j]``), for float32 data a plain float64 sum, as the numerics
-policy asks (float32 data accumulated in float64, float64 data
+first vectorizes the (branch-free) formula (AVX2: 4 float64 lanes): it stores
+the gradient straight into ``grad`` and the values into a block buffer of the
+data's dtype, so that every load and store of the loop has one width (a
+float64 value buffer in a float32 loop made LLVM split its vectors: measured
+12 against 7 ns per element for BCE with logits, one thread). The second
+adds each value into one of ``BLOCK`` running accumulators, one per position
+in the block (``_lane_add``): for float64 data each a TwoSum-compensated
+float64 sum (``S[j] + E[j]``), for float32 data a plain float64 sum, as the
+numerics policy asks (float32 data accumulated in float64, float64 data
 compensated). The accumulators are independent, so neither loop has a
 reduction that LLVM would have to reassociate (it may not without
 fastmath), and the formula loop carries none. At the end of a chunk the
@@ -210,7 +210,7 @@ def _window(b0, start, stop, peel):
     (i - start) mod BLOCK, after the elements i - BLOCK, i - 2 BLOCK, ...
     of its chunk, whatever the peel: the same additions in the same order
     as blocks aligned on the chunk, so the sums do not depend on where the
-    data lies in memory (tests/test_elementwise_driver.py)."""
+    data lies in memory (tests/test_determinism.py)."""
     if b0 == start and peel > 0:
         return min(peel, stop - b0), 0
     return min(BLOCK, stop - b0), (b0 - start) % BLOCK
