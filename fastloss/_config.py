@@ -127,6 +127,57 @@ def _source_keyed_cache_dir() -> None:
     if not any(getattr(c, "__name__", "") == "_FastlossCacheLocator"
                for c in caching.CacheImpl._locator_classes):
         caching.CacheImpl._locator_classes.insert(0, _FastlossCacheLocator)
+    _lock_cache_files(caching, str(base) + os.sep)
+
+
+#: the lock file in each cache directory of fastloss (``_lock_cache_files``)
+CACHE_LOCK = ".fastloss-cache.lock"
+
+
+def _lock_cache_files(caching, root: str) -> None:
+    """Serialise Numba's cache reads and writes under ``root`` between
+    processes (an ``flock`` on ``CACHE_LOCK`` in the cache directory: shared
+    to load, exclusive to save).
+
+    Numba's ``IndexDataCacheFile.save`` reads the index, picks the first
+    free data-file number, writes the index, then the data file, with no
+    lock. Two processes that compile different kernels of one function at
+    the same time (pytest-xdist workers, a multiprocessing pool, on a cold
+    cache) can pick the same number: the index then maps one signature to
+    the other's machine code, and the next process that loads it crashes.
+    Seen here: after a source change, two test workers compiling
+    ``elementwise.fused`` left an index that made BCE with logits
+    (``reduction="none"``) die with SIGSEGV in every later process until
+    the directory was removed. Other Numba caches are left as they are;
+    without ``fcntl`` (Windows) nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return
+    import os
+
+    cls = caching.IndexDataCacheFile
+    if getattr(cls.save, "_fastloss_locked", False):
+        return
+    save, load = cls.save, cls.load
+
+    def locked(method, mode):
+        def run(self, *args):
+            if not self._cache_path.startswith(root):
+                return method(self, *args)
+            fd = os.open(os.path.join(self._cache_path, CACHE_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, mode)
+                return method(self, *args)
+            finally:
+                os.close(fd)  # releases the lock
+
+        run._fastloss_locked = True
+        run.__name__, run.__doc__ = method.__name__, method.__doc__
+        return run
+
+    cls.save = locked(save, fcntl.LOCK_EX)
+    cls.load = locked(load, fcntl.LOCK_SH)
 
 
 #: where fastloss' kernels are cached (set by ``_source_keyed_cache_dir``)

@@ -53,3 +53,46 @@ def test_import_compiles_nothing_and_cache_is_reused(tmp_path):
     warm = probe(tmp_path)
     assert warm["compiled_at_import"] == []
     assert warm["misses"] == 0 and warm["hits"] >= 1  # loaded from disk in the second
+
+
+def test_cache_files_are_locked_between_processes(tmp_path):
+    """Numba's cache save (read the index, pick a free data-file number,
+    write both) is serialised under fastloss' cache root by an exclusive
+    flock on ``_config.CACHE_LOCK``, and loads take it shared
+    (``_config._lock_cache_files``): while another holder has the lock
+    exclusively, a save there waits; a save in a directory outside the root
+    does not."""
+    import fcntl
+    import shutil
+    import tempfile
+    import threading
+
+    from numba.core import caching
+
+    from fastloss import _config
+
+    base = os.path.dirname(_config.CACHE_DIR)
+    os.makedirs(base, exist_ok=True)
+    inside = tempfile.mkdtemp(dir=base)
+    try:
+        for d, locked in ((inside, True), (str(tmp_path), False)):
+            f = caching.IndexDataCacheFile(d, "probe", ("stamp", 1))
+            fd = os.open(os.path.join(d, _config.CACHE_LOCK), os.O_RDWR | os.O_CREAT)
+            fcntl.flock(fd, fcntl.LOCK_EX)  # another process' save, as it were
+            done = threading.Event()
+
+            def save(f=f, done=done):
+                f.save("key", b"data")
+                done.set()
+
+            t = threading.Thread(target=save)
+            t.start()
+            try:
+                assert done.wait(0.5) is not locked
+            finally:
+                os.close(fd)  # releases the lock
+            assert done.wait(30)
+            t.join()
+            assert f.load("key") == b"data"
+    finally:
+        shutil.rmtree(inside)
