@@ -23,8 +23,8 @@ Accuracy: each is within 1 ULP of the exact result over its whole domain
 - pow (x >= 0): exp(y log x) with log x a double-double to ~2^-65 (a
   47-entry table of log(64/j) pairs, then log1p of the exact remainder).
 - logistic32_wide (float32 data on the CPU): the same in plain float64
-  lanes to 2^-34 (exp32, one division, a degree-6 log polynomial), which
-  the rounding to float32 does not see.
+  lanes to 2^-34 (exp32, one division, a log polynomial of degree 3 in
+  s^2), which the rounding to float32 does not see.
 - logistic32 (float32 data on the GPU): on float32 lanes (twice the lanes
   per vector), with the error-prone steps carried as float32 pairs, so each
   output still rounds to float32 within 1 ULP. On the CPU it was slower

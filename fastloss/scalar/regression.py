@@ -225,8 +225,8 @@ def log_cosh(x, y, q, p0, p1, p2):
 
     With a = |d|, one log1p, one exponential and one division:
     - a <= 1: log1p(c) and sinh a / (1 + c), with c = cosh a - 1 and sinh a
-      from their Taylor series (``_cosh_sinh_tails``, float64 data's
-      ``_log_cosh_dd``; ``_cosh_sinh_tails32``): relative accuracy as
+      from their Taylor series (``_cosh_sinh_tails32`` here,
+      ``_cosh_sinh_tails`` in ``_log_cosh_dd``): relative accuracy as
       a -> 0, where the forms through e^-a cancel;
     - a > 1: a - ln 2 + log1p(e) and (1 - e) / (1 + e), e = e^-2a, with
       ln 2 split in two parts (no overflow of cosh, no cancellation: the
@@ -263,7 +263,7 @@ def log_cosh(x, y, q, p0, p1, p2):
 
 
 #: atanh(s) / s = 1 + sum_k s^(2k) / (2k + 1)
-_A1, _A2, _A3, _A4, _A5, _A6, _A7 = (1.0 / (2 * k + 1) for k in range(1, 8))
+_A1, _A2, _A3, _A4, _A5, _A6 = (1.0 / (2 * k + 1) for k in range(1, 7))
 
 
 #: (cosh a - 1) / (a^2 / 2) = 1 + sum_k C_k a^(2k), C_k = 2 / (2k + 2)!, and
