@@ -154,7 +154,6 @@ def _lock_cache_files(caching, root: str) -> None:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX
         return
-    import os
 
     cls = caching.IndexDataCacheFile
     if getattr(cls.save, "_fastloss_locked", False):
@@ -165,12 +164,12 @@ def _lock_cache_files(caching, root: str) -> None:
         def run(self, *args):
             if not self._cache_path.startswith(root):
                 return method(self, *args)
-            fd = os.open(os.path.join(self._cache_path, CACHE_LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+            fd = _os.open(_os.path.join(self._cache_path, CACHE_LOCK), _os.O_RDWR | _os.O_CREAT, 0o644)
             try:
                 fcntl.flock(fd, mode)
                 return method(self, *args)
             finally:
-                os.close(fd)  # releases the lock
+                _os.close(fd)  # releases the lock
 
         run._fastloss_locked = True
         run.__name__, run.__doc__ = method.__name__, method.__doc__
