@@ -82,7 +82,7 @@ from numba.extending import overload
 from fastloss._config import CHUNK, INLINE_COPY, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
 from fastloss.catalog import FIXED, FORMULAS, Q
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
-from fastloss.math import with_f32_variants, xmul
+from fastloss.math import with_f32_variants, with_fixed_kernel, xmul
 from fastloss.math._intrin import fma, prefetch, wide_vectors
 from fastloss.reduce import block_sum
 
@@ -117,7 +117,7 @@ _U0 = np.uint64(0)
 _INLINED = {}
 
 
-def _inlined(fid, f32):
+def _inlined(fid, f32, fixed):
     """FORMULAS[fid] recompiled with LLVM ``alwaysinline``: a formula left to
     LLVM's inliner may stay a call inside the loop (BCE with logits does),
     and a call blocks vectorization. Not cached on its own (its machine code
@@ -127,12 +127,15 @@ def _inlined(fid, f32):
     For float32 data (``f32``) the same code object is compiled against
     globals in which the primitives of ``fastloss.math.F32_VARIANTS`` are
     rebound to their float32-grade versions: one formula text, two
-    precisions."""
-    key = (fid, f32)
+    precisions. For a kernel with parameters fixed (``fixed``), the
+    formula's ``FIXED_KERNEL`` flag is True (``fastloss.math``)."""
+    key = (fid, f32, fixed)
     if key not in _INLINED:
         py = FORMULAS[fid].py_func
         if f32:
             py = with_f32_variants(py)
+        if fixed:
+            py = with_fixed_kernel(py)
         _INLINED[key] = njit(**INLINE_COPY)(py)
     return _INLINED[key]
 
@@ -155,7 +158,7 @@ def _apply(fid, x, y, q, p0, p1, p2):
     if index >= len(FORMULAS):
         index, pairs = FIXED[index - len(FORMULAS)]
         fix = dict(pairs)
-    formula = _inlined(index, x == types.float32)
+    formula = _inlined(index, x == types.float32, bool(fix))
     fq, f0, f1, f2 = (k in fix for k in (Q, 0, 1, 2))
     cq, c0, c1, c2 = (fix.get(k, 0.0) for k in (Q, 0, 1, 2))
 

@@ -36,7 +36,7 @@ LN2_HI = 6.93147180369123816490e-01  # ln 2 = LN2_HI + LN2_LO (fdlibm split)
 LN2_LO = 1.90821492927058770002e-10
 
 __all__ = [
-    "F64_DATA", "LN2_HI", "LN2_LO", "exp", "exp_pair", "exp32", "expm1", "log", "log1p", "softplus", "log_sigmoid",
+    "F64_DATA", "FIXED_KERNEL", "LN2_HI", "LN2_LO", "exp", "exp_pair", "exp32", "expm1", "log", "log1p", "softplus", "log_sigmoid",
     "sigmoid", "logistic", "logistic32", "logistic32_wide", "tanh", "sinh", "hypot", "pow_pos", "logaddexp", "xmul", "relu", "sign",
 ]
 
@@ -310,6 +310,15 @@ _targets(pow_pos, _cpu.pow_pos, _g_pow_pos)
 F64_DATA = True
 F32_VARIANTS = {"logistic": logistic32, "F64_DATA": False}
 
+#: ``FIXED_KERNEL`` is a compile-time flag too: False in the formulas' own
+#: globals, True in the copy that a CPU kernel with parameters fixed
+#: (``LossSpec.fixed``) compiles (``with_fixed_kernel``). It guards a path
+#: that only such a kernel takes: BCE with logits at its defaults for
+#: float32 data, in float32 lanes (``_cpu.logistic_loss32``). Tested at
+#: run time instead, the path's selects would be evaluated for every element
+#: by the other kernels of the formula too.
+FIXED_KERNEL = False
+
 
 def with_f32_variants(py):
     """The Python function ``py`` (a formula's ``py_func``) with the names of
@@ -321,6 +330,17 @@ def with_f32_variants(py):
     if not names:
         return py
     env = {**py.__globals__, **{k: F32_VARIANTS[k] for k in names}}
+    return _pytypes.FunctionType(py.__code__, env, py.__name__, py.__defaults__, py.__closure__)
+
+
+def with_fixed_kernel(py):
+    """``py`` with ``FIXED_KERNEL`` rebound to True in its globals (the
+    formula of a CPU kernel with parameters fixed, ``cpu.elementwise``);
+    ``py`` itself when it does not use the flag. Compile without
+    ``cache=True``, as ``with_f32_variants``."""
+    if "FIXED_KERNEL" not in py.__code__.co_names:
+        return py
+    env = {**py.__globals__, "FIXED_KERNEL": True}
     return _pytypes.FunctionType(py.__code__, env, py.__name__, py.__defaults__, py.__closure__)
 
 

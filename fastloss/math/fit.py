@@ -69,12 +69,24 @@ def exp32_coefficients(degree=7, nodes=3001):
         return lawson(_q, lambda r: r * r * mpmath.exp(-r), t, degree - 1)
 
 
-def log_r_coefficients(terms=4, nodes=3001):
-    """R's coefficients (W1.. in ``_cpu``): relative error of 2s + s w R
-    is about w (R - R_exact) / 2, so the weight is w."""
+def log_r_coefficients(terms=4, nodes=3001, bound=LOG_S):
+    """R's coefficients (W1.. in ``_cpu``) on |s| <= bound: relative error of
+    2s + s w R is about w (R - R_exact) / 2, so the weight is w."""
     with mpmath.workdps(50):
-        t = (np.cos(np.linspace(0.0, np.pi, nodes)) + 1.0) / 2.0 * LOG_S**2
+        t = (np.cos(np.linspace(0.0, np.pi, nodes)) + 1.0) / 2.0 * bound**2
         return lawson(_r, lambda w: w, t, terms)
+
+
+#: |s| <= 1/5 in ``logistic_loss32`` (f = e or (e - 1)/2, split at e = 1/2)
+LOG_S32 = 0.2 * (1 + 1e-9)
+
+
+def logistic_loss32_coefficients():
+    """``_cpu.logistic_loss32``'s polynomials, rounded to float32: P2..P6
+    (e^r of degree 6) and R1..R3 (R of degree 2 on |s| <= 1/5)."""
+    p = exp32_coefficients(6)
+    r = log_r_coefficients(3, bound=LOG_S32)
+    return [float(np.float32(c)) for c in p], [float(np.float32(c)) for c in r]
 
 
 def _horner(c, x):
@@ -99,11 +111,11 @@ def exp32_error(c, points=20001):
         return float(worst)
 
 
-def log_r_error(c, points=20001):
-    """max |(2s + s w R(w)) / (2 atanh s) - 1| on a grid of 0 < s <= 0.1716."""
+def log_r_error(c, points=20001, bound=LOG_S):
+    """max |(2s + s w R(w)) / (2 atanh s) - 1| on a grid of 0 < s <= bound."""
     with mpmath.workdps(50):
         worst = mpmath.mpf(0)
-        for s in np.linspace(1e-6, LOG_S, points):
+        for s in np.linspace(1e-6, bound, points):
             s = mpmath.mpf(float(s))
             w = s * s
             approx = 2 * s + s * w * _horner(c, w)
@@ -115,3 +127,7 @@ if __name__ == "__main__":  # pragma: no cover
     for name, c, err in (("X2..X7", exp32_coefficients(), exp32_error),
                          ("W1..W4", log_r_coefficients(), log_r_error)):
         print(name, [repr(x) for x in c], f"relative error 2^{math.log2(err(c)):.2f}")
+    p32, r32 = logistic_loss32_coefficients()
+    print("P2..P6 (float32)", p32, f"relative error 2^{math.log2(exp32_error(p32)):.2f}")
+    print("R1..R3 (float32)", r32,
+          f"relative error 2^{math.log2(log_r_error(r32, bound=LOG_S32)):.2f}")

@@ -13,11 +13,13 @@ cancels, +-inf logits give the exact limits, and the gradient
 
 import math
 
+import numpy as np
 from numba import njit
 
 from fastloss._config import JIT
 from fastloss.math import (
     F64_DATA,
+    FIXED_KERNEL,
     exp,
     exp32,
     log,
@@ -28,7 +30,7 @@ from fastloss.math import (
     relu,
     xmul,
 )
-from fastloss.math._cpu import exp_dd, log_dd, logistic_dd
+from fastloss.math._cpu import exp_dd, log_dd, logistic_dd, logistic_loss32
 from fastloss.scalar.multiclass import dd_add, dd_mul, dd_recip, dd_round
 
 _TINY = 2.0**-960  # below this, pow(D, gamma) may lose D to underflow
@@ -95,6 +97,9 @@ def binary_cross_entropy_with_logits(x, y, w, eps, p1, p2):
     except 64 of 2^22 with pos_weight = 3, each closer to mpmath. float64
     data keeps the form above (its softplus values are double-double
     accurate, and the audit's bits stay as they were)."""
+    if FIXED_KERNEL and not F64_DATA and eps == 0.0 and w == 1.0:
+        v32, g32 = logistic_loss32(np.float32(x), np.float32(y))
+        return np.float64(v32), np.float64(g32)
     if eps == 0.0 and not F64_DATA:
         omy = 1.0 - y
     else:
