@@ -93,6 +93,43 @@ def float32_rows_close(got, want):
     assert abs(got - want) <= 2.0**-36 * abs(want), (got, want)
 
 
+def f32_lanes(name, dtype):
+    """BCE with logits on float32 data at its defaults: the CPU's fixed
+    kernel computes in float32 lanes (``logistic_loss32``), the GPU with
+    float64 results (``logistic32``): different algorithms, each within its
+    own bound of the exact value, so the two agree to the sum of the bounds
+    (below), not to 2 ULP of each other."""
+    return name == "binary_cross_entropy_with_logits" and dtype == np.float32
+
+
+def f32_sums_close(got, want, values):
+    """Two float64 sums of float32 BCE values: the GPU's terms are float64,
+    the CPU's float32 values within 1 ULP of the exact (0.81 measured,
+    tests/test_math_accuracy.py), so the sums differ by at most
+    sum(ulp(v_i)) plus the float64 summation error."""
+    assert isinstance(got, float)
+    if not math.isfinite(want):
+        assert got == want or (math.isnan(got) and math.isnan(want)), (got, want)
+        return
+    values = np.abs(np.asarray(values, np.float32))
+    bound = float(np.sum(np.spacing(values).astype(np.float64))) + 4 * np.spacing(abs(want))
+    assert abs(got - want) <= bound, (got, want, bound)
+
+
+def f32_lanes_grad_close(got, want, target):
+    """Gradients sigmoid(z) - t of float32 BCE: the CPU's float32-lane kernel
+    is within 1.5 ULP of the larger term max(sigmoid(z), t) (measured 1.48,
+    tests/test_math_accuracy.py; with soft targets the difference cancels,
+    and its condition number is that term over |g|), the GPU's within 0.5
+    ULP of g: at most 2 ULP of the larger term apart."""
+    got, want = np.asarray(got), np.asarray(want)
+    assert got.dtype == want.dtype == np.float32
+    term = np.maximum(np.abs(want), np.abs(target)).astype(np.float32)
+    d = np.abs(got.astype(np.float64) - want.astype(np.float64))
+    ok = (d <= 2 * np.spacing(term).astype(np.float64)) | (got == want)
+    assert np.all(ok), (got[~ok][:5], want[~ok][:5])
+
+
 # --- agreement with the CPU kernels -------------------------------------------------
 
 
@@ -113,10 +150,15 @@ def test_agrees_with_cpu(name, dtype):
     assert is_device_array(v) and is_device_array(g)
     assert v.shape == x.shape and g.shape == x.shape and g.dtype == x.dtype
     assert_ulp(host(v), vc, dtype, what=f"{name} values")
-    assert_ulp(host(g), gc, dtype, what=f"{name} grad")
     # "mean": the fused reduction and the divided gradient
     m, gm = fl.value_and_grad(name, xd, yd)
     mc, gmc = fl.value_and_grad(name, x, y)
+    if f32_lanes(name, dtype):
+        f32_lanes_grad_close(host(g), gc, y)
+        f32_sums_close(m, mc, vc / x.size)
+        f32_lanes_grad_close(host(gm), gmc, y / np.float32(x.size))
+        return
+    assert_ulp(host(g), gc, dtype, what=f"{name} grad")
     scalar_close(m, mc)
     assert_ulp(host(gm), gmc, dtype, what=f"{name} mean grad")
 
@@ -221,7 +263,10 @@ def test_bitwise_across_launch_configurations(name, dtype):
         if ref is None:
             ref = (tot, g)
             vc = fl.value_and_grad(name, x, y, reduction="sum")[0]
-            scalar_close(tot, vc)
+            if f32_lanes(name, dtype):
+                f32_sums_close(tot, vc, fl.value_and_grad(name, x, y, reduction="none")[0])
+            else:
+                scalar_close(tot, vc)
         else:
             assert tot == ref[0], cfg
             np.testing.assert_array_equal(g, ref[1])
