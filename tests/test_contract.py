@@ -9,6 +9,7 @@ import pytest
 
 import fastloss as fl
 from fastloss import catalog
+from fastloss.audit.ulp import ulp_distance
 
 ELEMENTWISE = [s.name for s in catalog.SPECS if s.family in ("regression", "binary")]
 EXPECTED_ELEMENTWISE = {
@@ -42,6 +43,37 @@ def test_names_lists_the_elementwise_losses():
     assert EXPECTED_ELEMENTWISE <= set(names)
     for n in names:
         assert callable(getattr(fl, n)), n
+
+
+@pytest.mark.parametrize("n", [100_003, 1 << 16])
+def test_float32_lane_gradient_of_the_mean(n):
+    """BCE with logits on float32 data at its defaults: the kernel's gradient
+    is a float32 g, and "mean" scales it in float32 lanes (g times 1/n as a
+    pair of float32, ``cpu.elementwise._scaled``). The identity: the result
+    is g/n rounded once, i.e. the float64 product g * fl64(1/n) rounded to
+    float32, except within 2^-40 (relative) of a float32 midpoint, and within
+    1 ULP below 2^-102 (where g fl32(1/n)'s rounding error is subnormal); g
+    is the "sum" gradient (1/n = 1 for it)."""
+    rng = np.random.default_rng(11)
+    x = (rng.standard_normal(n) * 30).astype(np.float32)  # e^-|x| down to subnormals
+    x[:4] = [0.0, -0.0, 110.0, -110.0]
+    y = (rng.random(n) < 0.5).astype(np.float32)
+    y[::5] = rng.random(y[::5].size)  # soft targets too
+    _, gs = fl.value_and_grad("binary_cross_entropy_with_logits", x, y, reduction="sum")
+    _, gm = fl.value_and_grad("binary_cross_entropy_with_logits", x, y, reduction="mean")
+    prod = gs.astype(np.float64) * (1.0 / n)
+    want = prod.astype(np.float32)
+    normal = np.abs(want) >= 2.0**-102
+    # distance of the float64 product to the nearest float32 midpoint, relative
+    lo = np.nextafter(want, np.float32(-np.inf)).astype(np.float64)
+    hi = np.nextafter(want, np.float32(np.inf)).astype(np.float64)
+    w64 = want.astype(np.float64)
+    mid = np.minimum(np.abs(prod - (w64 + lo) / 2), np.abs(prod - (w64 + hi) / 2))
+    near = mid <= 2.0**-40 * np.abs(prod)
+    d = ulp_distance(gm, want, np.float32)
+    assert np.all(d[normal & ~near] == 0), (gm[normal & ~near & (d > 0)][:5], want[normal & ~near & (d > 0)][:5])
+    assert np.all(d <= 1)
+    assert np.count_nonzero(np.abs(want) < np.finfo(np.float32).tiny) > 0  # subnormals reached
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -691,7 +691,7 @@ def logistic_loss32(z, t):
     kh = dk * _LN2F
     smh = kh + s2
     lo2 = (((kh - smh) + s2) + dk * _LN2LF) + (s2l + tail)  # (kh - smh) + s2: exact
-    up = z >= _F0
+    up = f32_bits(z) >= 0
     omy = _F1 - t
     omyl = (_F1 - omy) - t  # exact: 1 - t = omy + omyl
     coef = omy if up else -t

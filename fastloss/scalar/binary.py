@@ -97,9 +97,12 @@ def binary_cross_entropy_with_logits(x, y, w, eps, p1, p2):
     except 64 of 2^22 with pos_weight = 3, each closer to mpmath. float64
     data keeps the form above (its softplus values are double-double
     accurate, and the audit's bits stay as they were)."""
-    if FIXED_KERNEL and not F64_DATA and eps == 0.0 and w == 1.0:
+    if FIXED_KERNEL and not F64_DATA:
+        # the kernel of the defaults (catalog: label_smoothing 0, pos_weight
+        # 1 fixed); both flags are compile-time globals, so Numba prunes the
+        # branch and the gradient keeps its float32 type (``_scaled``)
         v32, g32 = logistic_loss32(np.float32(x), np.float32(y))
-        return np.float64(v32), np.float64(g32)
+        return np.float64(v32), g32
     if eps == 0.0 and not F64_DATA:
         omy = 1.0 - y
     else:
