@@ -691,6 +691,9 @@ def logistic_loss32(z, t):
     kh = dk * _LN2F
     smh = kh + s2
     lo2 = (((kh - smh) + s2) + dk * _LN2LF) + (s2l + tail)  # (kh - smh) + s2: exact
+    # z >= 0 by the sign bit (-0 goes below, with the same v and g): as a
+    # float compare, LLVM made it one on float64 (the driver's widening of
+    # x folded into it), two conversions and a mask merge per 16 lanes
     up = f32_bits(z) >= 0
     omy = _F1 - t
     omyl = (_F1 - omy) - t  # exact: 1 - t = omy + omyl
