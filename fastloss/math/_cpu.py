@@ -647,10 +647,12 @@ def logistic_loss32(z, t):
     chain changed nothing measurable. So the steps are ordered for a short
     chain: e >= 1/2 tested on a, not on eh; 2 + f formed from eh by one
     fma; the polynomial of the log's tail in s2^2 (one multiply less); the
-    exp's polynomial added to its low part by fma; the value's small terms
-    summed before the tail, which comes last. Measured (in-cache loop, 1
-    thread) 1.68 -> 1.55 ns/elem; BCE with logits (N = 2^24, out=,
-    alternating processes) 1.06-1.07 -> 1.00-1.01 at 2 threads.
+    exp's polynomial added to its low part by fma; the division's residual
+    as two independent fmas, applied by an fma; the value's small terms
+    summed before the tail, which comes last; Fast2Sum for the value's pair.
+    Measured (in-cache loop, 1 thread) 1.68 -> 1.53 ns/elem; BCE with
+    logits (N = 2^24, out=, alternating processes) 1.06-1.07 -> 1.00-1.01
+    at 2 threads (before the last two steps, -2.5% in cache).
 
     The few steps whose rounding the result would show carry it (float32
     pairs, each error term exact by Fast2Sum or fma):
@@ -660,9 +662,10 @@ def logistic_loss32(z, t):
       e = eh + el to ~2^-28 relative (+0 for a >= 104, NaN kept).
     - 1 + e = 2^dk (1 + f) (dk = 1 above e = 1/2, where f = (e - 1)/2 is
       exact), u = 1 + e and 2 + f as pairs; two divisions du = 1/uh, dt =
-      1/th, each refined by its exact residual: sigmoid(a) = du (1 + rho),
-      sigmoid(-a) = e sigmoid(a) = nh + nl; 2s = 2f/(2 + f) as s2 + s2l,
-      log1p(e) = dk ln2 + 2s + s w R(w) summed as smh + lo2.
+      1/th, each refined by its residual: sigmoid(a) = du (1 + rho),
+      sigmoid(-a) = e sigmoid(a) = nh + nl; 2s = 2f/(2 + f) as s2 plus
+      its residual times dt, log1p(e) = dk ln2 + 2s + s w R(w) summed as
+      smh + tail.
     - g = sigmoid(z) - t as (high part - t) + low part: where the two
       cancel, the difference of the high parts is exact (Sterbenz).
     - v = c z + log1p(e), c = 1 - t for z >= 0 and -t below (every term
@@ -701,13 +704,13 @@ def logistic_loss32(z, t):
     nl = fma32(eh, du, -nh) + fma32(eh, du * rho, el * du)
     # 2s as (2f) dt, not 2 (f dt): exact where f is subnormal (dt = 1/2)
     s2 = (fh + fh) * dt
-    s2l = fma32(-s2, tl, fma32(-s2, th, fh + fh) + (fl + fl)) * dt
+    res = fma32(-s2, th, fh + fh) + fma32(-s2, tl, fl + fl)  # 2f - s2 (th + tl)
     # s w R(w), s = s2/2, w = s^2, as s2 W R'(W), W = s2^2 (R' = R/8 at W/4)
     w4 = s2 * s2
-    tail = (s2 * w4) * fma32(w4, fma32(w4, _R3F_128, _R2F_32), _R1F_8)
     kh = dk * _LN2F
     smh = kh + s2
-    lo2 = (((kh - smh) + s2) + dk * _LN2LF) + s2l  # (kh - smh) + s2: exact
+    lo2 = fma32(res, dt, ((kh - smh) + s2) + dk * _LN2LF)  # (kh - smh) + s2: exact
+    tail = fma32(s2 * w4, fma32(w4, fma32(w4, _R3F_128, _R2F_32), _R1F_8), lo2)
     # z >= 0 by the sign bit (-0 goes below, with the same v and g): as a
     # float compare, LLVM made it one on float64 (the driver's widening of
     # x folded into it), two conversions and a mask merge per 16 lanes
@@ -719,11 +722,15 @@ def logistic_loss32(z, t):
     cz = _F0 if coef == _F0 else coef * z
     ce = fma32(coefl, z, fma32(coef, z, -cz))
     ce = ce if ce == ce else _F0  # NaN at infinite z
-    vh = cz + smh
-    vb = vh - cz
-    ve = (cz - (vh - vb)) + (smh - vb)  # TwoSum: cz + smh = vh + ve
+    # cz + smh = vh + ve by Fast2Sum on the larger and the smaller (both >=
+    # 0): three steps on the chain where TwoSum took five
+    czbig = cz >= smh
+    hi = cz if czbig else smh
+    lw = smh if czbig else cz  # a NaN cz goes here, and into vh
+    vh = hi + lw
+    ve = lw - (vh - hi)
     ve = ve if ve == ve else _F0  # NaN at infinite z
-    v = vh + ((ve + ce) + (lo2 + tail))
+    v = vh + ((ve + ce) + tail)
     # sigmoid(z) - t from the pairs: where the two cancel, the difference of
     # the high parts is exact (Sterbenz) and the low part is added once
     g = fma32(du, rho, du - t) if up else (nh - t) + nl
