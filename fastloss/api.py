@@ -16,6 +16,7 @@ from fastloss._config import CHUNK
 from fastloss.catalog import LossSpec
 
 _DUMMY = {dt: np.empty(1, dtype=dt) for dt in validate.FLOAT_DTYPES}
+_NO_BOUNDS = {dt: np.array([-math.inf, math.inf] * 2, dtype=dt) for dt in validate.FLOAT_DTYPES}
 
 
 def _partials(n: int):
@@ -33,12 +34,18 @@ def _sum_pass(spec: LossSpec, prep: validate.Prepared, *, grad=None, gdiv=1.0, v
     hi, lo = _partials(x.size)
     dummy = _DUMMY[x.dtype]
     p0, p1, p2 = prep.p
+    # the kernel tests the deferred domains (prep.bounds); else bounds that
+    # every value meets
+    dom = _NO_BOUNDS[x.dtype] if prep.bounds is None else prep.bounds
+    bad = np.zeros(hi.size, dtype=np.uint8)
     kernel(
         catalog.kernel_id(spec, prep.p, prep.q), x, y, prep.q, prep.qper, prep.w, prep.wper,
         p0, p1, p2, float(gdiv),
         dummy if grad is None else grad, dummy if vals is None else vals,
-        hi, lo, grad is not None, vals is not None,
+        hi, lo, grad is not None, vals is not None, dom, bad,
     )
+    if prep.bounds is not None and bad.any():
+        validate.raise_deferred(spec, prep)
     return combine(hi, lo)
 
 
@@ -132,7 +139,11 @@ def evaluate(name: str, input, target, reduction: str, params: dict, want_grad: 
         modname, fname = FAMILY_RUNNERS[spec.family].split(":")
         runner = getattr(importlib.import_module(modname), fname)
         return runner(spec, input, target, reduction, params, want_grad, **kw)
-    prep = validate.prepare(spec, input, target, reduction, params)
+    # the data's interval checks ride in the kernel unless it would write
+    # into the caller's out= before they fail (a failed call leaves out as it
+    # was); rmse's kernel is another
+    prep = validate.prepare(spec, input, target, reduction, params,
+                            defer=(out is None or not want_grad) and spec.name != "rmse")
     if spec.name == "rmse":
         if out is not None:
             validate.check_out(out, input if isinstance(input, np.ndarray) else prep.x, target,

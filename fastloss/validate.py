@@ -43,6 +43,10 @@ class Prepared:
     wper: int
     p: tuple[float, float, float]
     reduction: str
+    #: the input's and target's interval domains as [x lo, x hi, y lo, y hi]
+    #: in the data's dtype, for the kernel to test (``prepare(defer=True)``;
+    #: ``interval_bounds``); None where prepare checked them itself
+    bounds: np.ndarray | None = None
 
     @property
     def dtype(self):
@@ -191,8 +195,49 @@ def domain_error(name: str, domain, i: int, value: float, shape) -> ValueError:
     return ValueError(f"{name}: values must be {_describe(domain)}; element {where} is {value!r}")
 
 
-def prepare(spec: LossSpec, input, target, reduction, params: dict) -> Prepared:
-    """Validate one elementwise call and flatten its arrays for a kernel."""
+def _closed_bound(v: float, is_open: bool, up: bool, dtype) -> float:
+    """The representable value of ``dtype`` nearest to v on the allowed
+    side (up: the least value >= v, or > v where open; else the greatest
+    value <= v, or < v): an element of that dtype lies outside the interval
+    exactly where it lies beyond this bound."""
+    c = dtype.type(v)
+    inf = dtype.type(math.inf if up else -math.inf)
+    cv = float(c)  # compared in float64: NumPy would round v to c's dtype
+    beyond = (cv < v or (is_open and cv == v)) if up else (cv > v or (is_open and cv == v))
+    return float(np.nextafter(c, inf) if beyond else c)
+
+
+def interval_bounds(spec: LossSpec, dtype) -> np.ndarray:
+    """[x lo, x hi, y lo, y hi] in ``dtype`` (``Prepared.bounds``): the input's
+    and the target's interval domains as closed bounds of that dtype, +-inf
+    where a side has no domain."""
+    out = []
+    for dom in (spec.input_domain, spec.target_domain):
+        if dom is None:
+            out += [-math.inf, math.inf]
+        else:
+            out += [_closed_bound(dom.lo, dom.lo_open, True, dtype),
+                    _closed_bound(dom.hi, dom.hi_open, False, dtype)]
+    return np.array(out, dtype=dtype)
+
+
+def _deferrable(spec: LossSpec, p) -> bool:
+    """True when every data check of the call is an interval on the input
+    or the target (no value set, no parameter-dependent check): the kernel
+    can test them, and the full checks, run only on failure, raise the same
+    first error."""
+    doms = [d for d in (spec.input_domain, spec.target_domain) if d is not None]
+    return (bool(doms) and all(isinstance(d, Interval) for d in doms)
+            and (spec.param_domains is None or not spec.param_domains(p)))
+
+
+def prepare(spec: LossSpec, input, target, reduction, params: dict, defer: bool = False) -> Prepared:
+    """Validate one elementwise call and flatten its arrays for a kernel.
+
+    ``defer``: where the data's checks are intervals on the input and the
+    target only (``_deferrable``), leave them to the kernel (``bounds``);
+    the caller must then call ``raise_deferred`` if the kernel flags a chunk,
+    and must not have let the kernel write into a caller's buffer."""
     reduction = check_reduction(spec, reduction)
     p = check_params(spec, params)
     x = as_float_array("input", input)
@@ -203,16 +248,32 @@ def prepare(spec: LossSpec, input, target, reduction, params: dict) -> Prepared:
         )
     shape = x.shape
     xf, yf = _flat(x), _flat(y)
+    bounds = interval_bounds(spec, x.dtype) if defer and _deferrable(spec, p) else None
+    if bounds is None:
+        check_data(spec, p, xf, yf, shape)
+    q, qper = periodic(spec.q_param, p.get(spec.q_param), shape, x.dtype) if spec.q_param \
+        else (np.ones(1, x.dtype), 1)
+    w, wper = periodic(spec.weight_param, p.get(spec.weight_param), shape, x.dtype) \
+        if spec.weight_param else (np.ones(1, x.dtype), 1)
+    return Prepared(xf, yf, shape, q, qper, w, wper, spec.pack(p), reduction, bounds)
+
+
+def raise_deferred(spec: LossSpec, prep: Prepared) -> None:
+    """The error of a call whose kernel flagged data outside the deferred
+    interval domains (``prepare(defer=True)``): the full checks, which name
+    the first offending element."""
+    check_domain("input", prep.x, spec.input_domain, prep.shape)
+    check_domain("target", prep.y, spec.target_domain, prep.shape)
+    raise AssertionError(f"{spec.name}: the kernel flagged data its domain checks pass")
+
+
+def check_data(spec: LossSpec, p: dict, xf: np.ndarray, yf: np.ndarray, shape) -> None:
+    """The data's domain checks, in order: input, target, the parameters'."""
     check_domain("input", xf, spec.input_domain, shape)
     check_domain("target", yf, spec.target_domain, shape)
     if spec.param_domains is not None:
         for arg, dom in spec.param_domains(p):
             check_domain(arg, xf if arg == "input" else yf, dom, shape)
-    q, qper = periodic(spec.q_param, p.get(spec.q_param), shape, x.dtype) if spec.q_param \
-        else (np.ones(1, x.dtype), 1)
-    w, wper = periodic(spec.weight_param, p.get(spec.weight_param), shape, x.dtype) \
-        if spec.weight_param else (np.ones(1, x.dtype), 1)
-    return Prepared(xf, yf, shape, q, qper, w, wper, spec.pack(p), reduction)
 
 
 def check_out(out, like: np.ndarray, *others) -> np.ndarray:
@@ -248,4 +309,5 @@ def get_spec(name) -> LossSpec:
     return catalog.get(name)
 
 
-__all__ = ["Prepared", "prepare", "check_params", "check_reduction", "check_out", "get_spec"]
+__all__ = ["Prepared", "prepare", "raise_deferred", "check_params", "check_reduction",
+           "check_out", "get_spec"]

@@ -1,10 +1,13 @@
 """Every bad input of issue 2 / DESIGN.md gives a ValueError or TypeError
 whose message names the argument and what is wrong."""
 
+import math
+
 import numpy as np
 import pytest
 
 import fastloss as fl
+from fastloss._config import CHUNK
 
 X = np.array([0.2, 0.5, 0.9])
 Y = np.array([0.0, 1.0, 0.5])
@@ -106,6 +109,82 @@ def test_weight_shapes():
 ])
 def test_data_domains(name, x, y, msg):
     raises(ValueError, msg, name, x=np.asarray(x, float), y=np.asarray(y, float))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name,bad", [
+    ("binary_cross_entropy_with_logits", {"y": [(2 * CHUNK + 7, 1.5), (3 * CHUNK, -2.0)]}),
+    ("binary_cross_entropy", {"x": [(3 * CHUNK + 1, -1e-30)], "y": [(CHUNK + 3, 1.25)]}),
+    ("msle", {"x": [(CHUNK - 1, -1.0)], "y": [(7, -1.5)]}),
+    ("sigmoid_focal", {"y": [(3 * CHUNK + 4, np.inf)]}),
+])
+def test_data_domains_in_the_kernel(name, bad, dtype):
+    """Without out=, the interval checks ride in the kernel (``fused``'s
+    ``bad`` flags) and a flagged call raises the full check's error; with
+    out=, the checks run before the kernel. Both give the same message
+    (input before target, the first offender, several chunks), the
+    returned values and the caller's out are untouched, and data at the
+    interval's edges passes (msle's open -1: its next value passes)."""
+    n = 4 * CHUNK + 9
+    rng = np.random.default_rng(3)
+    base = {"binary_cross_entropy_with_logits": (rng.normal(size=n), rng.random(n)),
+            "binary_cross_entropy": (rng.random(n), rng.random(n)),
+            "msle": (rng.random(n) * 3, rng.random(n)),
+            "sigmoid_focal": (rng.normal(size=n), rng.random(n))}[name]
+    x, y = (a.astype(dtype) for a in base)
+    if name == "msle":
+        x[:5] = np.nextafter(dtype(-1), dtype(0))  # inside the open interval
+    else:
+        y[:2] = [0.0, 1.0]
+    fl.value_and_grad(name, x, y)  # the edges pass
+    for arg, points in bad.items():
+        a = x if arg == "x" else y
+        for i, v in points:
+            a[i] = v
+    with pytest.raises(ValueError) as before:
+        out = np.full_like(x, 7.0)
+        fl.value_and_grad(name, x, y, out=out)
+    assert np.all(out == 7.0)
+    first = ("input" if "x" in bad else "target")
+    assert before.value.args[0].startswith(first)
+    for call in (lambda: fl.value_and_grad(name, x, y), lambda: getattr(fl, name)(x, y),
+                 lambda: fl.value_and_grad(name, x, y, reduction="none")):
+        with pytest.raises(ValueError) as fused:
+            call()
+        assert fused.value.args[0] == before.value.args[0]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("lo,hi,lo_open,hi_open", [
+    (0.1, 0.3, False, False), (0.1, 0.3, True, True), (-1.0, 2.0**-130, True, False),
+    (1.0, 1.0 + 2.0**-30, False, True), (-math.inf, 5.0, False, True), (0.0, math.inf, True, False),
+])
+def test_interval_bounds_are_the_dtype_edges(lo, hi, lo_open, hi_open, dtype):
+    """``validate.interval_bounds``: an element of the data's dtype lies
+    outside the interval (compared exactly, in float64 against the float64
+    ends) iff it lies beyond the dtype bounds given to the kernel; checked
+    on the dtype's values around both ends."""
+    from fastloss.catalog import Interval, LossSpec
+    from fastloss.validate import interval_bounds
+
+    dom = Interval(lo, hi, lo_open, hi_open)
+    spec = LossSpec("t", "regression", None, "t", target_domain=dom)
+    b = interval_bounds(spec, np.dtype(dtype))
+    assert b.dtype == dtype and b[0] == -np.inf and b[1] == np.inf
+    for end in (lo, hi):
+        if not math.isfinite(end):
+            continue
+        c = dtype(end)
+        vals = [c]
+        for direction in (np.inf, -np.inf):
+            v = c
+            for _ in range(3):
+                v = np.nextafter(v, dtype(direction))
+                vals.append(v)
+        for v in vals:
+            w = float(v)
+            outside = (w < lo or w > hi or (lo_open and w == lo) or (hi_open and w == hi))
+            assert outside == bool(v < b[2] or v > b[3]), (v, b)
 
 
 def test_poisson_input_domain_depends_on_log_input():

@@ -44,7 +44,8 @@ def _asm(kern, name, dtype):
     grad = np.empty_like(x)
     hi = np.empty(2)
     lo = np.empty(2)
-    kern(fid, x, y, one, 1, one, 1, 0.0, 0.0, 0.0, 1.0, grad, grad, hi, lo, True, False)
+    kern(fid, x, y, one, 1, one, 1, 0.0, 0.0, 0.0, 1.0, grad, grad, hi, lo, True, False,
+         np.array([-np.inf, np.inf] * 2, dtype=dtype), np.zeros(hi.size, np.uint8))
     sig = [s for s in kern.signatures if s[0].literal_value == fid and s[1].dtype == numba.from_dtype(dtype)]
     return kern.inspect_asm(sig[0])
 
@@ -169,7 +170,8 @@ def test_fixed_kernel_is_the_formula(dtype, case):
     for k in (fid, kid):
         grad, vals = np.empty_like(x), np.empty_like(x)
         hi, lo = np.empty(4), np.empty(4)  # 3 CHUNK + 72 elements
-        kernel(k, x, y, one, 1, one, 1, *p, 1.0, grad, vals, hi, lo, True, True)
+        kernel(k, x, y, one, 1, one, 1, *p, 1.0, grad, vals, hi, lo, True, True,
+               np.array([-np.inf, np.inf] * 2, dtype=dtype), np.zeros(4, np.uint8))
         out.append((vals, grad, hi + lo))
     if case == "bce_defaults" and dtype == np.float32:
         # the defaults' float32 kernel runs another algorithm (float32
