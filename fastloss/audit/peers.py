@@ -73,8 +73,14 @@ class Impl:
 
 
 def _fl_params(block: Block) -> dict:
+    """The block's parameters as fastloss takes them; pos_weight only where
+    it is not 1 throughout: a block of pos_weight 1 is audited as users call
+    the loss, without it, which for BCE with logits takes the kernel of its
+    defaults (``LossSpec.fixed``; float32 data: float32 lanes,
+    ``math._cpu.logistic_loss32``). The blocks of other weights (1 among
+    them) audit the kernel that reads pos_weight per element."""
     p = dict(block.params)
-    if block.q is not None:
+    if block.q is not None and not np.all(block.q == 1):
         p["pos_weight"] = block.q
     return p
 
