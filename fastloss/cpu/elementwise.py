@@ -324,10 +324,10 @@ def _scaled_impl(g, d, dinv, out):
     the result: the same 0.5 + 2^-28 ULP bound for results of at least
     2^-102. Below, e (about 2^-24 p) falls under 2^-126 and is rounded to
     the subnormal grid, 2^-150 at most: within 1 ULP of g/d (0.5 + 2^-150 /
-    ulp(g/d)). The float64 round trip it
-    replaces (two conversions each way, two multiplies per 16 lanes) cost
-    ~9% of that kernel's time (in-cache loop, 1 thread, 1.84 -> 1.67 ns/elem
-    against 1.66 without any scaling)."""
+    ulp(g/d)). The float64 round trip it replaces (two conversions each
+    way, two multiplies per 16 lanes) cost ~9% of that kernel's time
+    (in-cache loop, 1 thread, 1.84 -> 1.67 ns/elem against 1.66 without
+    any scaling)."""
     if isinstance(out, types.Array) and out.dtype == types.float32:
         if g == types.float32:
             def impl32(g, d, dinv, out):
