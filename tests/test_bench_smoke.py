@@ -52,6 +52,33 @@ def test_derived_figures():
         pytest.approx(1 / 3)
 
 
+def test_triad_beside_the_kernel():
+    """A triad timed before and after the kernel (``triad_beside_gb_s``):
+    the fraction is of the higher of the two, judged in a target row of its
+    own beside the run-level triad's."""
+    from fastloss.benchmark import report
+
+    doc = _run()
+    for b in doc["benchmarks"]:
+        if b["extra_info"]["key"] == "cpu/elementwise/mse/float32/16777216/t2/fastloss":
+            b["stats"]["min"] = 0.030
+            b["extra_info"]["triad_beside_gb_s"] = [20.0, 25.0]
+    got = {t: (m, v) for t, m, v in report.targets(report._entries(derive.annotate(doc)))}
+    gb_s = 12 * (1 << 24) / 0.030 / 1e9  # 6.7 GB/s: 27% of 25, 33% of 20
+    assert got["mse float32 ≥ 70% of the triad measured beside it (2 thr)"] == \
+        (f"{100 * gb_s / 25.0:.0f}%", "NOT met")
+    assert not any("huber" in t and "beside" in t for t in got)  # not measured: not reported
+
+
+def test_beside_triad_measures_the_cases_of_the_target():
+    from fastloss.benchmark import runner
+
+    plan = cases.plan_elementwise(cases.Options(threads=(2,), sizes=("dram", "cache")))
+    beside = {(c.loss, c.impl, c.size_class) for c in plan if runner._wants_beside_triad(c)}
+    assert beside == {(loss, impl, "dram") for loss in ("mse", "huber")
+                      for impl in ("fastloss", "fastloss_out")}
+
+
 def test_out_variant_planned_and_judged_separately():
     """mse/mae/huber are also measured with out= a reused buffer; the report
     judges the 70%-of-triad target on both calls, each from its own time."""

@@ -8,6 +8,9 @@ benchmark's ``extra_info``:
   same backend, size class and thread count (STREAM triad on the CPU,
   device-to-device copy on a GPU); ``fraction_of_bandwidth`` = gb_s / that;
   ``fraction_of_peak_bandwidth`` = gb_s / the best limit over thread counts;
+  ``fraction_of_beside_triad`` = gb_s / the higher of the two triads
+  measured right before and after the case (``triad_beside_gb_s``, the
+  runner: mse, mae, huber in DRAM);
 - ``normalized_throughput`` = g_elem_s / bandwidth_gb_s: what the regression
   gate compares (a machine that is uniformly slower, with proportionally
   lower bandwidth, gives the same figure);
@@ -79,6 +82,9 @@ def annotate(doc: dict) -> dict:
             e["normalized_throughput"] = e["g_elem_s"] / limits[k]
         if k[:2] in peaks:
             e["fraction_of_peak_bandwidth"] = e["gb_s"] / peaks[k[:2]]
+        if e.get("triad_beside_gb_s"):
+            # the higher of the triads before and after: the lower fraction
+            e["fraction_of_beside_triad"] = e["gb_s"] / max(e["triad_beside_gb_s"])
         if e.get("family") == "bandwidth":
             continue
         sp = {}

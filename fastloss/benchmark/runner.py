@@ -238,6 +238,47 @@ def _d2d_copy(case: Case):
 # --------------------------------------------------------------------------
 
 
+#: the arrays of the triad measured beside a kernel (``_beside_triad``),
+#: allocated once per run and size
+_TRIAD_ARRAYS: dict = {}
+
+
+def _beside_triad(case: Case, rounds: int = 3) -> float:
+    """The STREAM triad's GB/s at the case's thread count (set by the
+    caller), best of ``rounds``, measured right before or after the case's
+    own timing: this shared machine's bandwidth moves between states
+    (2-thread triad ~36-40 or ~60 GB/s) within a run, so the run's one
+    triad case may have met another state than a kernel timed minutes
+    later."""
+    from fastloss.benchmark.kernels import (
+        BYTES_PER_TRIAD_ELEMENT,
+        triad,
+        triad_arrays,
+        triad_elements,
+    )
+
+    n = triad_elements(case.size_class)
+    if n not in _TRIAD_ARRAYS:
+        _TRIAD_ARRAYS.clear()
+        _TRIAD_ARRAYS[n] = triad_arrays(n)
+        triad(*_TRIAD_ARRAYS[n], 3.0)
+    a, b, c = _TRIAD_ARRAYS[n]
+    best = math.inf
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        triad(a, b, c, 3.0)
+        best = min(best, time.perf_counter() - t0)
+    return BYTES_PER_TRIAD_ELEMENT * n / best / 1e9
+
+
+def _wants_beside_triad(case: Case) -> bool:
+    """The cases of issue 3's bandwidth target (mse, mae, huber; fastloss
+    on the CPU, arrays in DRAM) get a triad measured beside them."""
+    return (case.backend == "cpu" and case.family == "elementwise"
+            and case.loss in ("mse", "mae", "huber") and case.size_class == "dram"
+            and case.impl in ("fastloss", "fastloss_out"))
+
+
 def _time_rounds(fn, budget: Budget) -> tuple[int, int]:
     t0 = time.perf_counter()
     fn()
@@ -283,7 +324,12 @@ def run(benchmark, case: Case, budget: Budget | None = None):
 
     if benchmark.enabled:
         rounds, iterations = _time_rounds(fn, budget)
+        beside = _wants_beside_triad(case)
+        before = _beside_triad(case) if beside else None
         result = benchmark.pedantic(fn, rounds=rounds, iterations=iterations)
+        if beside:
+            benchmark.extra_info["triad_beside_gb_s"] = [round(before, 2),
+                                                         round(_beside_triad(case), 2)]
     else:
         result = benchmark.pedantic(fn)  # --benchmark-disable: once
 
