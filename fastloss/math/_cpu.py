@@ -651,8 +651,8 @@ def logistic_loss32(z, t):
     as two independent fmas, applied by an fma; the value's small terms
     summed before the tail, which comes last; Fast2Sum for the value's pair.
     Measured (in-cache loop, 1 thread) 1.68 -> 1.53 ns/elem; BCE with
-    logits (N = 2^24, out=, alternating processes) 1.06-1.07 -> 1.00-1.01
-    at 2 threads (before the last two steps, -2.5% in cache).
+    logits (N = 2^24, out=, alternating processes) 1.06-1.07 -> 0.955-0.965
+    at 2 threads.
 
     The few steps whose rounding the result would show carry it (float32
     pairs, each error term exact by Fast2Sum or fma):
