@@ -67,6 +67,11 @@ def binary_cross_entropy_with_logits(x, y, w, eps, p1, p2):
     is formed as (1 - y)(1 - eps) + eps/2 (a sum of two positive terms), not
     as 1 - y', which cancels when y' ~ 1.
 
+    The CPU kernel of the defaults for float32 data (``FIXED_KERNEL``)
+    computes the same in float32 lanes (``math._cpu.logistic_loss32``);
+    the rest below is the form every other kernel (the GPU's included)
+    evaluates.
+
     Written for the vectorized loops:
     - float64 data applies the smoothing unconditionally: with eps = 0 both
       lines are exact (y * 1 + 0 = y; only -0 becomes +0, and that cannot
