@@ -52,10 +52,12 @@ def triad_arrays(n: int):
     return a, b, c
 
 
-def triad_gb_s(n: int, rounds: int = 5) -> float:
+def triad_gb_s(n: int, rounds: int = 5, arrays=None) -> float:
     """Best-of-``rounds`` triad bandwidth in GB/s (a standalone measurement;
-    the benchmark suite times ``triad`` itself under pytest-benchmark)."""
-    a, b, c = triad_arrays(n)
+    the benchmark suite times ``triad`` itself under pytest-benchmark).
+    ``arrays``: ``triad_arrays(n)`` to reuse (the runner's triad beside each
+    kernel), else new ones."""
+    a, b, c = triad_arrays(n) if arrays is None else arrays
     triad(a, b, c, 3.0)
     best = float("inf")
     for _ in range(rounds):

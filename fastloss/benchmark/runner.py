@@ -250,25 +250,13 @@ def _beside_triad(case: Case, rounds: int = 3) -> float:
     (2-thread triad ~36-40 or ~60 GB/s) within a run, so the run's one
     triad case may have met another state than a kernel timed minutes
     later."""
-    from fastloss.benchmark.kernels import (
-        BYTES_PER_TRIAD_ELEMENT,
-        triad,
-        triad_arrays,
-        triad_elements,
-    )
+    from fastloss.benchmark.kernels import triad_arrays, triad_elements, triad_gb_s
 
     n = triad_elements(case.size_class)
     if n not in _TRIAD_ARRAYS:
         _TRIAD_ARRAYS.clear()
         _TRIAD_ARRAYS[n] = triad_arrays(n)
-        triad(*_TRIAD_ARRAYS[n], 3.0)
-    a, b, c = _TRIAD_ARRAYS[n]
-    best = math.inf
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        triad(a, b, c, 3.0)
-        best = min(best, time.perf_counter() - t0)
-    return BYTES_PER_TRIAD_ELEMENT * n / best / 1e9
+    return triad_gb_s(n, rounds, _TRIAD_ARRAYS[n])
 
 
 def _wants_beside_triad(case: Case) -> bool:
