@@ -478,3 +478,52 @@ def test_logistic_loss32_polynomials_are_the_documented_fits():
     assert r == [float(c) for c in (_cpu._R1F, _cpu._R2F, _cpu._R3F)]
     assert fit.exp32_error(p, 4001) < 2.0**-27.9
     assert fit.log_r_error(r, 4001, bound=fit.LOG_S32) < 2.0**-28.2
+
+
+@njit
+def _eval_exp_gap32(x, m, out):
+    negm = -m
+    lo = m - np.float32(_cpu.E32_RANGE)
+    for i in range(x.size):
+        out[i] = _cpu.exp_gap32(x[i], m, negm, lo)
+
+
+@pytest.mark.skipif(not HAVE_LD, reason="long double is not 80-bit here")
+def test_exp_gap32_accuracy():
+    """``_cpu.exp_gap32`` (float32 cross entropy's softmax terms on float32
+    lanes): e^(x - m) 2^64 within 0.75 ULP (measured 0.69) for x from
+    m - E32_RANGE to m, for maxima from 1e-30 to 1.6e7 of both signs (x -
+    m then inexact in float32: its rounding error is carried), gaps of
+    every size down to single ULPs, and tiny x next to a larger m; exactly
+    2^64 at x = m; below m - E32_RANGE (also -inf) a positive term under
+    2^-120 (2^-184 unscaled); NaN stays NaN."""
+    below = np.float32(_cpu.E32_RANGE)
+    rng = np.random.default_rng(zlib.crc32(b"exp_gap32"))
+    worst = 0.0
+    for m in (0.0, 1e-30, 5.3, -7.77, 60.0, 123.456, 1000.1, -3e5, 1.6e7, -1.6e7):
+        m = np.float32(m)
+        gap = rng.exponential(20.0, N // 10)
+        gap[:1000] = rng.random(1000) * 1e-3
+        x = (m - gap).astype(np.float32)
+        x[1000:2000] = (rng.standard_normal(1000) * 10.0 ** rng.uniform(-30, 1, 1000))
+        x[2000:2100] = np.nextafter(m, np.float32(-np.inf))
+        x = np.minimum(x, m)
+        x = x[x >= m - below]
+        out = np.empty_like(x)
+        _eval_exp_gap32(x, m, out)
+        ref = np.exp(x.astype(LD) - LD(m)) * LD(2.0) ** 64
+        e = _errors(out, ref, np.float32)
+        i = int(np.argmax(e))
+        assert e[i] <= 0.75, f"{e[i]:.3f} ULP at x={x[i]!r}, m={m!r}"
+        worst = max(worst, float(e[i]))
+    specials = np.array([7.0, -np.inf, -1e30, 7.0 - 200.0, np.nan], np.float32)
+    out = np.empty_like(specials)
+    _eval_exp_gap32(specials, np.float32(7.0), out)
+    assert out[0] == np.float32(2.0 ** 64)
+    assert np.all((out[1:4] > 0) & (out[1:4] < np.float32(2.0 ** -120)))
+    assert np.isnan(out[4])
+    # the long-double reference against mpmath on a subset
+    with mpmath.workprec(100):
+        for v in x[rng.choice(x.size, 200, replace=False)]:
+            ex = mpmath.exp(mpmath.mpf(float(v)) - mpmath.mpf(float(m))) * mpmath.mpf(2) ** 64
+            assert abs(_mp_to_ld(ex) / (np.exp(LD(v) - LD(m)) * LD(2.0) ** 64) - 1) < 1e-17

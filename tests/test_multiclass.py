@@ -1047,3 +1047,117 @@ def test_z_loss_value_at_large_logits():
         v = fl.cross_entropy(x, np.array([1]), z_loss=z, reduction="none")
         ev, _ = row_value_and_grad("cross_entropy", x[0], 1, z_loss=z)
         assert ulps([v[0]], [round_to_dtype(ev, np.float64)], np.float64).max() <= 2, z
+
+
+# --- float32 rows on float32 lanes (fastloss.cpu.rowlanes) -------------------
+
+
+def _lanes_rows(c, rng):
+    """float32 rows of c classes for ``ce_row32``: ordinary and wide logits,
+    ties at the maximum, logits just below it (terms that round to 1),
+    -inf entries, terms clamped far below the maximum, subnormal gradient
+    entries (gaps 88-104), a large shift, tiny logits next to a larger
+    maximum (x_j - m inexact in float32)."""
+    rows = [
+        rng.standard_normal(c),
+        rng.standard_normal(c) * 30,
+        rng.standard_normal(c) * 1e4,
+        np.r_[np.full(3, 2.5), rng.standard_normal(c - 3)],  # three maxima
+        np.r_[1.0, np.nextafter(np.float32(1.0), np.float32(0.0)), rng.standard_normal(c - 2)],
+        np.r_[-np.inf, -np.inf, rng.standard_normal(c - 2)],
+        np.r_[0.0, rng.uniform(-150.0, -80.0, c - 1)],  # clamped and subnormal terms
+        np.r_[1e6, 1e6 - rng.uniform(0.0, 30.0, c - 1)],
+        np.r_[7.0, rng.standard_normal(c - 1) * 1e-20],
+        np.full(c, -3.25),  # all maxima
+    ]
+    return np.array(rows, dtype=np.float32)
+
+
+@pytest.mark.parametrize("c", [256, 1000, 1037])
+def test_lanes_cross_entropy_oracle(c):
+    """float32 cross_entropy with labels on float32 lanes (``ce_row32``,
+    ROW32_MIN <= C <= ROW32_MAX): per-row values and gradients within 2
+    ULP of mpmath, with and without class weights, also on the rows'
+    extremes (``_lanes_rows``), and the gradient of the weighted mean (its
+    factor 1/sum(w_y) inside the one rounding) within 2 ULP as well."""
+    from fastloss.cpu.rowlanes import ROW32_MAX, ROW32_MIN
+
+    assert ROW32_MIN <= c <= ROW32_MAX
+    x = _lanes_rows(c, RNG)
+    n = x.shape[0]
+    y = RNG.integers(0, c, n)
+    y[4] = 1  # the label just below the maximum
+    y[6] = 0
+    vu, gu = oracle_ulps("cross_entropy", x, y, np.float32)
+    assert vu <= 2 and gu <= 2, (vu, gu)
+    w = RNG.uniform(0.1, 3.0, c).astype(np.float32)
+    vu, gu = oracle_ulps("cross_entropy", x, y, np.float32, weight=w)
+    assert vu <= 2 and gu <= 2, (vu, gu)
+    # the weighted mean's gradient, row by row against the oracle / sum(w_y)
+    import mpmath as mp
+
+    _, g = fl.value_and_grad("cross_entropy", x, y, weight=w)
+    den = mp.fsum(mp.mpf(float(w[v])) for v in y)
+    worst = 0.0
+    for r in range(n):
+        _, eg = row_value_and_grad("cross_entropy", x[r], int(y[r]), weight=list(w))
+        worst = max(worst, ulps(g[r], [round_to_dtype(e / den, np.float32) for e in eg],
+                                np.float32).max())
+    assert worst <= 2, worst
+
+
+def test_lanes_cross_entropy_same_bits_and_routing():
+    """The row driver runs ``ce_row32`` for float32 cross_entropy with labels
+    in its scope: the public results are bitwise those of ``ce_row32``
+    called row by row; in place (out=x) gives the same bits; the value
+    without a gradient is the value with one; rows outside its scope (a
+    maximum of 2^24 or more, +inf, NaN) get the bits of the float64 row
+    formula, as does every row with label smoothing or a z-loss."""
+    from numba import njit
+
+    from fastloss.cpu.rowlanes import ce_row32
+    from fastloss.cpu.rowwise import sum_dd
+    from fastloss.scalar.multiclass import cross_entropy, scratch_size
+
+    def one_by_one(f):
+        @njit
+        def run(x, y, t, w, eps, z, wlo, wsum, g, buf):
+            v = np.zeros(x.shape[0])
+            for r in range(x.shape[0]):
+                v[r] = f(x[r], y[r], t[r], w, eps, z, wlo, wsum, 1.0, g[r], True, buf)
+            return v
+        return run
+
+    c = 700
+    x = _lanes_rows(c, RNG)
+    out_of_scope = np.array([np.r_[3e7, RNG.standard_normal(c - 1)],
+                             np.r_[np.inf, RNG.standard_normal(c - 1)],
+                             np.r_[np.nan, RNG.standard_normal(c - 1)]], dtype=np.float32)
+    x = np.concatenate([x, out_of_scope])
+    n = x.shape[0]
+    y = RNG.integers(0, c, n)
+    w = RNG.uniform(0.1, 3.0, c).astype(np.float32)
+    wsum, wlo = sum_dd(w)
+    t = np.zeros((n, 0), np.float32)
+    buf = np.empty(scratch_size(c))
+    for f, eps, z in ((ce_row32, 0.0, 0.0), (cross_entropy, 0.1, 0.0), (cross_entropy, 0.0, 1e-3)):
+        want_g = np.empty_like(x)
+        want_v = one_by_one(f)(x, y, t, w, eps, z, wlo, wsum, want_g, buf)
+        kw = {"weight": w, "label_smoothing": eps, "z_loss": z}
+        v, g = fl.value_and_grad("cross_entropy", x, y, reduction="none", **kw)
+        np.testing.assert_array_equal(v.view(np.int32),
+                                      want_v.astype(np.float32).view(np.int32))
+        np.testing.assert_array_equal(g.view(np.int32), want_g.view(np.int32))
+        xi = x.copy()
+        fl.value_and_grad("cross_entropy", xi, y, reduction="none", out=xi, **kw)
+        np.testing.assert_array_equal(xi.view(np.int32), want_g.view(np.int32))
+        v_only = fl.cross_entropy(x, y, reduction="none", **kw)
+        np.testing.assert_array_equal(v_only.view(np.int32), v.view(np.int32))
+    # the out-of-scope rows: the float64 formula's bits
+    want_g = np.empty_like(out_of_scope)
+    yo = y[-3:]
+    want_v = one_by_one(cross_entropy)(out_of_scope, yo, t[-3:], w, 0.0, 0.0, wlo, wsum, want_g,
+                                       buf)
+    v, g = fl.value_and_grad("cross_entropy", out_of_scope, yo, reduction="none", weight=w)
+    np.testing.assert_array_equal(g.view(np.int32), want_g.view(np.int32))
+    np.testing.assert_array_equal(v.view(np.int32), want_v.astype(np.float32).view(np.int32))

@@ -19,10 +19,11 @@ from numba.extending import overload
 
 from fastloss._config import CHUNK, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
 from fastloss.cpu.dispatch import LiteralDispatch
+from fastloss.cpu.rowlanes import ce_row32
 from fastloss.cpu.rowtiles import tile_pass
 from fastloss.math._intrin import borrow, keep_alive, prefetch, wide_vectors
 from fastloss.reduce import neumaier_add
-from fastloss.scalar.multiclass import ROW_FORMULAS, nll
+from fastloss.scalar.multiclass import ROW_FORMULAS, cross_entropy, nll
 
 
 def row_apply(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):  # pragma: no cover
@@ -35,6 +36,10 @@ def _row_apply(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("row_apply: the formula id must be a compile-time literal")
     formula = ROW_FORMULAS[fid.literal_value]
+    if formula is cross_entropy and getattr(x, "dtype", None) == types.float32:
+        # its softmax terms on float32 lanes (``rowlanes``; it takes the
+        # float64 formula itself for the rows and options outside its scope)
+        formula = ce_row32
 
     def impl(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
         return formula(x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf)

@@ -49,6 +49,7 @@ from fastloss.math._intrin import (
     fma,
     fma32,
     pow2_24_minus_k32,
+    pow2_k_plus_64_32,
 )
 
 #: LLVM ``alwaysinline``: left to LLVM's inliner, the larger compositions
@@ -735,6 +736,51 @@ def logistic_loss32(z, t):
     # the high parts is exact (Sterbenz) and the low part is added once
     g = fma32(du, rho, du - t) if up else (nh - t) + nl
     return v, g
+
+
+#: ``exp_gap32``'s results are e^(v - m) times 2^E32_SCALE_BITS
+E32_SCALE_BITS = 64
+#: how far below the row maximum ``exp_gap32`` computes (its ``lo``)
+E32_RANGE = 128.0
+
+
+@njit(**CPU_JIT)
+def exp_gap32(v, m, negm, lo):
+    """e^(v - m) 2^64 for float32 v <= m, in float32 lanes: the terms of
+    float32 cross entropy's softmax on the CPU (``fastloss.cpu.rowlanes``).
+
+    m is the row maximum (float32, |m| < 2^24), negm = -m and lo =
+    fl(m - E32_RANGE), so lo < m. v below lo (also -inf) is taken as lo:
+    e^(lo - m) 2^64 < 2^-120, where the true term is smaller still; the
+    callers' sums and gradients do not see the difference (module doc of
+    ``rowlanes``). NaN stays NaN. The scale 2^64 keeps every result normal
+    (2^(k + 64) with k >= -185), so a term is rounded once, never into the
+    subnormal range, and a product of it with a small factor rounds once.
+
+    The difference d = v - m is not exact in float32 (v far smaller in
+    magnitude than m): its rounding error dl is recovered by TwoSum and
+    carried into the reduction, d + dl = k ln2 + r + rl (Cody-Waite with
+    a 16-bit ln2 head, so r1 = d - k ln2_hi is exact), then e^r = 1 + r +
+    r^2 P(r) (``logistic_loss32``'s P, 2^-28 relative) summed with the
+    rounding error of 1 + r and rl in the small part, rounded once. Error:
+    the final rounding plus about 0.1 ULP (the polynomial, rl r, the
+    rounding of r): measured in tests/test_math_accuracy.py. v == m gives
+    exactly 2^64. About 28 vector operations per 16 lanes."""
+    xc = lo if v < lo else v  # NaN stays NaN
+    dh = xc - m
+    bb = dh - xc
+    dl = (xc - (dh - bb)) + (negm - bb)  # d = dh + dl exactly (TwoSum)
+    kf = fma32(dh, _INVLN2F, _SHIFTF)  # 1.5 * 2^23 + k, k = round(d / ln2) in [-185, 0]
+    k = kf - _SHIFTF
+    r1 = fma32(-k, _LN2HIF, dh)  # exact
+    tl = fma32(-k, _LN2LOF, dl)
+    r = r1 + tl
+    rl = (r1 - r) + tl
+    r2 = r * r
+    q = fma32(r2, fma32(r2, _P6F, fma32(r, _P5F, _P4F)), fma32(r, _P3F, _P2F))
+    p = _F1 + r
+    lo2 = fma32(r2, q, (r - (p - _F1)) + rl)  # r - (p - 1): the exact error of 1 + r
+    return (p + lo2) * pow2_k_plus_64_32(kf)
 
 
 @njit(**CPU_JIT)

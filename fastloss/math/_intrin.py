@@ -96,6 +96,25 @@ def pow2_24_minus_k32(typingctx, kf):
 
 
 @intrinsic
+def pow2_k_plus_64_32(typingctx, kf):
+    """2^(k + 64) as a float32, for the float32 kf = 1.5 * 2^23 + k holding
+    an integer k in [-190, 63] (normal for all of them): (k + 191) << 23 on
+    kf's bits, two 32-bit integer operations (see ``pow2_24_minus_k32``).
+    The scale of ``fastloss.math._cpu.exp_gap32``'s results."""
+    if kf != types.float32:
+        return None
+    sig = types.float32(types.float32)
+
+    def codegen(context, builder, signature, args):
+        i32 = ir.IntType(32)
+        b = builder.bitcast(args[0], i32)
+        e = builder.shl(builder.sub(b, i32(0x4B400000 - 191)), i32(23))
+        return builder.bitcast(e, ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
 def wide_vectors(typingctx):
     """Asks LLVM to vectorize the enclosing compiled function with vectors of
     ``fastloss._config.VECTOR_WIDTH`` bits: sets its function attribute

@@ -1,0 +1,242 @@
+"""Float32 ``cross_entropy`` with labels on float32 lanes: the CPU row formula.
+
+``multiclass.cross_entropy`` computes in float64 whatever the data's dtype,
+so a float32 row's exponentials run 8 to a 512-bit vector (``exp32``, ~15
+vector operations per 8 lanes, plus the conversions). On the CPU this
+bounded float32 cross entropy: (8192, 1000), 1 thread, ~1.5 ns/elem in L1
+and from DRAM alike, slower than PyTorch's forward + backward.
+``ce_row32`` is the same formula with its one per-element step, the softmax
+term e^(x_j - m), on float32 lanes (16 per vector): ``fastloss.math._cpu.
+exp_gap32``. Everything per row (the row scalars, the value, the label's
+gradient entry) is ``multiclass``'s own code (``ce_row_scalars``,
+``ce_value``, ``ce_grad_factor``, ``ce_label_grad``), unchanged.
+
+A row in three passes, the row read twice (from memory once; a block of
+``block_width(C)`` elements stays in L1 between its passes):
+
+1. The block maxima (``_block_max``, integer order keys) and the row
+   maximum m.
+2. Per block: the terms E_j = e^(x_j - m) 2^64 (``exp_gap32``, within
+   0.69 ULP, never subnormal), written into the gradient row as they are
+   computed (g may be x: x_j is read before g_j is written, and x_y before
+   the pass), widened to float64 into a block buffer, the maxima's terms
+   zeroed there (blocks holding m only; the maxima are counted first, on
+   x), and the buffer summed pairwise (``_pair_sum``) into a compensated
+   float64 sum: others = sum_{x_j < m} e^(x_j - m) + (k - 1), k the count
+   of maxima, as the online state of ``row_lse_state``.
+3. The gradient g_j = E_j F (F = A / ((1 + others) gdiv), the float64
+   factor, scaled by 2^-64 and split into a float32 pair fh + fl: g_j =
+   fma(E_j, fh, E_j fl), one rounding), then the label's entry.
+
+Accuracy: the value carries the relative error of others (the terms'
+0.69 ULP and the float64 sum's few 2^-53) and its final rounding; each
+gradient entry the term's error and one rounding, also where it is
+subnormal (E_j is normal, F's pair exact to 2^-48). In ULPs of the
+gradient the term's 0.69 may count twice (E_j low in its binade, E_j F
+high in its own): at most 2 x 0.69 + 0.5 = 1.88. Measured against mpmath
+(tests/test_multiclass.py, rows of 256 to 4099 classes with ties, -inf,
+gaps of 80-150, shifts of 1e6, logits of 1e4 and of 1e-20 beside a
+maximum of 7): values within 1 ULP, gradients within 1 ULP without class
+weights and 2 with them. The float64 formula it replaces is within 1 ULP
+for both; the difference is the price of the float32 terms (ROW32_MIN's
+comment has the gain).
+
+Scope: float32 data, no smoothing, no z-loss (the driver's routing,
+``rowwise._row_apply``); per row: a finite maximum |m| < 2^24 (``exp_gap32``
+needs m - 128 < m), no NaN block maximum, and a factor F within [2^-38,
+2^20] or 0, which holds for every F in [w_y / (C gdiv), w_y / gdiv] (so
+the pair fh + fl and every product E_j F with E_j below 2^-185 2^64 round
+as above: such a product is < 2^-165, and rounds to 0 as the exact one
+does). A row outside that scope, checked before anything is written, takes
+``multiclass.cross_entropy``.
+"""
+
+import numpy as np
+from numba import njit
+
+from fastloss._config import JIT
+from fastloss.math._cpu import E32_RANGE, E32_SCALE_BITS, exp_gap32
+from fastloss.math._intrin import fma32, wide_vectors
+from fastloss.scalar.multiclass import (
+    _block_max,
+    _pair_sum,
+    ce_grad_factor,
+    ce_label_grad,
+    ce_row_scalars,
+    ce_value,
+    cross_entropy,
+)
+
+_INF = np.inf
+#: |m| below this: m - E32_RANGE < m in float32
+_M_LIMIT = 2.0 ** 24
+#: the gradient factor's range (or 0), module doc
+_F_MIN = 2.0 ** -38
+_F_MAX = 2.0 ** 20
+_UNSCALE = 2.0 ** -E32_SCALE_BITS
+_RANGE32 = np.float32(E32_RANGE)
+_F0 = np.float32(0.0)
+#: the term of a maximum, e^0 2^64
+_TOP = np.float32(2.0 ** E32_SCALE_BITS)
+#: rows of ROW32_MIN to ROW32_MAX classes take ``ce_row32``: below, its
+#: fixed cost per row (~0.35 us) outweighs its faster terms (float32, 1
+#: thread, in L1: C = 100 3.9 against the float64 formula's 2.9 ns/elem,
+#: C = 200 2.05 against 2.03, C = 1000 0.85 against 1.21); above, a row and
+#: its gradient would leave L2 between the passes
+ROW32_MIN = 256
+ROW32_MAX = 16384
+#: the main loops' length is a multiple of this (``_terms``)
+_MAIN = 64
+#: ``_row_sum``'s radix-8 levels take terms by multiples of this
+_SUM_STEP = 256
+
+
+@njit(**JIT)
+def _radix8(ts, eb, h, i0, start):
+    """eb[j] = the sum of the summed terms (``_widen``) ts[j + i h], i = 0..7,
+    for j < h, in float64: a fixed tree of depth 3, the terms whose index
+    i0 + (j + i h) is below start taken as 0. One vector loop (h a multiple
+    of _SUM_STEP / 8, so LLVM's scalar epilogue does not run)."""
+    wide_vectors()
+    b = start - i0
+    for j in range(h):
+        a0 = _take(ts, j, b) + _take(ts, h + j, b)
+        a1 = _take(ts, 2 * h + j, b) + _take(ts, 3 * h + j, b)
+        a2 = _take(ts, 4 * h + j, b) + _take(ts, 5 * h + j, b)
+        a3 = _take(ts, 6 * h + j, b) + _take(ts, 7 * h + j, b)
+        eb[j] = (a0 + a1) + (a2 + a3)
+
+
+@njit(**{**JIT, "forceinline": True})
+def _take(ts, i, b):
+    """The summed term of ts[i] (``_widen``), 0 for i < b."""
+    v = _widen(ts[i])
+    return v if i >= b else 0.0
+
+
+@njit(**JIT)
+def _row_sum(ts, eb, pad):
+    """(sum, count) over the row's terms ts: the sum in float64 of the
+    terms below 2^64 and the count of the terms equal to 2^64 (e^0: the
+    maxima, and any term that rounds to 1 in float32 as theirs does).
+
+    The sum: the first n - n % _SUM_STEP terms by one radix-8 level
+    (``_radix8``), the rest zero-padded to _SUM_STEP terms (pad, float32)
+    by another, then the partial sums (in eb, zero-padded to a power of
+    two) by ``_pair_sum``: an order fixed by n, and every loop a whole
+    number of LLVM's vector iterations (scalar epilogues cost ~0.2 ns/elem
+    at C = 1000). Relative error ~(3 + log2 of the partials) 2^-53."""
+    wide_vectors()
+    n = ts.size
+    k = 0
+    for j in range(n):
+        k += 1 if ts[j] == _TOP else 0
+    nf = n - n % _SUM_STEP
+    h = nf // 8
+    _radix8(ts, eb, h, 0, 0)
+    p = h
+    if nf < n:
+        # the last n - nf terms: the last _SUM_STEP of the row, those below
+        # nf taken as 0 (an index select: a pad written by scalar stores and
+        # read by vector loads stalls on the store forwarding), or for a
+        # row shorter than that, zero-padded
+        if n >= _SUM_STEP:
+            _radix8(ts[n - _SUM_STEP:], eb[h:], _SUM_STEP // 8, n - _SUM_STEP, nf)
+        else:
+            for j in range(n):
+                pad[j] = ts[j]
+            for j in range(n, _SUM_STEP):
+                pad[j] = _F0
+            _radix8(pad, eb[h:], _SUM_STEP // 8, 0, 0)
+        p += _SUM_STEP // 8
+    w = 1
+    while w < p:
+        w *= 2
+    for j in range(p, w):
+        eb[j] = 0.0
+    return _pair_sum(eb, w), k
+
+
+@njit(**{**JIT, "forceinline": True})
+def _widen(e):
+    """The summed term of E = e: 0 for E = 2^64 (counted instead)."""
+    return 0.0 if e == _TOP else np.float64(e)
+
+
+@njit(**JIT)
+def _terms(x, ts, m32, negm, lo, inplace):
+    """ts[j] = ``exp_gap32``(x[j], ...) for the row, x and ts of one size,
+    ts either x itself (``inplace``) or another array. The main loop covers
+    a multiple of _MAIN elements, so that LLVM's vector loop (16 lanes,
+    interleaved) leaves nothing to its scalar epilogue, which costs ~25
+    cycles an element: at C = 1000 that epilogue took ~0.2 ns/elem of the
+    row's 0.9. With x = ts one array is read and written: two would fail
+    LLVM's runtime overlap check and run the scalar loop."""
+    wide_vectors()
+    n = x.size
+    nm = n - n % _MAIN
+    if inplace:
+        for j in range(nm):
+            ts[j] = exp_gap32(ts[j], m32, negm, lo)
+    else:
+        for j in range(nm):
+            ts[j] = exp_gap32(x[j], m32, negm, lo)
+    if nm < n:
+        # the last n - nm: the last _MAIN of the row again (the same terms
+        # for those below nm; in place, those are kept by a select), or for
+        # a row shorter than that, through pad
+        if n >= _MAIN:
+            t0 = n - _MAIN
+            if inplace:
+                for j in range(t0, n):
+                    v = ts[j]
+                    e = exp_gap32(v, m32, negm, lo)
+                    ts[j] = e if j >= nm else v
+            else:
+                for j in range(t0, n):
+                    ts[j] = exp_gap32(x[j], m32, negm, lo)
+        else:
+            for j in range(n):
+                ts[j] = exp_gap32(x[j], m32, negm, lo)
+
+
+@njit(**JIT)
+def ce_row32(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
+    """``multiclass.cross_entropy`` for a float32 row, its softmax terms on
+    float32 lanes (module doc); the same signature and result."""
+    wide_vectors()
+    n = x.size
+    wy = np.float64(w[y])
+    fmax = wy / gdiv
+    fmin = fmax / n
+    inside = (ROW32_MIN <= n <= ROW32_MAX and eps == 0.0 and z == 0.0
+              and (wy == 0.0 or (fmax <= _F_MAX and fmin >= _F_MIN)))
+    m = _block_max(x) if inside else 0.0
+    if not (inside and abs(m) < _M_LIMIT):  # (also a NaN maximum)
+        return cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf)
+    m32 = np.float32(m)
+    negm = -m32
+    lo = m32 - _RANGE32
+    xy = np.float64(x[y])  # (read before the gradient: g may be x)
+    # scratch (float64 buf, ``multiclass.scratch_size(n)`` >= what this
+    # takes): the partial sums, a pad, the terms without a gradient
+    e = n // 4 + _SUM_STEP
+    eb = buf[:e]
+    pad_sum = buf[e:e + _SUM_STEP // 2].view(np.float32)
+    e += _SUM_STEP // 2
+    # the terms: into g, or without a gradient into scratch
+    ts = g if sg else buf[e:e + (n + 1) // 2].view(np.float32)[:n]
+    _terms(x, ts, m32, negm, lo, sg and x.ctypes.data == g.ctypes.data)
+    s, k = _row_sum(ts, eb, pad_sum)
+    nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(m, s * _UNSCALE, 0.0,
+                                                        np.float64(k), xy, wy, 0.0, 0.0, wsum, n)
+    if sg:
+        f = ce_grad_factor(a, denom, gdiv) * _UNSCALE
+        fh = np.float32(f)
+        fl = np.float32(f - np.float64(fh))
+        for j in range(n):
+            e = g[j]
+            g[j] = fma32(e, fh, e * fl)
+        # (a2 = 0: no smoothing, no z-loss)
+        g[y] = ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv)
+    return ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, wsum, l1, 0.0, lse, m)
