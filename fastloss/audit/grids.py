@@ -464,6 +464,11 @@ def multiclass_grid(name: str, dtype, size: str = "full") -> list[Block]:
         if name == "cross_entropy":
             t = _soft_targets(dtype, n, C)
             blocks.append(Block(name, {}, x, t, mag=mag, kind="rows", tag="probability targets"))
+            # every WIDE_EVERY-th row (the oracle's time grows with C)
+            xw, magw = _wide_rows(x[::WIDE_EVERY], dtype)
+            blocks.append(Block(name, {}, xw, finite_label[::WIDE_EVERY].astype(np.int64),
+                                mag=magw,
+                                kind="rows", tag=f"int labels, C = {xw.shape[1]}"))
     elif name == "nll":
         lp = x  # log-probabilities need not be normalised for nll
         for lab in labels_all:
@@ -473,6 +478,37 @@ def multiclass_grid(name: str, dtype, size: str = "full") -> list[Block]:
     elif name == "categorical_cross_entropy":
         blocks += _cce_blocks(dtype, size)
     return blocks
+
+
+#: classes of ``_wide_rows``: within the CPU's float32-lane cross entropy
+#: (``fastloss.cpu.rowlanes``, ROW32_MIN..ROW32_MAX), whose rows of four
+#: would not reach it
+WIDE_C = 300
+#: the rows of ``_row_logits`` widened (every this many)
+WIDE_EVERY = 4
+
+
+def _wide_rows(x, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """The rows of x (n, 4) widened to WIDE_C classes: each row's logits
+    repeated, every copy but the first moved down by a fixed pseudo-random
+    fraction (0 to 1/2) of the row's spread (1 where it is 0), so each row keeps
+    its maximum and spread and has ~WIDE_C distinct terms below it (the
+    maximum's ties stay ties). Returns (rows, spread)."""
+    n, c = x.shape
+    reps = -(-WIDE_C // c)
+    rng = np.random.default_rng(20261125)
+    with np.errstate(invalid="ignore", over="ignore"):
+        x64 = x.astype(np.float64)
+        fin = np.where(np.isfinite(x64), x64, np.nan)
+        spread = np.nan_to_num(np.nanmax(fin, axis=1) - np.nanmin(fin, axis=1), nan=0.0)
+        step = np.where(spread > 0.0, spread, 1.0)[:, None]
+        w = np.tile(x64, (1, reps))[:, :WIDE_C]
+        drop = rng.uniform(0.0, 0.5, (n, WIDE_C))
+        drop[:, :c] = 0.0
+        w = (w - drop * step).astype(dtype)
+        fin = np.where(np.isfinite(w), w.astype(np.float64), np.nan)
+        mag = np.nanmax(fin, axis=1) - np.nanmin(fin, axis=1)
+    return w, mag
 
 
 def _target_rows(dtype, C=4) -> list[list[float]]:
