@@ -55,7 +55,6 @@ import numpy as np
 from numba import njit
 
 from fastloss._config import JIT
-from fastloss.math import xmul
 from fastloss.math._cpu import E32_RANGE, E32_SCALE_BITS, exp_gap32
 from fastloss.math._intrin import fma32, wide_vectors
 from fastloss.scalar.multiclass import (
@@ -66,8 +65,6 @@ from fastloss.scalar.multiclass import (
     ce_row_scalars,
     ce_value,
     cross_entropy,
-    cross_entropy_probs,
-    log1p,
 )
 
 _INF = np.inf
@@ -204,35 +201,6 @@ def _terms(x, ts, m32, negm, lo, inplace):
 
 
 @njit(**JIT)
-def _softmax_terms(x, m, g, sg, buf):
-    """Passes 2 of the module doc for a row x with maximum m (float64, |m|
-    < 2^24): the terms E_j into g (sg) or scratch, and (others 2^64 as the
-    float64 sum, k): others = sum 2^-64 + k - 1. Returns (sum, k, ts), ts
-    the terms. buf: float64 scratch, at least n // 4 + _SUM_STEP / 2 +
-    _SUM_STEP + (n + 1) // 2 elements (``multiclass.scratch_size(n)`` minus
-    a block buffer or two is that much for n >= ROW32_MIN)."""
-    n = x.size
-    m32 = np.float32(m)
-    e = n // 4 + _SUM_STEP
-    eb = buf[:e]
-    pad_sum = buf[e:e + _SUM_STEP // 2].view(np.float32)
-    e += _SUM_STEP // 2
-    ts = g if sg else buf[e:e + (n + 1) // 2].view(np.float32)[:n]
-    _terms(x, ts, m32, -m32, m32 - _RANGE32, sg and x.ctypes.data == g.ctypes.data)
-    s, k = _row_sum(ts, eb, pad_sum)
-    return s, k, ts
-
-
-@njit(**{**JIT, "forceinline": True})
-def _factor_pair(f):
-    """The float64 gradient factor f times 2^-64 as a float32 pair (its
-    range keeps both parts normal: module doc)."""
-    f = f * _UNSCALE
-    fh = np.float32(f)
-    return fh, np.float32(f - np.float64(fh))
-
-
-@njit(**JIT)
 def ce_row32(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     """``multiclass.cross_entropy`` for a float32 row, its softmax terms on
     float32 lanes (module doc); the same signature and result."""
@@ -246,116 +214,29 @@ def ce_row32(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     m = _block_max(x) if inside else 0.0
     if not (inside and abs(m) < _M_LIMIT):  # (also a NaN maximum)
         return cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf)
+    m32 = np.float32(m)
+    negm = -m32
+    lo = m32 - _RANGE32
     xy = np.float64(x[y])  # (read before the gradient: g may be x)
-    s, k, _ = _softmax_terms(x, m, g, sg, buf)
+    # scratch (float64 buf, ``multiclass.scratch_size(n)`` >= what this
+    # takes): the partial sums, a pad, the terms without a gradient
+    e = n // 4 + _SUM_STEP
+    eb = buf[:e]
+    pad_sum = buf[e:e + _SUM_STEP // 2].view(np.float32)
+    e += _SUM_STEP // 2
+    # the terms: into g, or without a gradient into scratch
+    ts = g if sg else buf[e:e + (n + 1) // 2].view(np.float32)[:n]
+    _terms(x, ts, m32, negm, lo, sg and x.ctypes.data == g.ctypes.data)
+    s, k = _row_sum(ts, eb, pad_sum)
     nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(m, s * _UNSCALE, 0.0,
                                                         np.float64(k), xy, wy, 0.0, 0.0, wsum, n)
     if sg:
-        fh, fl = _factor_pair(ce_grad_factor(a, denom, gdiv))
+        f = ce_grad_factor(a, denom, gdiv) * _UNSCALE
+        fh = np.float32(f)
+        fl = np.float32(f - np.float64(fh))
         for j in range(n):
             e = g[j]
             g[j] = fma32(e, fh, e * fl)
         # (a2 = 0: no smoothing, no z-loss)
         g[y] = ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv)
     return ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, wsum, l1, 0.0, lse, m)
-
-
-@njit(**JIT)
-def _radix8_targets(x, t, m, eb, es, h, b):
-    """eb[j] = sum of t_i and es[j] = sum of t_i (m - x_i) (0 where t_i = 0,
-    also at x_i = -inf) over i = j + l h, l = 0..7, in float64 (a fixed tree
-    of depth 3), the indices below b taken as 0. m finite: m - x_i is
-    exact in float64. One vector loop (h a multiple of _SUM_STEP / 8)."""
-    wide_vectors()
-    for j in range(h):
-        t0, s0 = _tpair(x, t, m, j, b)
-        t1, s1 = _tpair(x, t, m, h + j, b)
-        t2, s2 = _tpair(x, t, m, 2 * h + j, b)
-        t3, s3 = _tpair(x, t, m, 3 * h + j, b)
-        t4, s4 = _tpair(x, t, m, 4 * h + j, b)
-        t5, s5 = _tpair(x, t, m, 5 * h + j, b)
-        t6, s6 = _tpair(x, t, m, 6 * h + j, b)
-        t7, s7 = _tpair(x, t, m, 7 * h + j, b)
-        eb[j] = ((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7))
-        es[j] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-
-
-@njit(**{**JIT, "forceinline": True})
-def _tpair(x, t, m, i, b):
-    """(t_i, t_i (m - x_i)) in float64, 0 times inf taken as 0; (0, 0) for
-    i < b."""
-    tv = np.float64(t[i])  # (loaded either way: a conditional load would
-    tv = tv if i >= b else 0.0  # keep the loop scalar)
-    return tv, xmul(tv, m - np.float64(x[i]))
-
-
-@njit(**JIT)
-def _target_sums(x, t, m, buf):
-    """(T, S) = (sum_j t_j, sum_j t_j (m - x_j)) of a row in float64, by
-    ``_row_sum``'s scheme (radix-8 levels over whole _SUM_STEP groups, the
-    rest by the row's last _SUM_STEP with an index select, the partials by
-    ``_pair_sum``): an order fixed by n. n >= _SUM_STEP. buf: float64
-    scratch of 2 (n // 4 + _SUM_STEP) elements."""
-    n = x.size
-    e = n // 4 + _SUM_STEP
-    eb = buf[:e]
-    es = buf[e:2 * e]
-    nf = n - n % _SUM_STEP
-    h = nf // 8
-    _radix8_targets(x, t, m, eb, es, h, 0)
-    p = h
-    if nf < n:
-        i0 = n - _SUM_STEP
-        _radix8_targets(x[i0:], t[i0:], m, eb[h:], es[h:], _SUM_STEP // 8, nf - i0)
-        p += _SUM_STEP // 8
-    w = 1
-    while w < p:
-        w *= 2
-    for j in range(p, w):
-        eb[j] = 0.0
-        es[j] = 0.0
-    return _pair_sum(eb, w), _pair_sum(es, w)
-
-
-@njit(**JIT)
-def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
-    """``multiclass.cross_entropy_probs`` for a float32 row with a
-    probability target row t, plain case only (no smoothing, no class
-    weights, no z-loss): sum_j t_j (m - x_j) + T log1p(others), T = sum_j
-    t_j, and the gradient T p_j / gdiv - t_j / gdiv, the softmax terms on
-    float32 lanes as ``ce_row32``'s. The same signature and result.
-
-    The value's sums S = sum_j t_j (m - x_j) and T are taken before the
-    terms (g may be x), in float64 (``_target_sums``). The gradient E_j F - t_j / gdiv (F = T / ((1 + others)
-    gdiv)) is formed in float32 from pairs: F 2^-64 and 1/gdiv each a
-    float32 pair, t_j / gdiv = th + tl exactly to ~2^-48 (fma), then
-    fma(E_j, Fh, -th) + fma(E_j, Fl, -tl): where the two sides cancel, the
-    first fma is exact up to its one rounding, so the error stays within
-    about 2 ULP of the larger side (the term's 0.69 ULP, counted in that
-    side's ULPs, and the rounding). Scope as ``ce_row32``, the factor's
-    range checked with T for w_y; outside it, the float64 formula."""
-    wide_vectors()
-    n = x.size
-    inside = ROW32_MIN <= n <= ROW32_MAX and eps == 0.0 and z == 0.0 and p3 == 1.0
-    m = _block_max(x) if inside else 0.0
-    if not (inside and abs(m) < _M_LIMIT):
-        return cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf)
-    tt, sv = _target_sums(x, t, m, buf)
-    fmax = tt / gdiv
-    if not (tt == 0.0 or (fmax <= _F_MAX and fmax / n >= _F_MIN)):  # (also NaN)
-        return cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf)
-    s, k, _ = _softmax_terms(x, m, g, sg, buf)
-    o = s * _UNSCALE + (np.float64(k) - 1.0)
-    l1 = log1p(o)
-    if sg:
-        fh, fl = _factor_pair(ce_grad_factor(tt, 1.0 + o, gdiv))
-        gi = 1.0 / gdiv
-        gih = np.float32(gi)
-        gil = np.float32(gi - np.float64(gih))
-        for j in range(n):
-            e = g[j]
-            tj = t[j]
-            th = tj * gih
-            tl = fma32(tj, gih, -th) + tj * gil
-            g[j] = fma32(e, fh, -th) + fma32(e, fl, -tl)
-    return sv + xmul(tt, l1)
