@@ -72,46 +72,44 @@ bits_f32 = _bitcast_intrinsic(types.int32, types.float32, "bits_f32",
                               "The float32 whose IEEE bit pattern is the int32 i.")
 
 
-@intrinsic
-def pow2_24_minus_k32(typingctx, kf):
-    """2^(24 - k) as a float32, for the float32 kf = 1.5 * 2^23 + k holding
-    an integer k in [0, 150] (normal for all of them: 2^24 down to 2^-126).
-    Two 32-bit integer operations on kf's bits: (151 - k) << 23. Written as
-    an intrinsic because Numba types int32 arithmetic as int64, which doubles
-    the vector instructions of a float32 loop (and converts): measured 15%
-    of ``logistic_loss32``'s time with the subnormal powers built in Python.
-    Multiplying by it and then by 2^-24 scales by 2^-k with one rounding,
-    also where the result is subnormal."""
-    if kf != types.float32:
-        return None
-    sig = types.float32(types.float32)
+def _pow2_intrinsic(name, sign, bias, doc):
+    """An intrinsic f(kf) -> 2^(sign k + bias) as a float32, for the float32
+    kf = 1.5 * 2^23 + k holding an integer k: two 32-bit integer
+    operations on kf's bits, (sign (bits - bits(1.5 * 2^23)) + 127 + bias)
+    << 23. An intrinsic because Numba types int32 arithmetic as int64,
+    which doubles the vector instructions of a float32 loop (and converts):
+    measured 15% of ``logistic_loss32``'s time with the powers built in
+    Python. The caller keeps sign k + bias within [-126, 127]."""
+    base = 0x4B400000
 
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        b = builder.bitcast(args[0], i32)
-        e = builder.shl(builder.sub(i32(0x4B400000 + 151), b), i32(23))
-        return builder.bitcast(e, ir.FloatType())
+    def impl(typingctx, kf):
+        if kf != types.float32:
+            return None
+        sig = types.float32(types.float32)
 
-    return sig, codegen
+        def codegen(context, builder, signature, args):
+            i32 = ir.IntType(32)
+            b = builder.bitcast(args[0], i32)
+            if sign > 0:
+                e = builder.sub(b, i32(base - 127 - bias))
+            else:
+                e = builder.sub(i32(base + 127 + bias), b)
+            return builder.bitcast(builder.shl(e, i32(23)), ir.FloatType())
+
+        return sig, codegen
+
+    return _named(impl, name, doc)
 
 
-@intrinsic
-def pow2_k_plus_64_32(typingctx, kf):
-    """2^(k + 64) as a float32, for the float32 kf = 1.5 * 2^23 + k holding
-    an integer k in [-190, 63] (normal for all of them): (k + 191) << 23 on
-    kf's bits, two 32-bit integer operations (see ``pow2_24_minus_k32``).
-    The scale of ``fastloss.math._cpu.exp_gap32``'s results."""
-    if kf != types.float32:
-        return None
-    sig = types.float32(types.float32)
-
-    def codegen(context, builder, signature, args):
-        i32 = ir.IntType(32)
-        b = builder.bitcast(args[0], i32)
-        e = builder.shl(builder.sub(b, i32(0x4B400000 - 191)), i32(23))
-        return builder.bitcast(e, ir.FloatType())
-
-    return sig, codegen
+pow2_24_minus_k32 = _pow2_intrinsic(
+    "pow2_24_minus_k32", -1, 24,
+    "2^(24 - k) as a float32 for k in [0, 150] (normal for all of them: 2^24 down to "
+    "2^-126): multiplying by it and then by 2^-24 scales by 2^-k with one rounding, also "
+    "where the result is subnormal (``_cpu.logistic_loss32``).")
+pow2_k_plus_64_32 = _pow2_intrinsic(
+    "pow2_k_plus_64_32", 1, 64,
+    "2^(k + 64) as a float32 for k in [-190, 63]: the scale of ``_cpu.exp_gap32``'s "
+    "results.")
 
 
 @intrinsic
