@@ -11,22 +11,30 @@ exp_gap32``. Everything per row (the row scalars, the value, the label's
 gradient entry) is ``multiclass``'s own code (``ce_row_scalars``,
 ``ce_value``, ``ce_grad_factor``, ``ce_label_grad``), unchanged.
 
-A row in three passes, the row read twice (from memory once; a block of
-``block_width(C)`` elements stays in L1 between its passes):
+A row (of n >= ROW32_MIN classes) in four passes, the row read twice
+(from memory once: a row of up to ROW32_MAX float32 and its gradient stay
+in L2 between the passes):
 
-1. The block maxima (``_block_max``, integer order keys) and the row
-   maximum m.
-2. Per block: the terms E_j = e^(x_j - m) 2^64 (``exp_gap32``, within
-   0.69 ULP, never subnormal), written into the gradient row as they are
-   computed (g may be x: x_j is read before g_j is written, and x_y before
-   the pass), widened to float64 into a block buffer, the maxima's terms
-   zeroed there (blocks holding m only; the maxima are counted first, on
-   x), and the buffer summed pairwise (``_pair_sum``) into a compensated
-   float64 sum: others = sum_{x_j < m} e^(x_j - m) + (k - 1), k the count
-   of maxima, as the online state of ``row_lse_state``.
-3. The gradient g_j = E_j F (F = A / ((1 + others) gdiv), the float64
+1. The row maximum m (``_block_max``, integer order keys).
+2. The terms E_j = e^(x_j - m) 2^64 (``exp_gap32``, within 0.69 ULP,
+   never subnormal), written into the gradient row (``_terms``; g may be
+   x: x_j is read before g_j is written, and x_y before the pass).
+3. Their sum in float64 (``_row_sum``): the terms equal to 2^64 (e^0, the
+   maxima, and any term that rounds to 1 in float32 as theirs does) are
+   counted, k, and summed as 0, so others = sum 2^-64 + (k - 1), the
+   "sum of the other terms" of ``multiclass.row_lse_state``: a term
+   counted is the same float64 number 1 as it would be summed, and none of
+   the others' low bits is lost beside it.
+4. The gradient g_j = E_j F (F = A / ((1 + others) gdiv), the float64
    factor, scaled by 2^-64 and split into a float32 pair fh + fl: g_j =
    fma(E_j, fh, E_j fl), one rounding), then the label's entry.
+
+Every loop is a whole number of LLVM's vector iterations where that
+mattered: its scalar epilogue costs ~25 cycles an element of the exp loop
+(~0.2 ns/elem at C = 1000), so the last n % 64 terms are the last 64
+computed again, and the sum's last group is the row's last 256 with the
+indices already summed selected out (a pad written by scalar stores and
+read by vector loads stalled on the store forwarding).
 
 Accuracy: the value carries the relative error of others (the terms'
 0.69 ULP and the float64 sum's few 2^-53) and its final rounding; each
@@ -42,12 +50,14 @@ for both; the difference is the price of the float32 terms (ROW32_MIN's
 comment has the gain).
 
 Scope: float32 data, no smoothing, no z-loss (the driver's routing,
-``rowwise._row_apply``); per row: a finite maximum |m| < 2^24 (``exp_gap32``
-needs m - 128 < m), no NaN block maximum, and a factor F within [2^-38,
-2^20] or 0, which holds for every F in [w_y / (C gdiv), w_y / gdiv] (so
-the pair fh + fl and every product E_j F with E_j below 2^-185 2^64 round
-as above: such a product is < 2^-165, and rounds to 0 as the exact one
-does). A row outside that scope, checked before anything is written, takes
+``rowwise._row_apply``); per row: ROW32_MIN to ROW32_MAX classes, a
+maximum |m| < 2^24 (``exp_gap32`` needs m - 128 < m; this also excludes
++inf and a NaN maximum), and w_y / gdiv within [2^-38 C, 2^20] or 0, so
+that the factor F = w_y / ((1 + others) gdiv), 1 + others in [1, C], lies
+in [2^-38, 2^20] or is 0: its float32 pair is then exact to 2^-48, and
+every product E_j F with E_j below 2^-185 2^64 (the terms taken below
+m - 128) is < 2^-165 and rounds to 0 as the exact one does. A row outside
+that scope, found before anything is written, takes
 ``multiclass.cross_entropy``.
 """
 
@@ -75,10 +85,10 @@ _F_MIN = 2.0 ** -38
 _F_MAX = 2.0 ** 20
 _UNSCALE = 2.0 ** -E32_SCALE_BITS
 _RANGE32 = np.float32(E32_RANGE)
-_F0 = np.float32(0.0)
 #: the term of a maximum, e^0 2^64
 _TOP = np.float32(2.0 ** E32_SCALE_BITS)
-#: rows of ROW32_MIN to ROW32_MAX classes take ``ce_row32``: below, its
+#: rows of ROW32_MIN to ROW32_MAX classes take ``ce_row32`` (ROW32_MIN >=
+#: _SUM_STEP >= _MAIN, which its passes assume): below, its
 #: fixed cost per row (~0.35 us) outweighs its faster terms (float32, 1
 #: thread, in L1: C = 100 3.9 against the float64 formula's 2.9 ns/elem,
 #: C = 200 2.05 against 2.03, C = 1000 0.85 against 1.21); above, a row and
@@ -115,17 +125,17 @@ def _take(ts, i, b):
 
 
 @njit(**JIT)
-def _row_sum(ts, eb, pad):
-    """(sum, count) over the row's terms ts: the sum in float64 of the
-    terms below 2^64 and the count of the terms equal to 2^64 (e^0: the
-    maxima, and any term that rounds to 1 in float32 as theirs does).
+def _row_sum(ts, eb):
+    """(sum, count) over the row's terms ts (n >= _SUM_STEP of them): the
+    sum in float64 of the terms below 2^64 and the count of the terms equal
+    to 2^64 (module doc, pass 3).
 
     The sum: the first n - n % _SUM_STEP terms by one radix-8 level
-    (``_radix8``), the rest zero-padded to _SUM_STEP terms (pad, float32)
-    by another, then the partial sums (in eb, zero-padded to a power of
-    two) by ``_pair_sum``: an order fixed by n, and every loop a whole
-    number of LLVM's vector iterations (scalar epilogues cost ~0.2 ns/elem
-    at C = 1000). Relative error ~(3 + log2 of the partials) 2^-53."""
+    (``_radix8``), the rest by another over the row's last _SUM_STEP terms,
+    those already summed taken as 0, then the partial sums (in eb,
+    zero-padded to a power of two) by ``_pair_sum``: an order fixed by n.
+    Relative error ~(3 + log2 of the partials) 2^-53. eb: float64 scratch
+    of n // 4 + _SUM_STEP elements."""
     wide_vectors()
     n = ts.size
     k = 0
@@ -136,18 +146,7 @@ def _row_sum(ts, eb, pad):
     _radix8(ts, eb, h, 0, 0)
     p = h
     if nf < n:
-        # the last n - nf terms: the last _SUM_STEP of the row, those below
-        # nf taken as 0 (an index select: a pad written by scalar stores and
-        # read by vector loads stalls on the store forwarding), or for a
-        # row shorter than that, zero-padded
-        if n >= _SUM_STEP:
-            _radix8(ts[n - _SUM_STEP:], eb[h:], _SUM_STEP // 8, n - _SUM_STEP, nf)
-        else:
-            for j in range(n):
-                pad[j] = ts[j]
-            for j in range(n, _SUM_STEP):
-                pad[j] = _F0
-            _radix8(pad, eb[h:], _SUM_STEP // 8, 0, 0)
+        _radix8(ts[n - _SUM_STEP:], eb[h:], _SUM_STEP // 8, n - _SUM_STEP, nf)
         p += _SUM_STEP // 8
     w = 1
     while w < p:
@@ -165,12 +164,12 @@ def _widen(e):
 
 @njit(**JIT)
 def _terms(x, ts, m32, negm, lo, inplace):
-    """ts[j] = ``exp_gap32``(x[j], ...) for the row, x and ts of one size,
-    ts either x itself (``inplace``) or another array. The main loop covers
-    a multiple of _MAIN elements, so that LLVM's vector loop (16 lanes,
-    interleaved) leaves nothing to its scalar epilogue, which costs ~25
-    cycles an element: at C = 1000 that epilogue took ~0.2 ns/elem of the
-    row's 0.9. With x = ts one array is read and written: two would fail
+    """ts[j] = ``exp_gap32``(x[j], ...) for the row (n >= _MAIN), x and ts
+    of one size, ts either x itself (``inplace``) or another array. The
+    main loop covers a multiple of _MAIN elements (module doc: no scalar
+    epilogue), the rest is the row's last _MAIN again: the same terms for
+    those already done, which in place are kept by a select (x_j there is
+    already E_j). With x = ts one array is read and written: two would fail
     LLVM's runtime overlap check and run the scalar loop."""
     wide_vectors()
     n = x.size
@@ -182,21 +181,13 @@ def _terms(x, ts, m32, negm, lo, inplace):
         for j in range(nm):
             ts[j] = exp_gap32(x[j], m32, negm, lo)
     if nm < n:
-        # the last n - nm: the last _MAIN of the row again (the same terms
-        # for those below nm; in place, those are kept by a select), or for
-        # a row shorter than that, through pad
-        if n >= _MAIN:
-            t0 = n - _MAIN
-            if inplace:
-                for j in range(t0, n):
-                    v = ts[j]
-                    e = exp_gap32(v, m32, negm, lo)
-                    ts[j] = e if j >= nm else v
-            else:
-                for j in range(t0, n):
-                    ts[j] = exp_gap32(x[j], m32, negm, lo)
+        if inplace:
+            for j in range(n - _MAIN, n):
+                v = ts[j]
+                e = exp_gap32(v, m32, negm, lo)
+                ts[j] = e if j >= nm else v
         else:
-            for j in range(n):
+            for j in range(n - _MAIN, n):
                 ts[j] = exp_gap32(x[j], m32, negm, lo)
 
 
@@ -219,15 +210,12 @@ def ce_row32(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     lo = m32 - _RANGE32
     xy = np.float64(x[y])  # (read before the gradient: g may be x)
     # scratch (float64 buf, ``multiclass.scratch_size(n)`` >= what this
-    # takes): the partial sums, a pad, the terms without a gradient
+    # takes): the partial sums, then the terms when there is no gradient
     e = n // 4 + _SUM_STEP
     eb = buf[:e]
-    pad_sum = buf[e:e + _SUM_STEP // 2].view(np.float32)
-    e += _SUM_STEP // 2
-    # the terms: into g, or without a gradient into scratch
     ts = g if sg else buf[e:e + (n + 1) // 2].view(np.float32)[:n]
     _terms(x, ts, m32, negm, lo, sg and x.ctypes.data == g.ctypes.data)
-    s, k = _row_sum(ts, eb, pad_sum)
+    s, k = _row_sum(ts, eb)
     nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(m, s * _UNSCALE, 0.0,
                                                         np.float64(k), xy, wy, 0.0, 0.0, wsum, n)
     if sg:
