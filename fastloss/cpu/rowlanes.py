@@ -88,13 +88,16 @@ _RANGE32 = np.float32(E32_RANGE)
 #: the term of a maximum, e^0 2^64
 _TOP = np.float32(2.0 ** E32_SCALE_BITS)
 #: rows of ROW32_MIN to ROW32_MAX classes take ``ce_row32`` (ROW32_MIN >=
-#: _SUM_STEP >= _MAIN, which its passes assume): below, its
-#: fixed cost per row (~0.35 us) outweighs its faster terms (float32, 1
-#: thread, in L1: C = 100 3.9 against the float64 formula's 2.9 ns/elem,
-#: C = 200 2.05 against 2.03, C = 1000 0.85 against 1.21); above, a row and
-#: its gradient would leave L2 between the passes
+#: _SUM_STEP >= _MAIN, which its passes assume): below, its fixed cost per
+#: row (~0.35 us) outweighs its faster terms (float32, 1 thread, in L1:
+#: C = 100 3.9 against the float64 formula's 2.9 ns/elem, C = 200 2.05
+#: against 2.03, C = 1000 0.85 against 1.21). Up to 2^17 a row and its
+#: gradient (1 MiB) stay about in L2 (Zen 4: 1 MiB a core) between the
+#: passes: 2 threads, the float64 formula -> this, (2048, 32768) 48.6 ->
+#: 25.1 ms, (256, 131072) 20.1 -> 11.4 ms; longer rows keep the float64
+#: formula's blocks of 512, each in L1 between its passes
 ROW32_MIN = 256
-ROW32_MAX = 16384
+ROW32_MAX = 1 << 17
 #: the main loops' length is a multiple of this (``_terms``)
 _MAIN = 64
 #: ``_row_sum``'s radix-8 levels take terms by multiples of this
