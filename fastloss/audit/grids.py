@@ -467,8 +467,7 @@ def multiclass_grid(name: str, dtype, size: str = "full") -> list[Block]:
             # every WIDE_EVERY-th row (the oracle's time grows with C)
             xw, magw = _wide_rows(x[::WIDE_EVERY], dtype)
             blocks.append(Block(name, {}, xw, finite_label[::WIDE_EVERY].astype(np.int64),
-                                mag=magw,
-                                kind="rows", tag=f"int labels, C = {xw.shape[1]}"))
+                                mag=magw, kind="rows", tag=f"int labels, C = {xw.shape[1]}"))
     elif name == "nll":
         lp = x  # log-probabilities need not be normalised for nll
         for lab in labels_all:

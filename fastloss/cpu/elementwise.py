@@ -83,6 +83,7 @@ from fastloss._config import CHUNK, INLINE_COPY, JIT, PARALLEL_JIT, SOFTWARE_PRE
 from fastloss.catalog import FIXED, FORMULAS, Q
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
 from fastloss.math import with_f32_variants, with_fixed_kernel, xmul
+from fastloss.math._cpu import f32_pair
 from fastloss.math._intrin import fma, fma32, prefetch, wide_vectors
 from fastloss.reduce import block_sum
 
@@ -331,8 +332,7 @@ def _scaled_impl(g, d, dinv, out):
     if isinstance(out, types.Array) and out.dtype == types.float32:
         if g == types.float32:
             def impl32(g, d, dinv, out):
-                sh = np.float32(dinv)
-                sl = np.float32(dinv - np.float64(sh))
+                sh, sl = f32_pair(dinv)
                 p = g * sh
                 return p + fma32(g, sl, fma32(g, sh, -p))
             return impl32

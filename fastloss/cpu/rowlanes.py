@@ -65,7 +65,7 @@ import numpy as np
 from numba import njit
 
 from fastloss._config import JIT
-from fastloss.math._cpu import E32_RANGE, E32_SCALE_BITS, exp_gap32
+from fastloss.math._cpu import E32_RANGE, E32_SCALE_BITS, exp_gap32, f32_pair
 from fastloss.math._intrin import fma32, wide_vectors
 from fastloss.scalar.multiclass import (
     _block_max,
@@ -77,7 +77,6 @@ from fastloss.scalar.multiclass import (
     cross_entropy,
 )
 
-_INF = np.inf
 #: |m| below this: m - E32_RANGE < m in float32
 _M_LIMIT = 2.0 ** 24
 #: the gradient factor's range (or 0), module doc
@@ -104,7 +103,7 @@ _MAIN = 64
 _SUM_STEP = 256
 
 
-@njit(**JIT)
+@njit(**{**JIT, "forceinline": True})
 def _radix8(ts, eb, h, i0, start):
     """eb[j] = the sum of the summed terms (``_widen``) ts[j + i h], i = 0..7,
     for j < h, in float64: a fixed tree of depth 3, the terms whose index
@@ -222,9 +221,7 @@ def ce_row32(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(m, s * _UNSCALE, 0.0,
                                                         np.float64(k), xy, wy, 0.0, 0.0, wsum, n)
     if sg:
-        f = ce_grad_factor(a, denom, gdiv) * _UNSCALE
-        fh = np.float32(f)
-        fl = np.float32(f - np.float64(fh))
+        fh, fl = f32_pair(ce_grad_factor(a, denom, gdiv) * _UNSCALE)
         for j in range(n):
             e = g[j]
             g[j] = fma32(e, fh, e * fl)

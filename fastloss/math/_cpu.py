@@ -738,6 +738,16 @@ def logistic_loss32(z, t):
     return v, g
 
 
+@njit(**CPU_JIT)
+def f32_pair(v):
+    """A float64 v as two float32, hi = fl(v) and lo = fl(v - hi): hi + lo is
+    v to ~2^-48 relative where both are normal. The loop-invariant factor of
+    a float32-lane product that should round once (``cpu.elementwise.
+    _scaled``'s 1/d, ``cpu.rowlanes.ce_row32``'s gradient factor)."""
+    hi = np.float32(v)
+    return hi, np.float32(v - np.float64(hi))
+
+
 #: ``exp_gap32``'s results are e^(v - m) times 2^E32_SCALE_BITS
 E32_SCALE_BITS = 64
 #: how far below the row maximum ``exp_gap32`` computes (its ``lo``)
