@@ -11,6 +11,7 @@ reductions, the public functions and the tests follow from the spec.
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -36,6 +37,22 @@ class Interval:
 
     def __str__(self) -> str:
         return f"{'(' if self.lo_open else '['}{self.lo:g}, {self.hi:g}{')' if self.hi_open else ']'}"
+
+
+@dataclass(frozen=True)
+class Float32In:
+    """A ``LossSpec.fixed`` condition that fixes no value: the parameter is
+    a float32 number in [lo, hi]. The kernel reads it at run time, as the
+    formula's own kernel does; what differs is its formula's
+    ``FIXED_KERNEL`` flag (``fastloss.math``), which lets float32 data take
+    a float32-lane path that holds only for such parameters (huber)."""
+
+    lo: float
+    hi: float
+
+    def holds(self, v: float) -> bool:
+        # float32 rounding by the struct module: the catalogue imports no NumPy
+        return self.lo <= v <= self.hi and struct.unpack("f", struct.pack("f", v))[0] == v
 
 
 @dataclass(frozen=True)
@@ -107,8 +124,10 @@ class LossSpec:
     #: both sides of a runtime branch as selects; with the constant LLVM
     #: folds the branch and drops the dead side. poisson_nll: either
     #: log_input; sigmoid_focal: gamma = 2; BCE with logits: no label
-    #: smoothing and no pos_weight (the defaults)
-    fixed: tuple[tuple[tuple[int, float], ...], ...] = ()
+    #: smoothing and no pos_weight (the defaults). A value may also be a
+    #: ``Float32In`` condition, which fixes nothing (huber: delta a float32
+    #: number in [1, 2^64])
+    fixed: tuple[tuple[tuple[int, float | Float32In], ...], ...] = ()
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -139,6 +158,7 @@ SPECS: tuple[LossSpec, ...] = (
         "huber", "regression", R.huber, "Huber loss (quadratic within delta, linear outside)",
         params=(Param("delta", 1.0, check=_positive),), pack=_pack1("delta"),
         reference="Huber, Ann. Math. Statist. 35 (1964)",
+        fixed=(((0, Float32In(1.0, 2.0**64)),),),
     ),
     LossSpec(
         "smooth_l1", "regression", R.smooth_l1, "smooth L1 (Huber / beta); beta = 0 is mae",
@@ -312,10 +332,21 @@ def formula_id(spec: LossSpec) -> int:
     return FORMULAS.index(spec.formula)
 
 
+def _fixed_value(value):
+    return value if isinstance(value, Float32In) else float(value)
+
+
+def _holds(value, v) -> bool:
+    """Whether parameter value v meets a ``LossSpec.fixed`` entry's value."""
+    if isinstance(value, Float32In):
+        return v is not None and value.holds(v)
+    return v == value
+
+
 #: the kernels with parameters fixed (``LossSpec.fixed``): (formula index,
 #: ((slot, value), ...)); kernel id ``len(FORMULAS) + i`` is entry i
-FIXED: tuple[tuple[int, tuple[tuple[int, float], ...]], ...] = tuple(dict.fromkeys(
-    (FORMULAS.index(s.formula), tuple((slot, float(value)) for slot, value in pairs))
+FIXED: tuple[tuple[int, tuple[tuple[int, float | Float32In], ...]], ...] = tuple(dict.fromkeys(
+    (FORMULAS.index(s.formula), tuple((slot, _fixed_value(value)) for slot, value in pairs))
     for s in SPECS for pairs in s.fixed))
 
 
@@ -329,8 +360,8 @@ def kernel_id(spec: LossSpec, p: tuple[float, float, float], q=None) -> int:
     fid = formula_id(spec)
     qv = float(q[0]) if q is not None and q.size == 1 else None
     for pairs in spec.fixed:
-        if all((qv == value) if slot == Q else (p[slot] == value) for slot, value in pairs):
-            return len(FORMULAS) + FIXED.index((fid, tuple((s, float(v)) for s, v in pairs)))
+        if all(_holds(value, qv if slot == Q else p[slot]) for slot, value in pairs):
+            return len(FORMULAS) + FIXED.index((fid, tuple((s, _fixed_value(v)) for s, v in pairs)))
     return fid
 
 

@@ -34,9 +34,9 @@ def fresh_kernel():
     return numba.njit(**{**PARALLEL_JIT, "cache": False})(elementwise.fused.py_func)
 
 
-def _asm(kern, name, dtype):
+def _asm(kern, name, dtype, fid=None):
     spec = catalog.get(name)
-    fid = catalog.formula_id(spec)
+    fid = catalog.formula_id(spec) if fid is None else fid
     n = 2 * CHUNK
     x = np.linspace(-3.0, 3.0, n).astype(dtype)
     y = np.full(n, 0.5 if spec.family == "binary" else 0.25, dtype=dtype)
@@ -72,6 +72,32 @@ def test_hot_loop_is_packed_avx(fresh_kernel, name, dtype):
         # float64 ymm/zmm lanes, for float32 data too (math._cpu.logistic32_wide)
         assert any(op.startswith("vfmadd") and op.endswith("pd") for op in packed)
         assert "vdivpd" in packed
+
+
+def test_huber_float32_kernel_choice():
+    """huber's float32-lane kernel (``regression._huber32``) is chosen for
+    delta a float32 number in [1, 2^64] (``catalog.Float32In``), and only
+    then."""
+    spec = catalog.get("huber")
+    fid = catalog.formula_id(spec)
+    for delta in (1.0, 1.5, 3.0, 2.0**20 + 1, 2.0**64):
+        assert catalog.kernel_id(spec, (delta, 0.0, 0.0)) > fid
+    for delta in (0.5, 0.1, 1.0 + 2.0**-30, 2.0**65, 2.0**64 + 2.0**20, 1e300, np.inf, np.nan):
+        assert catalog.kernel_id(spec, (delta, 0.0, 0.0)) == fid
+
+
+@pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
+def test_huber_float32_kernel_is_float32_lanes(fresh_kernel):
+    """The kernel of delta = 1 does huber's arithmetic in packed float32
+    (TwoSum's subtractions and the fma: vsubps, vfmadd...ps); the kernel
+    that reads an arbitrary delta does it in float64 lanes (no packed
+    float32 arithmetic at all: only conversions)."""
+    spec = catalog.get("huber")
+    lanes = _PACKED.findall(_asm(fresh_kernel, "huber", np.float32,
+                                 catalog.kernel_id(spec, (1.0, 0.0, 0.0))))
+    wide = _PACKED.findall(_asm(fresh_kernel, "huber", np.float32))
+    assert "vsubps" in lanes and any(op.startswith("vfmadd") and op.endswith("ps") for op in lanes)
+    assert not [op for op in wide if op.endswith("ps") and not op.startswith("vblendv")], wide
 
 
 @pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")

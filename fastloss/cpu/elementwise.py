@@ -80,7 +80,7 @@ from numba.core import types
 from numba.extending import overload
 
 from fastloss._config import CHUNK, INLINE_COPY, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
-from fastloss.catalog import FIXED, FORMULAS, Q
+from fastloss.catalog import FIXED, FORMULAS, Float32In, Q
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
 from fastloss.math import with_f32_variants, with_fixed_kernel, xmul
 from fastloss.math._cpu import f32_pair
@@ -155,11 +155,13 @@ def _apply(fid, x, y, q, p0, p1, p2):
     # formula with parameters fixed: which and their values are constants of
     # the compiled code, so LLVM folds the selects below and then the
     # formula's branches on them)
-    index, fix = fid.literal_value, {}
+    # (a ``Float32In`` condition fixes no value: the kernel reads it)
+    index, fix, fixed = fid.literal_value, {}, False
     if index >= len(FORMULAS):
         index, pairs = FIXED[index - len(FORMULAS)]
-        fix = dict(pairs)
-    formula = _inlined(index, x == types.float32, bool(fix))
+        fix = {k: v for k, v in pairs if not isinstance(v, Float32In)}
+        fixed = True
+    formula = _inlined(index, x == types.float32, fixed)
     fq, f0, f1, f2 = (k in fix for k in (Q, 0, 1, 2))
     cq, c0, c1, c2 = (fix.get(k, 0.0) for k in (Q, 0, 1, 2))
 
@@ -305,6 +307,19 @@ def _div(g, d, dinv):
     return res if r == r else q
 
 
+def _wide(g):  # pragma: no cover - replaced by the overload
+    """A formula's gradient as one float64 number: g itself, or gh + gl for
+    a float32 pair (``_scaled``), for the loops that weight it."""
+    raise NotImplementedError
+
+
+@overload(_wide, jit_options={**JIT, "forceinline": True})
+def _wide_impl(g):
+    if isinstance(g, types.UniTuple):
+        return lambda g: np.float64(g[0]) + np.float64(g[1])
+    return lambda g: g
+
+
 def _scaled(g, d, dinv, out):  # pragma: no cover - replaced by the overload
     """g/d as stored into the array ``out``."""
     raise NotImplementedError
@@ -328,8 +343,20 @@ def _scaled_impl(g, d, dinv, out):
     ulp(g/d)). The float64 round trip it replaces (two conversions each
     way, two multiplies per 16 lanes) cost ~9% of that kernel's time
     (in-cache loop, 1 thread, 1.84 -> 1.67 ns/elem against 1.66 without
-    any scaling)."""
+    any scaling).
+
+    A float32 pair ``g = (gh, gl)``, gh + gl exactly the gradient (huber's
+    float32 kernel: x - y by TwoSum), is scaled as one number: gl sh joins
+    the correction term, so the quotient is rounded once (the same bound),
+    not first to gh and then again."""
     if isinstance(out, types.Array) and out.dtype == types.float32:
+        if isinstance(g, types.UniTuple) and g.dtype == types.float32:
+            def impl_pair(g, d, dinv, out):
+                sh, sl = f32_pair(dinv)
+                gh, gl = g
+                p = gh * sh
+                return p + fma32(gl, sh, fma32(gh, sl, fma32(gh, sh, -p)))
+            return impl_pair
         if g == types.float32:
             def impl32(g, d, dinv, out):
                 sh, sl = f32_pair(dinv)
@@ -337,7 +364,7 @@ def _scaled_impl(g, d, dinv, out):
                 return p + fma32(g, sl, fma32(g, sh, -p))
             return impl32
         return lambda g, d, dinv, out: g * dinv
-    return lambda g, d, dinv, out: _div(g, d, dinv)
+    return lambda g, d, dinv, out: _div(_wide(g), d, dinv)
 
 
 @njit(**PARALLEL_JIT)
@@ -428,7 +455,7 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                         v, g = apply(fid, xv, yv, qb[j], p0, p1, p2)
                         wi = wb[j]
                         vs[j] = xmul(wi, v)
-                        ga[goff + j] = xmul(wi, g) / gdiv
+                        ga[goff + j] = xmul(wi, _wide(g)) / gdiv
                         if dchk:
                             out_of_domain |= _outside(xv, yv, dom)
                 elif plain:
@@ -444,7 +471,7 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                         xv, yv = x[off + j], y[off + j]
                         v, g = apply(fid, xv, yv, qv, p0, p1, p2)
                         vs[j] = xmul(wv, v)
-                        ga[goff + j] = xmul(wv, g) / gdiv
+                        ga[goff + j] = xmul(wv, _wide(g)) / gdiv
                         if dchk:
                             out_of_domain |= _outside(xv, yv, dom)
                 if out_of_domain:
