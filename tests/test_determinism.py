@@ -179,3 +179,31 @@ def test_compile_settings_do_not_change_results(tmp_path, setting):
                            check=True, env=env).stdout.strip()
     assert len(here) == 64 and here == other
     assert any((tmp_path / "fastloss" / "numba").iterdir())  # compiled afresh there
+
+
+@pytest.mark.parametrize("name, params", [("mse", {}), ("huber", {}), ("mae", {}),
+                                          ("binary_cross_entropy_with_logits", {})])
+def test_streaming_stores_same_bits(name, params):
+    """A gradient of at least ``_config.STREAM_BYTES`` leaves the kernel by
+    streaming stores (``cpu.elementwise._stream``): whole cache lines of
+    the gradient, the partial ones at either end of each window by
+    ordinary stores. Into a buffer one element off x's cache-line offset
+    (every window then has partial lines) and into a fresh one, its bits
+    are those computed piece by piece below the threshold."""
+    from fastloss._config import STREAM_BYTES
+
+    n = STREAM_BYTES // 4 + 37
+    rng = np.random.default_rng(11)
+    x = rng.normal(0.0, 3.0, n).astype(np.float32)
+    y = (rng.random(n) if name.startswith("binary") else rng.normal(0.0, 3.0, n)).astype(np.float32)
+    piece = 1 << 20
+    assert piece * 4 < STREAM_BYTES
+    want = np.concatenate([fl.value_and_grad(name, x[i:i + piece], y[i:i + piece], reduction="sum",
+                                             **params)[1] for i in range(0, n, piece)])
+    _, fresh = fl.value_and_grad(name, x, y, reduction="sum", **params)
+    np.testing.assert_array_equal(fresh.view(np.uint32), want.view(np.uint32))
+    store = np.zeros(n + 1, np.float32)
+    off = store[1:]
+    fl.value_and_grad(name, x, y, reduction="sum", out=off, **params)
+    np.testing.assert_array_equal(off.view(np.uint32), want.view(np.uint32))
+    assert store[0] == 0.0

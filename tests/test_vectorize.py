@@ -101,6 +101,21 @@ def test_huber_float32_kernel_is_float32_lanes(fresh_kernel):
 
 
 @pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
+def test_mae_float32_is_float32_lanes(fresh_kernel):
+    """mae's float32 kernel subtracts in packed float32 (``regression.mae``:
+    |fl(x - y)| is already the correctly rounded value)."""
+    assert "vsubps" in _PACKED.findall(_asm(fresh_kernel, "mae", np.float32))
+
+
+@pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
+def test_large_gradients_have_streaming_stores(fresh_kernel):
+    """The driver holds the streaming stores of ``_stream`` (VMOVNTPS, or
+    VMOVNTPD: the same 64 bytes), taken at run time for large gradients
+    (tests/test_determinism.py::test_streaming_stores_same_bits)."""
+    assert re.search(r"vmovntp[sd]\s[^\n]*%[yz]mm", _asm(fresh_kernel, "mse", np.float32))
+
+
+@pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
 @pytest.mark.parametrize("log_target", [0.0, 1.0], ids=["t", "log_t"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda v: v.__name__)
 def test_kl_div_term_loop_is_packed(dtype, log_target):

@@ -79,12 +79,19 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from fastloss._config import CHUNK, INLINE_COPY, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
+from fastloss._config import (
+    CHUNK,
+    INLINE_COPY,
+    JIT,
+    PARALLEL_JIT,
+    SOFTWARE_PREFETCH,
+    STREAM_BYTES,
+)
 from fastloss.catalog import FIXED, FORMULAS, Float32In, Q
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
 from fastloss.math import with_f32_variants, with_fixed_kernel, xmul
 from fastloss.math._cpu import f32_pair
-from fastloss.math._intrin import fma, fma32, prefetch, wide_vectors
+from fastloss.math._intrin import fma, fma32, prefetch, store_fence, stream_line, wide_vectors
 from fastloss.reduce import block_sum
 
 #: elements per vectorized block = number of running accumulators per chunk
@@ -258,6 +265,26 @@ def _window(b0, start, stop, peel):
     return min(BLOCK, stop - b0), (b0 - start) % BLOCK
 
 
+@njit(**{**JIT, "forceinline": True})
+def _stream(dst, start, src, m):
+    """dst[start:start + m] = src[:m]: the whole 64-byte lines of dst by
+    streaming stores (``stream_line``), the partial lines at either end by
+    ordinary ones. A window's lines are whole where dst lies on x's cache
+    line offset (as NumPy places arrays of one size); elsewhere each
+    window's two partial lines are ordinary stores."""
+    lanes = LINE // dst.itemsize
+    addr = dst.ctypes.data + start * dst.itemsize
+    h = min(m, ((LINE - addr % LINE) % LINE) // dst.itemsize)
+    for j in range(h):
+        dst[start + j] = src[j]
+    j = h
+    while j + lanes <= m:
+        stream_line(dst, start + j, src, j)
+        j += lanes
+    for t in range(j, m):
+        dst[start + t] = src[t]
+
+
 @njit(**JIT)
 def _overlap(a, b):
     """True if the memory of arrays a and b overlaps."""
@@ -396,6 +423,11 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
     # the gradient goes straight to grad unless grad overlaps an input
     # (out=input): then through a block buffer (keeps the loop vectorized)
     g_direct = store_grad and not (_overlap(grad, x) or _overlap(grad, y))
+    # a large gradient: through the block buffer, then out by streaming
+    # stores (``_stream``, ``fastloss._config.STREAM_BYTES``)
+    g_stream = (g_direct and grad.nbytes >= STREAM_BYTES
+                and grad.ctypes.data % grad.itemsize == 0)
+    g_into = g_direct and not g_stream
     v_direct = store_vals and not (_overlap(vals, x) or _overlap(vals, y))
     # unit weight and a divisor whose reciprocal is safe: the common case, a
     # loop without the weight's products and with g/gdiv as _div (no vdivpd)
@@ -414,7 +446,7 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
         vs = np.empty(BLOCK, dtype=x.dtype)
         qb = np.empty(BLOCK if periodic else 1, dtype=np.float64)
         wb = np.empty(BLOCK if periodic else 1, dtype=np.float64)
-        ga = grad if g_direct else gb
+        ga = grad if g_into else gb
         va = vals if v_direct else vb
         qv = np.float64(q[0])
         wv = np.float64(w[0])
@@ -432,7 +464,7 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                 # first k1), then from lane 0
                 k1 = np.uint64(min(m, BLOCK - lane0))
                 l0 = np.uint64(lane0)
-                goff = off if g_direct else _U0
+                goff = off if g_into else _U0
                 voff = off if v_direct else _U0
                 if PREFETCH > 0 and b0 + PREFETCH + BLOCK <= n:
                     # one prefetch per 64-byte line of the block PREFETCH ahead
@@ -483,7 +515,9 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                     _lane_add(S, E, l0 + j, np.float64(vs[j]), x)
                 for j in range(k1, mu):
                     _lane_add(S, E, j - k1, np.float64(vs[j]), x)
-                if store_grad and not g_direct:
+                if g_stream:
+                    _stream(grad, b0, gb, m)
+                elif store_grad and not g_direct:
                     for j in range(mu):
                         grad[off + j] = gb[j]
                 if store_vals and not v_direct:
@@ -494,6 +528,8 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
             s, comp = block_sum(S, E, BLOCK)
             hi[c] = s
             lo[c] = comp if np.isfinite(s) else 0.0
+        if g_stream:
+            store_fence()  # the streamed lines before the join
 
 
 #: the parallel elementwise driver (see ``fused``)

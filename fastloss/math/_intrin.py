@@ -5,7 +5,8 @@ The arithmetic ones are single LLVM instructions, so they vectorize with the
 loops that call them: a fused multiply-add (``llvm.fma``, exactly rounded,
 not a fast-math contraction; float64 and float32) and bit casts between
 float64 and int64 and between float32 and int32. Besides: ``wide_vectors``,
-a hint to LLVM's loop vectorizer; ``prefetch``; and ``borrow`` /
+a hint to LLVM's loop vectorizer; ``prefetch``; ``stream_line`` and
+``store_fence``, non-temporal stores of whole cache lines; and ``borrow`` /
 ``keep_alive``, views without reference counting for the parallel drivers'
 hot loops (the row driver, the domain checks).
 """
@@ -201,6 +202,58 @@ def keep_alive(typingctx, arr):
     sig = types.none(arr)
 
     def codegen(context, builder, signature, args):
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+#: bytes a ``stream_line`` stores: a cache line
+LINE_BYTES = 64
+
+
+@intrinsic
+def stream_line(typingctx, dst, di, src, si):
+    """Copy the 64 bytes (one cache line) at element si of the 1-D array
+    src to element di of dst (same dtype) with a non-temporal store (x86:
+    VMOVNTPS/VMOVNTPD): the line is written to memory without being read
+    into the cache first (no read-for-ownership) and without displacing
+    cached data. dst at di must lie on a 64-byte boundary (the store faults
+    otherwise); src is loaded unaligned. Streaming stores are weakly
+    ordered: a thread that wrote with them issues ``store_fence`` before
+    others may read the data."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array)
+            and dst.ndim == src.ndim == 1 and dst.dtype == src.dtype
+            and dst.dtype in (types.float32, types.float64)
+            and isinstance(di, types.Integer) and isinstance(si, types.Integer)):
+        return None
+    sig = types.none(dst, di, src, si)
+    lanes = LINE_BYTES // (4 if dst.dtype == types.float32 else 8)
+
+    def codegen(context, builder, signature, args):
+        dty, _, sty, _ = signature.args
+        da = context.make_array(dty)(context, builder, value=args[0])
+        sa = context.make_array(sty)(context, builder, value=args[2])
+        di_ = context.cast(builder, args[1], signature.args[1], types.intp)
+        si_ = context.cast(builder, args[3], signature.args[3], types.intp)
+        dp = cgutils.get_item_pointer(context, builder, dty, da, [di_], wraparound=False)
+        sp = cgutils.get_item_pointer(context, builder, sty, sa, [si_], wraparound=False)
+        vt = ir.VectorType(_IR[dty.dtype], lanes).as_pointer()
+        v = builder.load(builder.bitcast(sp, vt), align=dty.dtype.bitwidth // 8)
+        st = builder.store(v, builder.bitcast(dp, vt), align=LINE_BYTES)
+        st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def store_fence(typingctx):
+    """A sequentially consistent fence (x86: MFENCE), which also orders the
+    weakly ordered ``stream_line`` stores before the thread's later ones."""
+    sig = types.none()
+
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
         return context.get_dummy_value()
 
     return sig, codegen
