@@ -78,7 +78,7 @@ SOFTWARE_PREFETCH = (_os.environ.get("FASTLOSS_PREFETCH") or
 #: bytes of gradient from which the elementwise driver writes it with
 #: streaming (non-temporal) stores, whole cache lines that skip the
 #: read-for-ownership of an ordinary store and do not displace cached data
-#: (``fastloss.cpu.elementwise._stream``): a gradient this large does not
+#: (``fastloss.cpu.stream``): a gradient this large does not
 #: stay in the last-level cache for its reader anyway. Measured (AMD EPYC,
 #: 2 threads, N = 2^24 float32, g = (x - y) s written, alternating):
 #: 35-38 GB/s of compulsory traffic with ordinary stores against 47-51

@@ -185,7 +185,7 @@ def test_compile_settings_do_not_change_results(tmp_path, setting):
                                           ("binary_cross_entropy_with_logits", {})])
 def test_streaming_stores_same_bits(name, params):
     """A gradient of at least ``_config.STREAM_BYTES`` leaves the kernel by
-    streaming stores (``cpu.elementwise._stream``): whole cache lines of
+    streaming stores (``cpu.stream.stream_copy``): whole cache lines of
     the gradient, the partial ones at either end of each window by
     ordinary stores. Into a buffer one element off x's cache-line offset
     (every window then has partial lines) and into a fresh one, its bits

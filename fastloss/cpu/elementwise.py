@@ -89,9 +89,10 @@ from fastloss._config import (
 )
 from fastloss.catalog import FIXED, FORMULAS, Float32In, Q
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
+from fastloss.cpu.stream import stream_copy
 from fastloss.math import with_f32_variants, with_fixed_kernel, xmul
 from fastloss.math._cpu import f32_pair
-from fastloss.math._intrin import fma, fma32, prefetch, store_fence, stream_line, wide_vectors
+from fastloss.math._intrin import fma, fma32, prefetch, store_fence, wide_vectors
 from fastloss.reduce import block_sum
 
 #: elements per vectorized block = number of running accumulators per chunk
@@ -265,26 +266,6 @@ def _window(b0, start, stop, peel):
     return min(BLOCK, stop - b0), (b0 - start) % BLOCK
 
 
-@njit(**{**JIT, "forceinline": True})
-def _stream(dst, start, src, m):
-    """dst[start:start + m] = src[:m]: the whole 64-byte lines of dst by
-    streaming stores (``stream_line``), the partial lines at either end by
-    ordinary ones. A window's lines are whole where dst lies on x's cache
-    line offset (as NumPy places arrays of one size); elsewhere each
-    window's two partial lines are ordinary stores."""
-    lanes = LINE // dst.itemsize
-    addr = dst.ctypes.data + start * dst.itemsize
-    h = min(m, ((LINE - addr % LINE) % LINE) // dst.itemsize)
-    for j in range(h):
-        dst[start + j] = src[j]
-    j = h
-    while j + lanes <= m:
-        stream_line(dst, start + j, src, j)
-        j += lanes
-    for t in range(j, m):
-        dst[start + t] = src[t]
-
-
 @njit(**JIT)
 def _overlap(a, b):
     """True if the memory of arrays a and b overlaps."""
@@ -424,7 +405,7 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
     # (out=input): then through a block buffer (keeps the loop vectorized)
     g_direct = store_grad and not (_overlap(grad, x) or _overlap(grad, y))
     # a large gradient: through the block buffer, then out by streaming
-    # stores (``_stream``, ``fastloss._config.STREAM_BYTES``)
+    # stores (``cpu.stream``, ``fastloss._config.STREAM_BYTES``)
     g_stream = (g_direct and grad.nbytes >= STREAM_BYTES
                 and grad.ctypes.data % grad.itemsize == 0)
     g_into = g_direct and not g_stream
@@ -516,7 +497,7 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                 for j in range(k1, mu):
                     _lane_add(S, E, j - k1, np.float64(vs[j]), x)
                 if g_stream:
-                    _stream(grad, b0, gb, m)
+                    stream_copy(grad, b0, gb, m)
                 elif store_grad and not g_direct:
                     for j in range(mu):
                         grad[off + j] = gb[j]
