@@ -165,8 +165,10 @@ def _huber32(x, y, delta):
       and e carries |x - y| above it.
     - Quadratic: (d + e)^2/2 = (d/2) d + d e + e^2/2 by one fma of the
       first two (d e is within 2^-24 of the sum, e^2/2 within 2^-48):
-      rounded about once. d/2 is exact wherever the value is not below
-      float32's subnormals.
+      rounded once but where (d/2) d + d e falls on a rounding tie that
+      e^2/2 would break, 1 ULP (the audit's x = -2^25, y = 1, delta =
+      2^40: (d/2) d + d e = 2^49 + 2^25, exactly half an ULP above 2^49).
+      d/2 is exact wherever the value is not below float32's subnormals.
     - Linear: delta (|x - y| - delta/2) = delta (s + c), s = fl(a -
       delta/2) and c its exact error (Fast2Sum: a > delta/2) plus e's
       share of |x - y|; one fma: delta s + delta c, rounded about once.
