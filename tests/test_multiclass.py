@@ -1161,3 +1161,11 @@ def test_lanes_cross_entropy_same_bits_and_routing():
     v, g = fl.value_and_grad("cross_entropy", out_of_scope, yo, reduction="none", weight=w)
     np.testing.assert_array_equal(g.view(np.int32), want_g.view(np.int32))
     np.testing.assert_array_equal(v.view(np.int32), want_v.astype(np.float32).view(np.int32))
+    # and the rows in scope do take the float32 lanes: their gradients are
+    # not the float64 formula's bits throughout (another algorithm, each
+    # within its own bound of mpmath: test_lanes_cross_entropy_oracle)
+    m = n - 3
+    f64_g = np.empty_like(x[:m])
+    one_by_one(cross_entropy)(x[:m], y[:m], t[:m], w, 0.0, 0.0, wlo, wsum, f64_g, buf)
+    _, g = fl.value_and_grad("cross_entropy", x[:m], y[:m], reduction="none", weight=w)
+    assert np.count_nonzero(g.view(np.int32) != f64_g.view(np.int32)) > 0
