@@ -23,7 +23,11 @@ row loops vectorize; libdevice on CUDA); float32 data uses ``exp32``
 (x - m <= 0 only, relative error < 2^-34, invisible after rounding to
 float32), float64 data
 ``exp`` with the rounding of x_j - m corrected (``exp_gap``): a compile-time
-switch (``is_f64``).
+switch (``is_f64``). On the CPU, float32 ``cross_entropy`` with labels in
+the scope of ``fastloss.cpu.rowlanes`` (256 to 2^17 classes, no smoothing,
+no z-loss) computes its softmax terms on float32 lanes instead
+(``ce_row32``, ``math._cpu.exp_gap32``), with the row scalars, value and
+label entry from this module's code.
 
 The formulas are assembled from per-element pieces that a block-per-row GPU
 kernel reuses unchanged (fastloss/cuda):
