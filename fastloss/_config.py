@@ -82,8 +82,8 @@ SOFTWARE_PREFETCH = (_os.environ.get("FASTLOSS_PREFETCH") or
 #: stay in the last-level cache for its reader anyway. Measured (AMD EPYC,
 #: 2 threads, N = 2^24 float32, g = (x - y) s written, alternating):
 #: 35-38 GB/s of compulsory traffic with ordinary stores against 47-51
-#: with streaming stores while the STREAM triad ran at 37; 48-55 against
-#: 67-86 while it ran at 56. ``FASTLOSS_STREAM_BYTES`` overrides it (0:
+#: with streaming stores while the STREAM triad ran at 37; 48-56 (once 34)
+#: against 63-86 while it ran at 56. ``FASTLOSS_STREAM_BYTES`` overrides it (0:
 #: always; a huge number: never). Results never depend on it.
 STREAM_BYTES = int(_os.environ.get("FASTLOSS_STREAM_BYTES") or 32 << 20)
 

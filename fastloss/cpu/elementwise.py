@@ -96,7 +96,7 @@ from fastloss._config import (
 )
 from fastloss.catalog import FIXED, FORMULAS, Float32In, Q
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
-from fastloss.cpu.stream import stream_copy
+from fastloss.cpu.stream import stream_copy, to_line
 from fastloss.math import with_f32_variants, with_fixed_kernel, xmul
 from fastloss.math._cpu import f32_pair
 from fastloss.math._intrin import fma, fma32, prefetch, store_fence, wide_vectors
@@ -242,19 +242,15 @@ def _fill(buf, m, a, per, k):
         k = 0
 
 
-#: bytes of the alignment the windows give the loads of x: a cache line
-LINE = 64
-
-
 @njit(**JIT)
 def _peel(a):
-    """Elements of ``a`` before its first LINE-byte boundary: the length of
+    """Elements of ``a`` before its first cache-line boundary: the length of
     the first, short window of every chunk (``_window``); 0 where a's
     address is not a multiple of its itemsize."""
     addr = a.ctypes.data
     if addr % a.itemsize != 0:
         return 0
-    return ((LINE - addr % LINE) % LINE) // a.itemsize
+    return to_line(addr, a.itemsize)
 
 
 @njit(**{**JIT, "forceinline": True})

@@ -213,9 +213,9 @@ def ce_row32(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     xy = np.float64(x[y])  # (read before the gradient: g may be x)
     # scratch (float64 buf, ``multiclass.scratch_size(n)`` >= what this
     # takes): the partial sums, then the terms when there is no gradient
-    e = n // 4 + _SUM_STEP
-    eb = buf[:e]
-    ts = g if sg else buf[e:e + (n + 1) // 2].view(np.float32)[:n]
+    ne = n // 4 + _SUM_STEP
+    eb = buf[:ne]
+    ts = g if sg else buf[ne:ne + (n + 1) // 2].view(np.float32)[:n]
     _terms(x, ts, m32, negm, lo, sg and x.ctypes.data == g.ctypes.data)
     s, k = _row_sum(ts, eb)
     nll, l1, lse, a1, a2, a, denom, ec = ce_row_scalars(m, s * _UNSCALE, 0.0,

@@ -23,11 +23,10 @@ from fastloss.math._intrin import LINE_BYTES, stream_line
 
 
 @njit(**{**JIT, "forceinline": True})
-def _head(dst, start, m):
-    """Elements of dst from ``start`` before its next 64-byte boundary (at
-    most m)."""
-    addr = dst.ctypes.data + start * dst.itemsize
-    return min(m, ((LINE_BYTES - addr % LINE_BYTES) % LINE_BYTES) // dst.itemsize)
+def to_line(addr, itemsize):
+    """Elements of ``itemsize`` bytes from address ``addr`` before the next
+    64-byte (cache line) boundary."""
+    return ((LINE_BYTES - addr % LINE_BYTES) % LINE_BYTES) // itemsize
 
 
 @njit(**{**JIT, "forceinline": True})
@@ -36,7 +35,7 @@ def stream_copy(dst, start, src, m):
     start on x's cache lines, so their lines of dst are whole where dst
     lies at x's offset from a line (as NumPy places arrays of one size)."""
     lanes = LINE_BYTES // dst.itemsize
-    h = _head(dst, start, m)
+    h = min(m, to_line(dst.ctypes.data + start * dst.itemsize, dst.itemsize))
     for j in range(h):
         dst[start + j] = src[j]
     j = h

@@ -55,8 +55,7 @@ def mae(x, y, q, p0, p1, p2):
     triad."""
     if not F64_DATA:
         d32 = np.float32(x) - np.float32(y)
-        one = np.float32(1.0)
-        return np.float64(abs(d32)), (one if d32 > 0 else (-one if d32 < 0 else d32 * np.float32(0.0)))
+        return np.float64(abs(d32)), np.float32(sign(d32))
     d = x - y
     return abs(d), sign(d)
 
