@@ -19,11 +19,11 @@ from numba.extending import overload
 
 from fastloss._config import CHUNK, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
 from fastloss.cpu.dispatch import LiteralDispatch
-from fastloss.cpu.rowlanes import ce_row32
+from fastloss.cpu.rowlanes import ce_probs_row32, ce_row32
 from fastloss.cpu.rowtiles import tile_pass
 from fastloss.math._intrin import borrow, keep_alive, prefetch, wide_vectors
 from fastloss.reduce import neumaier_add
-from fastloss.scalar.multiclass import ROW_FORMULAS, cross_entropy, nll
+from fastloss.scalar.multiclass import ROW_FORMULAS, cross_entropy, cross_entropy_probs, nll
 
 
 def row_apply(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):  # pragma: no cover
@@ -36,10 +36,11 @@ def _row_apply(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
     if not isinstance(fid, types.IntegerLiteral):
         raise numba.errors.TypingError("row_apply: the formula id must be a compile-time literal")
     formula = ROW_FORMULAS[fid.literal_value]
-    if formula is cross_entropy and getattr(x, "dtype", None) == types.float32:
+    if getattr(x, "dtype", None) == types.float32:
         # its softmax terms on float32 lanes (``rowlanes``; it takes the
         # float64 formula itself for the rows and options outside its scope)
-        formula = ce_row32
+        formula = {cross_entropy: ce_row32,
+                   cross_entropy_probs: ce_probs_row32}.get(formula, formula)
 
     def impl(fid, x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
         return formula(x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf)
