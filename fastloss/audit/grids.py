@@ -468,6 +468,12 @@ def multiclass_grid(name: str, dtype, size: str = "full") -> list[Block]:
             xw, magw = _wide_rows(x[::WIDE_EVERY], dtype)
             blocks.append(Block(name, {}, xw, finite_label[::WIDE_EVERY].astype(np.int64),
                                 mag=magw, kind="rows", tag=f"int labels, C = {xw.shape[1]}"))
+            # the probability targets of those rows, each entry spread over
+            # its copies (``ce_probs_row32``)
+            reps = -(-WIDE_C // C)
+            tw = (np.tile(t[::WIDE_EVERY].astype(np.float64), (1, reps))[:, :WIDE_C] / reps)
+            blocks.append(Block(name, {}, xw, tw.astype(dtype), mag=magw, kind="rows",
+                                tag=f"probability targets, C = {xw.shape[1]}"))
     elif name == "nll":
         lp = x  # log-probabilities need not be normalised for nll
         for lab in labels_all:
