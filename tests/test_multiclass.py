@@ -1282,3 +1282,34 @@ def test_lanes_probs_same_bits_and_routing():
     np.testing.assert_array_equal(v[scope:].view(np.int32),
                                   f64_v[scope:].astype(np.float32).view(np.int32))
     assert np.count_nonzero(g[:scope].view(np.int32) != f64_g[:scope].view(np.int32)) > 0
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("c", [9, 700])
+def test_probability_target_check_deferred_to_the_kernel(c, dtype):
+    """Without ``out`` the kernel checks the probability targets itself
+    (``rowwise.fused``'s tcheck): a negative or +inf target raises the same
+    error, naming the same element, as the check before the kernel that a
+    call with ``out`` runs (and whose buffer stays untouched); NaN and -0
+    targets pass both ways."""
+    rng = np.random.default_rng(c)
+    x = rng.standard_normal((37, c)).astype(dtype)
+    t0 = rng.dirichlet(np.full(c, 0.5), 37).astype(dtype)
+    for bad in (-1e-30, -np.inf, np.inf, -1.0):
+        for r, j in ((0, 0), (17, c // 2), (36, c - 1)):
+            t = t0.copy()
+            t[r, j] = bad
+            want = f"element \\({r}, {j}\\) is {float(np.asarray(bad, dtype))!r}"
+            with pytest.raises(ValueError, match=want):
+                fl.value_and_grad("cross_entropy", x, t)
+            with pytest.raises(ValueError, match=want):
+                fl.cross_entropy(x, t, reduction="none")
+            out = np.full_like(x, 7.0)
+            with pytest.raises(ValueError, match=want):
+                fl.value_and_grad("cross_entropy", x, t, out=out)
+            assert np.all(out == 7.0)
+    t = t0.copy()
+    t[3, 1] = np.nan
+    t[5, 2] = -0.0
+    v, g = fl.value_and_grad("cross_entropy", x, t, reduction="none")
+    assert np.isnan(v[3]) and not np.isnan(v[5])
