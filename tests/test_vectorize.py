@@ -237,3 +237,32 @@ def test_fixed_kernel_is_the_formula(dtype, case):
         return
     for a, b in zip(out[0], out[1], strict=True):
         np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))
+
+
+@pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
+def test_probs_row32_passes_are_packed():
+    """``cpu.rowlanes.ce_probs_row32``'s own passes vectorize: the target
+    sums (packed float64 adds, and no gathers: indices LLVM cannot prove
+    >= 0 once made them gathers, 0.42 ns/elem in L1), the gradient (packed
+    float64 fma) and the maxima of x and t (packed integer max)."""
+    from fastloss._config import JIT
+    from fastloss.cpu import rowlanes
+
+    def fresh(f):
+        return numba.njit(**{**JIT, "cache": False})(f.py_func)
+
+    c = 1000
+    x = np.linspace(-3.0, 3.0, c).astype(np.float32)
+    t = np.full(c, 1.0 / c, np.float32)
+    sums = fresh(rowlanes._target_sums)
+    sums(x, t, 3.0, np.empty(c), np.empty(c))
+    asm = sums.inspect_asm(sums.signatures[0])
+    adds = [op for op in _PACKED.findall(asm) if op == "vaddpd"]
+    assert len(adds) >= 8 and "vgather" not in asm, len(adds)
+    grad = fresh(rowlanes._probs_grad)
+    grad(x.copy(), t, 1e-3, 0.5)
+    asm = grad.inspect_asm(grad.signatures[0])
+    assert any(op.startswith("vfmadd") and op.endswith("pd") for op in _PACKED.findall(asm))
+    maxes = fresh(rowlanes._maxes)
+    maxes(x, t)
+    assert re.search(r"vpmaxsd\s[^\n]*%[yz]mm", maxes.inspect_asm(maxes.signatures[0]))
