@@ -244,7 +244,8 @@ def test_probs_row32_passes_are_packed():
     """``cpu.rowlanes.ce_probs_row32``'s own passes vectorize: the target
     sums (packed float64 adds, and no gathers: indices LLVM cannot prove
     >= 0 once made them gathers, 0.42 ns/elem in L1), the gradient (packed
-    float64 fma) and the maxima of x and t (packed integer max)."""
+    float64 fused multiply-subtract) and the maxima of x and t (packed
+    integer max)."""
     from fastloss._config import JIT
     from fastloss.cpu import rowlanes
 
@@ -262,7 +263,8 @@ def test_probs_row32_passes_are_packed():
     grad = fresh(rowlanes._probs_grad)
     grad(x.copy(), t, 1e-3, 0.5)
     asm = grad.inspect_asm(grad.signatures[0])
-    assert any(op.startswith("vfmadd") and op.endswith("pd") for op in _PACKED.findall(asm))
+    assert any(op.startswith(("vfmadd", "vfmsub", "vfnmadd")) and op.endswith("pd")
+               for op in _PACKED.findall(asm))
     maxes = fresh(rowlanes._maxes)
     maxes(x, t)
     assert re.search(r"vpmaxsd\s[^\n]*%[yz]mm", maxes.inspect_asm(maxes.signatures[0]))
