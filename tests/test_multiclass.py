@@ -1115,6 +1115,21 @@ def test_lanes_cross_entropy_oracle(c):
     assert worst <= 2, worst
 
 
+def _assert_public_bits(x, target, kw, want_v, want_g):
+    """float32 cross_entropy of (x, target) with options kw, reduction
+    "none": the values and the gradient bitwise want_v (float64, rounded
+    here) and want_g, also in place (out=x) and the value without a
+    gradient."""
+    v, g = fl.value_and_grad("cross_entropy", x, target, reduction="none", **kw)
+    np.testing.assert_array_equal(v.view(np.int32), want_v.astype(np.float32).view(np.int32))
+    np.testing.assert_array_equal(g.view(np.int32), want_g.view(np.int32))
+    xi = x.copy()
+    fl.value_and_grad("cross_entropy", xi, target, reduction="none", out=xi, **kw)
+    np.testing.assert_array_equal(xi.view(np.int32), want_g.view(np.int32))
+    v_only = fl.cross_entropy(x, target, reduction="none", **kw)
+    np.testing.assert_array_equal(v_only.view(np.int32), v.view(np.int32))
+
+
 def test_lanes_cross_entropy_same_bits_and_routing():
     """The row driver runs ``ce_row32`` for float32 cross_entropy with labels
     in its scope: the public results are bitwise those of ``ce_row32``
@@ -1153,15 +1168,7 @@ def test_lanes_cross_entropy_same_bits_and_routing():
         want_g = np.empty_like(x)
         want_v = one_by_one(f)(x, y, t, w, eps, z, wlo, wsum, want_g, buf)
         kw = {"weight": w, "label_smoothing": eps, "z_loss": z}
-        v, g = fl.value_and_grad("cross_entropy", x, y, reduction="none", **kw)
-        np.testing.assert_array_equal(v.view(np.int32),
-                                      want_v.astype(np.float32).view(np.int32))
-        np.testing.assert_array_equal(g.view(np.int32), want_g.view(np.int32))
-        xi = x.copy()
-        fl.value_and_grad("cross_entropy", xi, y, reduction="none", out=xi, **kw)
-        np.testing.assert_array_equal(xi.view(np.int32), want_g.view(np.int32))
-        v_only = fl.cross_entropy(x, y, reduction="none", **kw)
-        np.testing.assert_array_equal(v_only.view(np.int32), v.view(np.int32))
+        _assert_public_bits(x, y, kw, want_v, want_g)
     # the out-of-scope rows: the float64 formula's bits
     want_g = np.empty_like(out_of_scope)
     yo = y[-3:]
@@ -1266,14 +1273,7 @@ def test_lanes_probs_same_bits_and_routing():
         want_g = np.empty_like(x)
         want_v = one_by_one(f)(x, t, wk, kw.get("label_smoothing", 0.0), kw.get("z_loss", 0.0),
                                p3, want_g, buf)
-        v, g = fl.value_and_grad("cross_entropy", x, t, reduction="none", **kw)
-        np.testing.assert_array_equal(v.view(np.int32), want_v.astype(np.float32).view(np.int32))
-        np.testing.assert_array_equal(g.view(np.int32), want_g.view(np.int32))
-        xi = x.copy()
-        fl.value_and_grad("cross_entropy", xi, t, reduction="none", out=xi, **kw)
-        np.testing.assert_array_equal(xi.view(np.int32), want_g.view(np.int32))
-        v_only = fl.cross_entropy(x, t, reduction="none", **kw)
-        np.testing.assert_array_equal(v_only.view(np.int32), v.view(np.int32))
+        _assert_public_bits(x, t, kw, want_v, want_g)
     # out of scope: the float64 formula's bits; in scope: not throughout
     f64_g = np.empty_like(x)
     f64_v = one_by_one(cross_entropy_probs)(x, t, w1, 0.0, 0.0, 1.0, f64_g, buf)

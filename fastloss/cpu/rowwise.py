@@ -147,8 +147,8 @@ def _bits(v):  # pragma: no cover - replaced by the overload
     raise NotImplementedError
 
 
-def _inf_bits(v):  # pragma: no cover - replaced by the overload
-    """``_bits`` of +inf in v's float type."""
+def _inf_bits(a):  # pragma: no cover - replaced by the overload
+    """``_bits`` of +inf in the float type of the array a's elements."""
     raise NotImplementedError
 
 
@@ -162,11 +162,12 @@ def _bits_ovl(v):
 
 
 @overload(_inf_bits, jit_options=JIT)
-def _inf_bits_ovl(v):
-    if v == types.float32:
-        return lambda v: np.int32(0x7F800000)
-    if v == types.float64:
-        return lambda v: np.int64(0x7FF0000000000000)
+def _inf_bits_ovl(a):
+    dt = getattr(a, "dtype", None)
+    if dt == types.float32:
+        return lambda a: np.int32(0x7F800000)
+    if dt == types.float64:
+        return lambda a: np.int64(0x7FF0000000000000)
     return None
 
 
@@ -179,13 +180,13 @@ def _outside_nonneg(tr):
     tested element by element. Measured in L1, 1 thread, float32: 0.05
     ns/elem (flags or a count of them did not vectorize well: 0.18, 0.10)."""
     wide_vectors()
-    lo = _bits(tr[0])
-    hi = lo
+    lo = _inf_bits(tr)
+    hi = lo - lo
     for j in range(tr.size):
         k = _bits(tr[j])
         lo = k if k < lo else lo
         hi = k if k > hi else hi
-    if lo >= 0 and hi < _inf_bits(tr[0]):
+    if lo >= 0 and hi < _inf_bits(tr):
         return 0
     for j in range(tr.size):
         v = tr[j]
