@@ -62,12 +62,14 @@ that scope, found before anything is written, takes
 ``multiclass.cross_entropy``.
 
 Probability targets (``ce_probs_row32``, in place of
-``multiclass.cross_entropy_probs``) take the same terms and sum, and two
-more float64 sums before them, T = sum_j t_j and S = sum_j t_j (m - x_j),
-in the same radix-8 order (``_target_sums``); the value is S + T
-log1p(others), the gradient (T p_j - t_j) / gdiv from E_j in float64,
-rounded once. Where T p_j and t_j cancel, the term's 0.69 ULP is an error
-in ULPs of T p_j, not of the difference: within 2 ULP times the
+``multiclass.cross_entropy_probs``, with or without class weights,
+smoothing and z-loss) take the same terms and sum, and two more float64
+sums before them, T = sum_j b_j and S = sum_j b_j (m - x_j), b_j = w_j
+t'_j the per-class targets, in the same radix-8 order (``_target_sums``);
+the value is S + T log1p(others) + z lse^2, the gradient (A p_j - b_j) /
+gdiv, A = T + 2 z lse, from E_j in float64, rounded once. Where A p_j and
+b_j cancel, the term's 0.69 ULP is an error in ULPs of A p_j, not of the
+difference: within 2 ULP times the
 condition number (the numerics policy's bound for a cancelling
 difference; 1.19 at most measured), where the float64 formula's terms
 (relative error < 2^-34) stay within 1 ULP at moderate conditions (rows of
@@ -88,6 +90,7 @@ from fastloss.scalar.multiclass import (
     _key_float,
     _order_key,
     _pair_sum,
+    _target_plain,
     ce_grad_factor,
     ce_label_grad,
     ce_row_scalars,
@@ -329,6 +332,18 @@ def _maxes(x, t):
 
 
 @njit(**JIT)
+def _largest(w):
+    """The largest of the float32 w >= 0 (class weights, checked finite by
+    the caller), by the integer order of their bits."""
+    wide_vectors()
+    k = np.int32(0)
+    for j in range(w.size):
+        bj = f32_bits(w[j])
+        k = bj if bj > k else k
+    return np.float64(bits_f32(k))
+
+
+@njit(**JIT)
 def _probs_grad(g, t, f, ginv):
     """g_j = E_j f - t_j ginv for the terms E_j = g_j: in float64 (the
     product and the difference rounded once, by fma, t_j ginv once more),
@@ -338,51 +353,84 @@ def _probs_grad(g, t, f, ginv):
         g[j] = np.float32(fma(np.float64(g[j]), f, -(np.float64(t[j]) * ginv)))
 
 
+@njit(**{**JIT, "forceinline": True})
+def _probs_core(x, b, z, gdiv, g, sg, buf, m):
+    """``ce_probs_row32`` in its scope, b the row of per-class targets b_j
+    (float32 t itself without weights or smoothing, else float64)."""
+    n = x.size
+    m32 = np.float32(m)
+    ne = n // 4 + _SUM_STEP
+    tt, sv = _target_sums(x, b, m, buf[:ne], buf[ne:2 * ne])
+    # scratch as ce_row32's, after the target sums'
+    ts = g if sg else buf[2 * ne:2 * ne + (n + 1) // 2].view(np.float32)[:n]
+    _terms(x, ts, m32, -m32, m32 - _RANGE32, sg and x.ctypes.data == g.ctypes.data)
+    s, k = _row_sum(ts, buf[:ne])
+    o = lse_others(s * _UNSCALE, 0.0, np.float64(k))
+    l1 = log1p(o)
+    lse = m + l1
+    a = tt + 2.0 * z * lse if z != 0.0 else tt
+    if sg:
+        _probs_grad(g, b, ce_grad_factor(a, 1.0 + o, gdiv) * _UNSCALE, 1.0 / gdiv)
+    val = sv + xmul(tt, l1)
+    if z != 0.0:
+        val += z * lse * lse
+    return val
+
+
 @njit(**JIT)
 def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     """``multiclass.cross_entropy_probs`` for a float32 row, its softmax terms
     on float32 lanes as ``ce_row32``'s; the same signature and result.
 
-    Scope: ``ce_row32``'s (ROW32_MIN to ROW32_MAX classes, |m| < 2^24, no
-    smoothing, no z-loss), no class weights (p3 = 1, ``fastloss.rows``), and
-    C max_j t_j <= 2^20 gdiv. The gradient factor F = T / ((1 + others)
-    gdiv), T = sum_j t_j, is then <= 2^20, and a term clamped far below the
-    maximum (``exp_gap32``: E_j < 2^-184 2^64) adds < 2^-164 to E_j F, where
-    the exact one adds less (the float64 gradient needs no lower bound on
-    F). Other rows, found before anything is written, take
-    ``cross_entropy_probs``.
+    Scope: ROW32_MIN to ROW32_MAX classes, |m| < 2^24, and a bound on the
+    gradient factor F = A / ((1 + others) gdiv), A = T + 2 z lse, T =
+    sum_j b_j, b_j = w_j t'_j, t'_j = (1 - eps) t_j + eps/C (t_j itself
+    without class weights and smoothing: p3 = 1, ``fastloss.rows``): C
+    max b + 2 z (|m| + 12) <= 2^20 gdiv, so |F| <= 2^20 (lse <= m + ln C,
+    ln 2^17 < 12), and a term clamped far below the maximum (``exp_gap32``:
+    E_j < 2^-184 2^64) adds < 2^-164 to E_j F, where the exact one adds
+    less (the float64 gradient needs no lower bound on F). Other rows,
+    found before anything is written, take ``cross_entropy_probs``.
 
-    Passes: the maxima of x and t (``_maxes``); T and S = sum_j t_j (m -
+    Passes: the maxima of x and t (``_maxes``); T and S = sum_j b_j (m -
     x_j) (``_target_sums``, before the terms: g may be x); the terms E_j
     (``_terms``) and their sum (``_row_sum``), ``ce_row32``'s; then the
-    value S + T log1p(others) and the gradient (T p_j - t_j) / gdiv = E_j F
-    - t_j / gdiv (``_probs_grad``), each rounded once from float64. Cost
-    (1 thread, (8192, 1000)): 1.63 ns/elem, the float64 formula's ~2.5; in
-    L1 ~1.35, of which _target_sums 0.46 (two conversions to float64 per
-    element), the terms 0.41, their sum 0.20, the gradient 0.18.
+    value S + T log1p(others) + z lse^2 and the gradient (A p_j - b_j) /
+    gdiv = E_j F - b_j / gdiv (``_probs_grad``), each rounded once from
+    float64; b_j as the float64 formula's (``multiclass._target_plain``),
+    with weights or smoothing computed once into float64 scratch. Cost
+    without weights or smoothing (1 thread, (8192, 1000)): 1.63 ns/elem,
+    the float64 formula's ~2.5; in L1 1.35-1.41, of which _target_sums 0.46
+    (two conversions to float64 per element), the terms 0.41, their sum
+    0.20, the gradient 0.18. In L1, C = 1000, with weights, smoothing or
+    both: 1.50-1.51 against the float64 formula's 2.17-2.18; with z-loss
+    alone 1.37 against 1.98.
 
     Accuracy: the value as ``ce_row32``'s (the terms' 0.69 ULP reach it
     through log1p(others) <= others: at most 0.69 ULP of T log1p(others)).
     A gradient entry carries the term's 0.69 ULP of E_j F and its final
-    rounding: where T p_j and t_j cancel, an error in ULPs of the product,
+    rounding: where A p_j and b_j cancel, an error in ULPs of the product,
     not of the difference, which the gradient's condition number counts
     (tests/test_multiclass.py, ``test_lanes_probs_oracle``); the float64
     formula's terms are good to ~2^-34 there."""
     wide_vectors()
     n = x.size
-    if ROW32_MIN <= n <= ROW32_MAX and eps == 0.0 and z == 0.0 and p3 == 1.0:
+    if ROW32_MIN <= n <= ROW32_MAX:
         m, tmax = _maxes(x, t)
+        plain = eps == 0.0 and p3 == 1.0
+        bmax = tmax if plain else _largest(w) * (tmax * (1.0 - eps) + eps / n)
         # (a NaN maximum or target fails too)
-        if abs(m) < _M_LIMIT and n * tmax <= _F_MAX * gdiv:
-            m32 = np.float32(m)
-            ne = n // 4 + _SUM_STEP
-            tt, sv = _target_sums(x, t, m, buf[:ne], buf[ne:2 * ne])
-            # scratch as ce_row32's, after the target sums'
-            ts = g if sg else buf[2 * ne:2 * ne + (n + 1) // 2].view(np.float32)[:n]
-            _terms(x, ts, m32, -m32, m32 - _RANGE32, sg and x.ctypes.data == g.ctypes.data)
-            s, k = _row_sum(ts, buf[:ne])
-            o = lse_others(s * _UNSCALE, 0.0, np.float64(k))
-            if sg:
-                _probs_grad(g, t, ce_grad_factor(tt, 1.0 + o, gdiv) * _UNSCALE, 1.0 / gdiv)
-            return sv + xmul(tt, log1p(o))
+        if abs(m) < _M_LIMIT and n * bmax + 2.0 * z * (abs(m) + 12.0) <= _F_MAX * gdiv:
+            if plain:
+                return _probs_core(x, t, z, gdiv, g, sg, buf, m)
+            # b_j = w_j t'_j once into scratch (after ``_probs_core``'s), as
+            # float64 (reading w and t in the radix-8 loops took 8 more
+            # streams, and LLVM's overlap checks kept them scalar)
+            o = 2 * (n // 4 + _SUM_STEP) + (n + 1) // 2
+            b = buf[o:o + n]
+            om = 1.0 - eps
+            ec = eps / n
+            for j in range(n):
+                b[j] = _target_plain(t[j], w[j], om, ec, False)
+            return _probs_core(x, b, z, gdiv, g, sg, buf, m)
     return cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf)

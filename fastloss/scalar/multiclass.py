@@ -28,8 +28,8 @@ the scope of ``fastloss.cpu.rowlanes`` (256 to 2^17 classes, no smoothing,
 no z-loss) computes its softmax terms on float32 lanes instead
 (``ce_row32``, ``math._cpu.exp_gap32``), with the row scalars, value and
 label entry from this module's code; so does float32 ``cross_entropy``
-with probability targets and no class weights in that scope
-(``ce_probs_row32``).
+with probability targets in that scope, with or without class weights,
+smoothing and z-loss (``ce_probs_row32``).
 
 The formulas are assembled from per-element pieces that a block-per-row GPU
 kernel reuses unchanged (fastloss/cuda):
