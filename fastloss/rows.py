@@ -155,8 +155,11 @@ def formula_params(spec, fid, p, c, w_given, host_weights):
     """The row formula's scalars (p0, p1, p2, p3): ``spec.pack``'s three,
     then for cross_entropy with labels sum(w) as a pair (p3 + p2), and with
     probability targets p3 = 1 when no class weight was given (w is all
-    ones: ``cross_entropy_probs``' plain case). ``host_weights()`` returns
-    the weights as a NumPy array (called only when they are summed)."""
+    ones: ``cross_entropy_probs``' plain case) and p2 = max(w), once per
+    call (the float32 lanes' scope bound, ``cpu.rowlanes.ce_probs_row32``;
+    the float64 formula ignores it). ``host_weights()`` returns the weights
+    as a NumPy array (called only when they are summed or their maximum
+    taken)."""
     from fastloss.cpu.rowwise import sum_dd
 
     p0, p1, p2 = spec.pack(p)
@@ -165,6 +168,7 @@ def formula_params(spec, fid, p, c, w_given, host_weights):
         p3, p2 = (sum_dd(host_weights()) if w_given else (float(c), 0.0))
     elif fid == 1:
         p3 = 0.0 if w_given else 1.0
+        p2 = float(np.max(host_weights())) if w_given and c > 0 else 1.0
     return p0, p1, p2, p3
 
 

@@ -1246,8 +1246,9 @@ def test_lanes_probs_same_bits_and_routing():
         @njit
         def run(x, t, w, eps, z, p3, g, buf):
             v = np.zeros(x.shape[0])
+            p2 = np.float64(w.max())  # as ``rows.formula_params`` passes
             for r in range(x.shape[0]):
-                v[r] = f(x[r], 0, t[r], w, eps, z, 0.0, p3, 1.0, g[r], True, buf)
+                v[r] = f(x[r], 0, t[r], w, eps, z, p2, p3, 1.0, g[r], True, buf)
             return v
         return run
 

@@ -332,18 +332,6 @@ def _maxes(x, t):
 
 
 @njit(**JIT)
-def _largest(w):
-    """The largest of the float32 w >= 0 (class weights, checked finite by
-    the caller), by the integer order of their bits."""
-    wide_vectors()
-    k = np.int32(0)
-    for j in range(w.size):
-        bj = f32_bits(w[j])
-        k = bj if bj > k else k
-    return np.float64(bits_f32(k))
-
-
-@njit(**JIT)
 def _probs_grad(g, t, f, ginv):
     """g_j = E_j f - t_j ginv for the terms E_j = g_j: in float64 (the
     product and the difference rounded once, by fma, t_j ginv once more),
@@ -385,8 +373,8 @@ def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     Scope: ROW32_MIN to ROW32_MAX classes, |m| < 2^24, and a bound on the
     gradient factor F = A / ((1 + others) gdiv), A = T + 2 z lse, T =
     sum_j b_j, b_j = w_j t'_j, t'_j = (1 - eps) t_j + eps/C (t_j itself
-    without class weights and smoothing: p3 = 1, ``fastloss.rows``): C
-    max b + 2 z (|m| + 12) <= 2^20 gdiv, so |F| <= 2^20 (lse <= m + ln C,
+    without class weights and smoothing: p3 = 1, ``fastloss.rows``; p2 =
+    max(w)): C max b + 2 z (|m| + 12) <= 2^20 gdiv, so |F| <= 2^20 (lse <= m + ln C,
     ln 2^17 < 12), and a term clamped far below the maximum (``exp_gap32``:
     E_j < 2^-184 2^64) adds < 2^-164 to E_j F, where the exact one adds
     less (the float64 gradient needs no lower bound on F). Other rows,
@@ -399,12 +387,13 @@ def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     gdiv = E_j F - b_j / gdiv (``_probs_grad``), each rounded once from
     float64; b_j as the float64 formula's (``multiclass._target_plain``),
     with weights or smoothing computed once into float64 scratch. Cost
-    without weights or smoothing (1 thread, (8192, 1000)): 1.63 ns/elem,
-    the float64 formula's ~2.5; in L1 1.35-1.41, of which _target_sums 0.46
+    without weights or smoothing (1 thread, (8192, 1000)): the kernel 1.63
+    ns/elem; the public call 15.1-15.5 ms against the float64 formula's
+    21.8. In L1 1.35-1.41 ns/elem, of which _target_sums 0.46
     (two conversions to float64 per element), the terms 0.41, their sum
     0.20, the gradient 0.18. In L1, C = 1000, with weights, smoothing or
-    both: 1.50-1.51 against the float64 formula's 2.17-2.18; with z-loss
-    alone 1.37 against 1.98.
+    both: 1.47-1.51 against the float64 formula's 2.17-2.21; with z-loss
+    alone 1.36-1.37 against 1.98-2.04.
 
     Accuracy: the value as ``ce_row32``'s (the terms' 0.69 ULP reach it
     through log1p(others) <= others: at most 0.69 ULP of T log1p(others)).
@@ -418,7 +407,8 @@ def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     if ROW32_MIN <= n <= ROW32_MAX:
         m, tmax = _maxes(x, t)
         plain = eps == 0.0 and p3 == 1.0
-        bmax = tmax if plain else _largest(w) * (tmax * (1.0 - eps) + eps / n)
+        # (p2: max(w), taken once per call by ``rows.formula_params``)
+        bmax = tmax if plain else p2 * (tmax * (1.0 - eps) + eps / n)
         # (a NaN maximum or target fails too)
         if abs(m) < _M_LIMIT and n * bmax + 2.0 * z * (abs(m) + 12.0) <= _F_MAX * gdiv:
             if plain:
