@@ -20,6 +20,21 @@ partial sum is the same on any number of threads).
 import numba
 from numba._dispatcher import compute_fingerprint
 from numba.core import types
+from numba.np.ufunc import parallel as _parallel
+
+
+def _thread_count_functions():
+    """(get, set) of the calling thread's thread count: the threading
+    layer's own C functions (0.1-0.2 us a call), which Numba binds when it
+    launches the threads (before: None, and the public functions are
+    returned). ``numba.get_num_threads`` and ``set_num_threads`` wrap them
+    in Python with a lock each (0.7 and 1.0 us measured), which a small
+    input's switch to one thread and back paid on every call."""
+    get = getattr(_parallel, "_get_num_threads", None)
+    put = getattr(_parallel, "_set_num_threads", None)
+    if get is None or put is None:
+        return numba.get_num_threads, numba.set_num_threads
+    return get, put
 
 
 def _fingerprint(a):
@@ -61,11 +76,14 @@ class LiteralDispatch:
             return result
         k = self._nchunks_arg
         if k is not None and args[k].size <= self._serial_chunks:
-            nthreads = numba.get_num_threads()
+            # an entry exists: its first call ran the parallel kernel, which
+            # launched the threads
+            get, put = _thread_count_functions()
+            nthreads = get()
             if nthreads > 1:
-                numba.set_num_threads(1)
+                put(1)
                 try:
                     return entry(fid, *args)
                 finally:
-                    numba.set_num_threads(nthreads)
+                    put(nthreads)
         return entry(fid, *args)
