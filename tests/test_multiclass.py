@@ -1012,7 +1012,8 @@ def test_tiles_same_bits_as_rows(c):
 
 def test_tiles_routing():
     """The row driver's ``tile_pass`` takes float32 cross_entropy with labels,
-    no smoothing or z-loss, C <= TILE_C, and nothing else (the literal
+    no smoothing or z-loss, C <= TILE_C or GROUP_C <= C < ROW32_MIN, and
+    nothing else (the literal
     formula id must reach its overload: it once resolved for a plain int and
     silently never ran the tiles)."""
     import numba
@@ -1036,6 +1037,13 @@ def test_tiles_routing():
 
     assert case(1) and case(10) and case(TILE_C)
     assert not case(TILE_C + 1)
+    # and GROUP_C <= C < ROW32_MIN to ``group_rows`` (same conditions)
+    from fastloss.cpu.rowlanes import ROW32_MIN
+    from fastloss.cpu.rowtiles import GROUP_C
+
+    assert case(GROUP_C) and case(ROW32_MIN - 1)
+    assert not case(GROUP_C - 1) and not case(ROW32_MIN)
+    assert not case(100, np.float64) and not case(100, p0=0.1) and not case(100, probs=True)
     assert not case(10, np.float64)
     assert not case(10, p0=0.1) and not case(10, p1=1e-4)
     assert not case(10, probs=True)
@@ -1078,16 +1086,18 @@ def _lanes_rows(c, rng):
     return np.array(rows, dtype=np.float32)
 
 
-@pytest.mark.parametrize("c", [256, 1000, 1037])
+@pytest.mark.parametrize("c", [64, 100, 255, 256, 1000, 1037])
 def test_lanes_cross_entropy_oracle(c):
     """float32 cross_entropy with labels on float32 lanes (``ce_row32``,
-    ROW32_MIN <= C <= ROW32_MAX): per-row values and gradients within 2
-    ULP of mpmath, with and without class weights, also on the rows'
-    extremes (``_lanes_rows``), and the gradient of the weighted mean (its
-    factor 1/sum(w_y) inside the one rounding) within 2 ULP as well."""
-    from fastloss.cpu.rowlanes import ROW32_MAX, ROW32_MIN
+    ROW32_MIN <= C <= ROW32_MAX, and ``rowtiles.group_rows`` for GROUP_C <=
+    C < ROW32_MIN): per-row values and gradients within 2 ULP of mpmath,
+    with and without class weights, also on the rows' extremes
+    (``_lanes_rows``), and the gradient of the weighted mean (its factor
+    1/sum(w_y) inside the one rounding) within 2 ULP as well."""
+    from fastloss.cpu.rowlanes import ROW32_MAX
+    from fastloss.cpu.rowtiles import GROUP_C
 
-    assert ROW32_MIN <= c <= ROW32_MAX
+    assert GROUP_C <= c <= ROW32_MAX
     x = _lanes_rows(c, RNG)
     n = x.shape[0]
     y = RNG.integers(0, c, n)
@@ -1312,3 +1322,65 @@ def test_probability_target_check_deferred_to_the_kernel(c, dtype):
     t[5, 2] = -0.0
     v, g = fl.value_and_grad("cross_entropy", x, t, reduction="none")
     assert np.isnan(v[3]) and not np.isnan(v[5])
+
+
+@pytest.mark.parametrize("c", [64, 100, 255])
+def test_groups_same_bits_and_routing(c):
+    """float32 cross_entropy with labels and GROUP_C <= C < ROW32_MIN runs
+    ``rowtiles.group_rows``: a row's bits do not depend on the rows beside
+    it in its group (all rows at once, on ragged groups, against one row
+    per call); the public call gives those bits, in place too, and its
+    value without a gradient; ignored rows are 0; rows outside the lanes'
+    scope (a maximum of 2^24 or more, +inf, NaN), mixed into the groups,
+    get the float64 row formula's bits; the rows in scope do take the
+    lanes (their gradients are not all the float64 formula's bits)."""
+    from numba import njit
+
+    from fastloss.cpu.rowtiles import GROUP_C, TILE_ROWS, group_rows, scratch
+    from fastloss.cpu.rowwise import sum_dd
+    from fastloss.scalar.multiclass import cross_entropy, scratch_size
+
+    assert GROUP_C <= c
+    rows = _lanes_rows(c, RNG)
+    out_of_scope = np.array([np.r_[3e7, RNG.standard_normal(c - 1)],
+                             np.r_[np.inf, RNG.standard_normal(c - 1)],
+                             np.r_[np.nan, RNG.standard_normal(c - 1)]], dtype=np.float32)
+    x = np.concatenate([rows, out_of_scope, rows[::-1], RNG.standard_normal((TILE_ROWS + 3, c))
+                        .astype(np.float32)])
+    x[[11, 12, 13]] = x[[len(rows), len(rows) + 1, len(rows) + 2]]  # spread into other groups
+    n = x.shape[0]
+    y = RNG.integers(0, c, n)
+    y[5] = -100
+    y[n - 2] = -100
+    t = np.zeros((n, 0), np.float32)
+    for w in (np.ones(c, np.float32), RNG.uniform(0.1, 3.0, c).astype(np.float32)):
+        wsum, wlo = sum_dd(w)
+        g_all = np.empty_like(x)
+        v_all = np.empty(n)
+        group_rows(x, y, t, w, wlo, wsum, -100, True, 1.0, g_all, True, np.empty(scratch(c)), 0,
+                   n, v_all, True, 0.0, 0.0)
+        g_one = np.empty_like(x)
+        v_one = np.empty(n)
+        for r in range(n):
+            group_rows(x, y, t, w, wlo, wsum, -100, True, 1.0, g_one, True, np.empty(scratch(c)),
+                       r, r + 1, v_one, True, 0.0, 0.0)
+        np.testing.assert_array_equal(g_all.view(np.int32), g_one.view(np.int32))
+        np.testing.assert_array_equal(v_all.view(np.int64), v_one.view(np.int64))
+        assert v_all[5] == 0.0 and not g_all[5].any()
+        _assert_public_bits(x, y, {"weight": w}, v_all, g_all)
+
+        @njit
+        def formula(x, y, t, w, wlo, wsum, g, buf):
+            v = np.zeros(x.shape[0])
+            for r in range(x.shape[0]):
+                if y[r] != -100:
+                    v[r] = cross_entropy(x[r], y[r], t[r], w, 0.0, 0.0, wlo, wsum, 1.0, g[r],
+                                         True, buf)
+            return v
+
+        f64_g = np.zeros_like(x)
+        f64_v = formula(x, y, t, w, wlo, wsum, f64_g, np.empty(scratch_size(c)))
+        for r in (11, 12, 13):
+            np.testing.assert_array_equal(g_all[r].view(np.int32), f64_g[r].view(np.int32))
+            assert f64_v[r] == v_all[r] or (np.isnan(f64_v[r]) and np.isnan(v_all[r]))
+        assert np.count_nonzero(g_all.view(np.int32) != f64_g.view(np.int32)) > 0

@@ -34,6 +34,23 @@ against the row formula, noisy machine): C = 4: 227-239 -> 47-48 ns a row;
 C = 10: 259 -> 97-144; C = 16: 242-261 -> 111-123; C = 32: 282 -> 174-196.
 What remains is mostly the two transposes (LLVM vectorizes them as gathers
 and scatters) and the row scalars.
+
+**Rows of GROUP_C to ROW32_MIN - 1 classes** (``group_rows``, the same
+scope otherwise) are ``rowlanes.ce_row32``'s algorithm with its per-row
+fixed cost spread over groups of TILE_ROWS rows: the maximum, the float32
+terms and their float64 sum per row, the row scalars of the group's rows
+side by side (vector lanes across rows, as the tiles' step 4), then the
+gradient per row. Its sum (``_short_sum``: 32 lanes, then a fixed tree) is
+another order than ``ce_row32``'s, so these rows have their own bits,
+independent of the rows beside them (tests/test_multiclass.py); the
+accuracy is ``ce_row32``'s (values and gradients within 2 ULP of mpmath).
+Measured against the float64 row formula these rows took before
+(public call, float32, 1 thread, (8192, C), ns/elem, noisy machine): C =
+64 3.9 -> 2.6-2.7, C = 100 3.2-3.5 -> 2.3-2.5, C = 200 2.2-2.4 -> 1.65-1.8,
+C = 255 2.0-2.1 -> 1.4-1.5. PyTorch's forward + backward took ~1.8: below
+C ~ 200 this is still slower than PyTorch. In L1 a row of 100 splits as
+maximum 11 ns, terms 47, sum 51, gradient 15; in the driver the sum costs
+~95 (not understood; see the issue notes).
 """
 
 import numpy as np
@@ -41,9 +58,21 @@ from numba import njit, types
 from numba.extending import overload
 
 from fastloss._config import INLINE_COPY, JIT
-from fastloss.math._intrin import wide_vectors
+from fastloss.cpu.rowlanes import (
+    _F_MAX,
+    _F_MIN,
+    _M_LIMIT,
+    _MAIN,
+    _RANGE32,
+    _TOP,
+    _UNSCALE,
+    ROW32_MIN,
+    _terms,
+)
+from fastloss.math._intrin import fma32, wide_vectors
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import (
+    _block_max,
     _key_float,
     _order_key,
     block_width,
@@ -51,6 +80,7 @@ from fastloss.scalar.multiclass import (
     ce_label_grad,
     ce_row_scalars,
     ce_value,
+    cross_entropy,
     exp_gap,
     scratch_size,
     two_sum_add,
@@ -83,12 +113,28 @@ SKEW = 24
 _INF = np.inf
 
 
+#: rows of GROUP_C to ``rowlanes.ROW32_MIN`` - 1 classes take ``group_rows``
+#: (its loops need a row of at least ``rowlanes._MAIN``)
+GROUP_C = _MAIN
+#: ``group_rows``' per-row vectors (float64 each, TILE_ROWS long) and lanes
+_GROUP_VECTORS = 10
+_LANES = 32
+
+
+def _group_scratch(c: int) -> int:
+    """``group_rows``' float64 scratch after the row formula's: the per-row
+    vectors, the sum's lanes and a float32 row of terms."""
+    return _GROUP_VECTORS * TILE_ROWS + 2 * _LANES + (c + 1) // 2 + 1
+
+
 def scratch(c: int) -> int:
     """float64 scratch per chunk for rows of c classes: the row formulas'
     (``scratch_size``), or the tile's three buffers and eight per-row
-    vectors if that is more."""
+    vectors if that is more; rows for ``group_rows`` have its own after
+    the row formula's (which it calls for rows outside its scope)."""
     tile = 3 * (TILE_ROWS * block_width(c) + SKEW) + 8 * TILE_ROWS if c <= TILE_C else 0
-    return max(scratch_size(c), tile)
+    group = _group_scratch(c) if GROUP_C <= c < ROW32_MIN else 0
+    return max(scratch_size(c) + group, tile)
 
 
 def tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
@@ -113,11 +159,18 @@ def _tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, s
 
     def impl(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
              stop, vals, store_vals, s, comp):
-        if not (t.shape[1] == 0 and p0 == 0.0 and p1 == 0.0 and 1 <= x.shape[1] <= TILE_C):
+        c = x.shape[1]
+        if not (t.shape[1] == 0 and p0 == 0.0 and p1 == 0.0):
             return False, s, comp
-        s, comp = tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf,
-                            start, stop, vals, store_vals, s, comp)
-        return True, s, comp
+        if 1 <= c <= TILE_C:
+            s, comp = tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg,
+                                buf, start, stop, vals, store_vals, s, comp)
+            return True, s, comp
+        if GROUP_C <= c < ROW32_MIN:
+            s, comp = group_rows(x, lab, t, w, p2, p3, ignore, use_ignore, gdiv, g, sg, buf,
+                                 start, stop, vals, store_vals, s, comp)
+            return True, s, comp
+        return False, s, comp
     return impl
 
 
@@ -237,6 +290,184 @@ def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf
                     for j in range(c):
                         gr[j] = kb[j * R + r] * f
                     gr[y] = gy[r]
+            if store_vals:
+                vals[r0 + r] = v
+            s, comp = neumaier_add(s, comp, v)
+    return s, comp
+
+
+# --- rows of GROUP_C to ROW32_MIN - 1 classes ----------------------------------
+
+#: ``multiclass.scratch_size`` in compiled code
+_scratch_size = njit(**JIT)(scratch_size)
+
+
+@njit(**JIT)
+def _short_sum(ts, acc):
+    """(sum, count) over a row's terms ts (n >= _LANES of them), as
+    ``rowlanes._row_sum``: the terms below 2^64 summed in float64, those
+    equal to it counted. _LANES running sums and counts: lane l takes terms
+    l, l + _LANES, ... of the row's whole groups of _LANES, then term l of
+    the row's last _LANES unless a group took it; then the lanes by a fixed
+    tree. An order fixed by n; relative error ~(n / _LANES + 6) 2^-53.
+    acc: float64 scratch of 2 _LANES. Slices index every loop from 0: an
+    index Numba cannot prove >= 0 gets a wraparound test, which kept such
+    loops scalar."""
+    wide_vectors()
+    n = ts.size
+    for lane in range(2 * _LANES):
+        acc[lane] = 0.0
+    for b in range(n // _LANES):
+        blk = ts[b * _LANES:(b + 1) * _LANES]
+        for lane in range(_LANES):
+            e = blk[lane]
+            top = e == _TOP
+            acc[lane] += 0.0 if top else np.float64(e)
+            acc[_LANES + lane] += 1.0 if top else 0.0
+    tail = ts[n - _LANES:]
+    b0 = n % _LANES
+    b0 = _LANES - b0 if b0 else _LANES  # the tail's first index not yet taken
+    for lane in range(_LANES):
+        e = tail[lane]
+        top = e == _TOP
+        new = lane >= b0
+        acc[lane] += np.float64(e) if (new and not top) else 0.0
+        acc[_LANES + lane] += 1.0 if (new and top) else 0.0
+    h = _LANES
+    while h > 1:
+        h >>= 1
+        for lane in range(h):
+            acc[lane] = acc[lane] + acc[lane + h]
+            acc[_LANES + lane] = acc[_LANES + lane] + acc[_LANES + lane + h]
+    return acc[0], acc[_LANES]
+
+
+@njit(**JIT)
+def _scale_row(g, fh, fl):
+    """g[j] = fma(g[j], fh, g[j] fl) for the row (n >= _MAIN): the main loop
+    a multiple of _MAIN, then the row's last _MAIN (a slice, from 0) with
+    the entries already scaled kept (a select; no scalar epilogue:
+    ``rowlanes._terms``)."""
+    wide_vectors()
+    n = g.size
+    nm = n - n % _MAIN
+    for j in range(nm):
+        e = g[j]
+        g[j] = fma32(e, fh, e * fl)
+    if nm < n:
+        gt = g[n - _MAIN:]
+        b = nm - (n - _MAIN)
+        for i in range(_MAIN):
+            e = gt[i]
+            v = fma32(e, fh, e * fl)
+            gt[i] = v if i >= b else e
+
+
+@njit(**JIT)
+def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf, start, stop,
+               vals, store_vals, s, comp):
+    """Rows start..stop-1 of x (float32, GROUP_C <= C < ROW32_MIN, integer
+    labels, no smoothing, no z-loss) as ``rowlanes.ce_row32`` computes a
+    longer row, by groups of TILE_ROWS rows: per row the maximum, the terms
+    (into the gradient row, or a scratch row without a gradient) and their
+    sum (``_short_sum``); then the row scalars of the group's rows side by
+    side (the inlined row pieces: vector lanes across rows, as the tiles'
+    step 4); then per row the gradient and the label's entry. With a
+    gradient the sums run after all the group's terms (the terms of 16 rows
+    of up to 255 float32 stay in L1). Returns the
+    compensated sum (s, comp) with the rows' values added in row order.
+
+    A row outside ``ce_row32``'s scope (w_y / gdiv out of range, |max| >=
+    2^24 or NaN), found before its gradient row is written, takes
+    ``multiclass.cross_entropy`` in step 1, with the row formula's scratch
+    (buf's first ``scratch_size(C)``). Ignored rows: value 0, zero
+    gradient."""
+    wide_vectors()
+    R = TILE_ROWS
+    c = x.shape[1]
+    n = np.float64(c)
+    o = _scratch_size(c)
+    rb = buf[:o]
+    mk = buf[o:o + R]  # per row: maximum, sum, count, x_y, w_y, ...
+    sm = buf[o + R:o + 2 * R]
+    kc = buf[o + 2 * R:o + 3 * R]
+    xy = buf[o + 3 * R:o + 4 * R]
+    wy = buf[o + 4 * R:o + 5 * R]
+    rv = buf[o + 5 * R:o + 6 * R]
+    fh = buf[o + 6 * R:o + 7 * R]
+    fl = buf[o + 7 * R:o + 8 * R]
+    gy = buf[o + 8 * R:o + 9 * R]
+    md = buf[o + 9 * R:o + 10 * R]  # 0: lanes, 1: the row formula, 2: ignored or past stop
+    o += _GROUP_VECTORS * R
+    acc = buf[o:o + 2 * _LANES]
+    o += 2 * _LANES
+    tsb = buf[o:o + (c + 1) // 2].view(np.float32)[:c]
+    for r0 in range(start, stop, R):
+        nr = min(R, stop - r0)
+        # 1. per row: the maximum, the terms and their sum
+        for r in range(R):
+            # neutral scalars for the rows step 2 computes and drops
+            mk[r] = 0.0
+            sm[r] = 0.0
+            kc[r] = 1.0
+            xy[r] = 0.0
+            wy[r] = 0.0
+            md[r] = 2.0
+            if r >= nr:
+                continue
+            y = lab[r0 + r]
+            if use_ignore and y == ignore:
+                continue
+            xr = x[r0 + r]
+            wv = np.float64(w[y])
+            fmax = wv / gdiv
+            fmin = fmax / n
+            inside = wv == 0.0 or (fmax <= _F_MAX and fmin >= _F_MIN)
+            m = _block_max(xr) if inside else 0.0
+            if not (inside and abs(m) < _M_LIMIT):  # (also a NaN maximum)
+                md[r] = 1.0
+                rv[r] = cross_entropy(xr, y, t[r0 + r], w, 0.0, 0.0, wsum_lo, wsum, gdiv,
+                                      g[r0 + r], sg, rb)
+                continue
+            md[r] = 0.0
+            mk[r] = m
+            xy[r] = np.float64(xr[y])  # (read before the gradient: g may be x)
+            wy[r] = wv
+            m32 = np.float32(m)
+            ts = g[r0 + r] if sg else tsb
+            _terms(xr, ts, m32, -m32, m32 - _RANGE32, sg and xr.ctypes.data == ts.ctypes.data)
+            if not sg:
+                sm[r], kc[r] = _short_sum(ts, acc)
+        # their sums, a row's after the others' terms: its sum's tail loads
+        # straddle its terms' last stores, which then stalled the loads in
+        # the store buffer (C = 100: 110 against 50 ns a row)
+        if sg:
+            for r in range(nr):
+                if md[r] == 0.0:
+                    sm[r], kc[r] = _short_sum(g[r0 + r], acc)
+        # 2. the row scalars, the rows side by side (``ce_row32``'s, eps = z = 0)
+        for r in range(R):
+            nll, l1, lse, a1, a2, a, denom, ec = _ce_row_scalars(
+                mk[r], sm[r] * _UNSCALE, 0.0, kc[r], xy[r], wy[r], 0.0, 0.0, wsum, n)
+            v = _ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, wsum, l1, 0.0, lse, mk[r])
+            f = _ce_grad_factor(a, denom, gdiv) * _UNSCALE
+            h = np.float32(f)
+            fh[r] = np.float64(h)
+            fl[r] = np.float64(np.float32(f - np.float64(h)))
+            gy[r] = _ce_label_grad(a1, a2, 0.0, ec, wy[r], nll, gdiv)
+            rv[r] = v if md[r] == 0.0 else rv[r]
+        # 3. per row: the gradient, the label's entry; values in row order
+        for r in range(nr):
+            mode = md[r]
+            v = 0.0 if mode == 2.0 else rv[r]
+            if sg and mode != 1.0:
+                gr = g[r0 + r]
+                if mode == 2.0:
+                    for j in range(c):
+                        gr[j] = 0.0
+                else:
+                    _scale_row(gr, np.float32(fh[r]), np.float32(fl[r]))
+                    gr[lab[r0 + r]] = gy[r]
             if store_vals:
                 vals[r0 + r] = v
             s, comp = neumaier_add(s, comp, v)
