@@ -44,13 +44,16 @@ gradient per row. Its sum (``_short_sum``: 32 lanes, then a fixed tree) is
 another order than ``ce_row32``'s, so these rows have their own bits,
 independent of the rows beside them (tests/test_multiclass.py); the
 accuracy is ``ce_row32``'s (values and gradients within 2 ULP of mpmath).
-Measured against the float64 row formula these rows took before
-(public call, float32, 1 thread, (8192, C), ns/elem, noisy machine): C =
-64 3.9 -> 2.6-2.7, C = 100 3.2-3.5 -> 2.3-2.5, C = 200 2.2-2.4 -> 1.65-1.8,
-C = 255 2.0-2.1 -> 1.4-1.5. PyTorch's forward + backward took ~1.8: below
-C ~ 200 this is still slower than PyTorch. In L1 a row of 100 splits as
-maximum 11 ns, terms 47, sum 51, gradient 15; in the driver the sum costs
-~95 (not understood; see the issue notes).
+Measured against the float64 row formula these rows took before (public
+call, float32, (8192, C), alternating processes, ms, 1 thread / 2
+threads): C = 64 2.04-2.06 -> 1.20-1.21 / 1.08-1.11 -> 0.64-0.76; C = 100
+2.67-2.70 -> 1.81-1.82 / 1.39-1.40 -> 0.94; C = 200 3.80-3.82 -> 2.50-2.58
+/ 1.93-1.94 -> 1.25-1.31; C = 255 4.24-4.27 -> 2.64-2.70 / 2.14 -> 1.28-1.30.
+PyTorch's forward + backward at 2 threads took 0.36-0.53, 0.63-0.74,
+1.2-1.6 and 1.6-1.8 ms in the same sessions: below C ~ 200 this is still
+slower than PyTorch. In L1 a row of 100 splits as maximum 11 ns, terms 47,
+sum 51, gradient 15; in the driver the sum costs more (~70-95 ns; its lanes
+on a 64-byte line took the whole row from 238-268 to 204-205 ns).
 """
 
 import numpy as np
@@ -124,7 +127,7 @@ _LANES = 32
 def _group_scratch(c: int) -> int:
     """``group_rows``' float64 scratch after the row formula's: the per-row
     vectors, the sum's lanes and a float32 row of terms."""
-    return _GROUP_VECTORS * TILE_ROWS + 2 * _LANES + (c + 1) // 2 + 1
+    return _GROUP_VECTORS * TILE_ROWS + 2 * _LANES + 8 + (c + 1) // 2 + 1
 
 
 def scratch(c: int) -> int:
@@ -399,6 +402,8 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
     gy = buf[o + 8 * R:o + 9 * R]
     md = buf[o + 9 * R:o + 10 * R]  # 0: lanes, 1: the row formula, 2: ignored or past stop
     o += _GROUP_VECTORS * R
+    # the lanes on a 64-byte line (their vector loads and stores)
+    o += (-(buf.ctypes.data // 8 + o)) % 8
     acc = buf[o:o + 2 * _LANES]
     o += 2 * _LANES
     tsb = buf[o:o + (c + 1) // 2].view(np.float32)[:c]
