@@ -177,6 +177,14 @@ def _tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, s
     return impl
 
 
+@njit(**{**JIT, "forceinline": True})
+def _row_vectors(buf, o, k):
+    """k per-row vectors (TILE_ROWS float64 each) of a tile's or group's
+    scratch from offset o, as the rows of a (k, TILE_ROWS) view (the caller
+    unpacks them)."""
+    return buf[o:o + k * TILE_ROWS].reshape(k, TILE_ROWS)
+
+
 @njit(**JIT)
 def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start, stop,
               vals, store_vals, s, comp):
@@ -199,14 +207,9 @@ def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf
     kb = buf[tw:tw + R * wd]  # the kept terms e^(x_j - m) (1 at m)
     eb = buf[2 * tw:2 * tw + R * wd]  # the summed terms (0 at m, and past C)
     o = 3 * tw
-    mk = buf[o:o + R]  # per row: maximum, count, sum, ...
-    kc = buf[o + R:o + 2 * R]
-    rv = buf[o + 2 * R:o + 3 * R]
-    rf = buf[o + 3 * R:o + 4 * R]
-    gy = buf[o + 4 * R:o + 5 * R]
-    xy = buf[o + 5 * R:o + 6 * R]
-    wy = buf[o + 6 * R:o + 7 * R]
-    kn = buf[o + 7 * R:o + 8 * R]  # 1: the maxima are counted (0: a NaN maximum)
+    # per row: maximum, count, value, gradient factor, label's entry, x_y,
+    # w_y, and kn: 1 where the maxima are counted (0: a NaN maximum)
+    mk, kc, rv, rf, gy, xy, wy, kn = _row_vectors(buf, o, 8)
     for r0 in range(start, stop, R):
         nr = min(R, stop - r0)
         # the tile, transposed; rows past nr are zeros (computed, dropped)
@@ -391,16 +394,10 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
     n = np.float64(c)
     o = _scratch_size(c)
     rb = buf[:o]
-    mk = buf[o:o + R]  # per row: maximum, sum, count, x_y, w_y, ...
-    sm = buf[o + R:o + 2 * R]
-    kc = buf[o + 2 * R:o + 3 * R]
-    xy = buf[o + 3 * R:o + 4 * R]
-    wy = buf[o + 4 * R:o + 5 * R]
-    rv = buf[o + 5 * R:o + 6 * R]
-    fh = buf[o + 6 * R:o + 7 * R]
-    fl = buf[o + 7 * R:o + 8 * R]
-    gy = buf[o + 8 * R:o + 9 * R]
-    md = buf[o + 9 * R:o + 10 * R]  # 0: lanes, 1: the row formula, 2: ignored or past stop
+    # per row: maximum, sum, count, x_y, w_y, value, the gradient factor's
+    # float32 pair, the label's entry, and md: 0 lanes, 1 the row formula,
+    # 2 ignored or past stop
+    mk, sm, kc, xy, wy, rv, fh, fl, gy, md = _row_vectors(buf, o, _GROUP_VECTORS)
     o += _GROUP_VECTORS * R
     # the lanes on a 64-byte line (their vector loads and stores)
     o += (-(buf.ctypes.data // 8 + o)) % 8
