@@ -277,7 +277,7 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     lo = np.empty(nch, dtype=np.float64)
     tbad = np.zeros(nch if defer_t else 0, dtype=np.int8)
     cpu.kernel(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv_k, grad, vals,
-           hi, lo, rpc, want_grad, reduction == "none", cpu.tile_scratch(c), defer_t, tbad)
+               hi, lo, rpc, want_grad, reduction == "none", cpu.tile_scratch(c), defer_t, tbad)
     if defer_t and np.count_nonzero(tbad):  # 0.2 us, any() 1.0
         check_domain("target", t.reshape(-1), _NONNEG_FINITE, x.shape)
         raise AssertionError(f"{name}: the kernel flagged targets the domain check passes")

@@ -230,18 +230,51 @@ def _terms(x, ts, m32, negm, lo, inplace):
 
 
 @njit(**JIT)
+def lanes_max(x, wy, gdiv):
+    """The row maximum (float64) where a row of the right length is in the
+    float32 lanes' scope (module doc: w_y / gdiv, w_y = ``wy``, within
+    [2^-38 C, 2^20] or 0, and |max| < 2^24), else NaN (also for a NaN
+    maximum): the test of ``ce_row32`` and ``rowtiles.group_rows``."""
+    fmax = wy / gdiv
+    fmin = fmax / x.size
+    if not (wy == 0.0 or (fmax <= _F_MAX and fmin >= _F_MIN)):
+        return np.nan
+    m = _block_max(x)
+    return m if abs(m) < _M_LIMIT else np.nan
+
+
+@njit(**JIT)
+def scale_terms(g, fh, fl):
+    """g[j] = fma(g[j], fh, g[j] fl), the terms E_j times the factor's
+    float32 pair rounded once, for a row of n >= _MAIN: the main loop a
+    multiple of _MAIN, then the row's last _MAIN (a slice, indexed from 0)
+    with the entries already scaled kept by a select (no scalar epilogue:
+    ``_terms``)."""
+    wide_vectors()
+    n = g.size
+    nm = n - n % _MAIN
+    for j in range(nm):
+        e = g[j]
+        g[j] = fma32(e, fh, e * fl)
+    if nm < n:
+        gt = g[n - _MAIN:]
+        b = nm - (n - _MAIN)
+        for i in range(_MAIN):
+            e = gt[i]
+            v = fma32(e, fh, e * fl)
+            gt[i] = v if i >= b else e
+
+
+@njit(**JIT)
 def ce_row32(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
     """``multiclass.cross_entropy`` for a float32 row, its softmax terms on
     float32 lanes (module doc); the same signature and result."""
     wide_vectors()
     n = x.size
     wy = np.float64(w[y])
-    fmax = wy / gdiv
-    fmin = fmax / n
-    inside = (ROW32_MIN <= n <= ROW32_MAX and eps == 0.0 and z == 0.0
-              and (wy == 0.0 or (fmax <= _F_MAX and fmin >= _F_MIN)))
-    m = _block_max(x) if inside else 0.0
-    if not (inside and abs(m) < _M_LIMIT):  # (also a NaN maximum)
+    inside = ROW32_MIN <= n <= ROW32_MAX and eps == 0.0 and z == 0.0
+    m = lanes_max(x, wy, gdiv) if inside else np.nan
+    if np.isnan(m):
         return cross_entropy(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf)
     m32 = np.float32(m)
     negm = -m32
@@ -258,9 +291,7 @@ def ce_row32(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
                                                         np.float64(k), xy, wy, 0.0, 0.0, wsum, n)
     if sg:
         fh, fl = f32_pair(ce_grad_factor(a, denom, gdiv) * _UNSCALE)
-        for j in range(n):
-            e = g[j]
-            g[j] = fma32(e, fh, e * fl)
+        scale_terms(g, fh, fl)
         # (a2 = 0: no smoothing, no z-loss)
         g[y] = ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv)
     return ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, wsum, l1, 0.0, lse, m)

@@ -52,8 +52,9 @@ threads): C = 64 2.04-2.06 -> 1.20-1.21 / 1.08-1.11 -> 0.64-0.76; C = 100
 PyTorch's forward + backward at 2 threads took 0.36-0.53, 0.63-0.74,
 1.2-1.6 and 1.6-1.8 ms in the same sessions: below C ~ 200 this is still
 slower than PyTorch. In L1 a row of 100 splits as maximum 11 ns, terms 47,
-sum 51, gradient 15; in the driver the sum costs more (~70-95 ns; its lanes
-on a 64-byte line took the whole row from 238-268 to 204-205 ns).
+sum 51, gradient 15. In the kernel the sum costs more: 67-68 ns (the
+kernel alone, 213 ns a row against 145-146 without the sum). Its lanes on a
+64-byte line took the whole row from 238-268 to 204-205 ns.
 """
 
 import numpy as np
@@ -62,20 +63,18 @@ from numba.extending import overload
 
 from fastloss._config import INLINE_COPY, JIT
 from fastloss.cpu.rowlanes import (
-    _F_MAX,
-    _F_MIN,
-    _M_LIMIT,
     _MAIN,
     _RANGE32,
     _TOP,
     _UNSCALE,
     ROW32_MIN,
     _terms,
+    lanes_max,
+    scale_terms,
 )
-from fastloss.math._intrin import fma32, wide_vectors
+from fastloss.math._intrin import wide_vectors
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import (
-    _block_max,
     _key_float,
     _order_key,
     block_width,
@@ -349,27 +348,6 @@ def _short_sum(ts, acc):
 
 
 @njit(**JIT)
-def _scale_row(g, fh, fl):
-    """g[j] = fma(g[j], fh, g[j] fl) for the row (n >= _MAIN): the main loop
-    a multiple of _MAIN, then the row's last _MAIN (a slice, from 0) with
-    the entries already scaled kept (a select; no scalar epilogue:
-    ``rowlanes._terms``)."""
-    wide_vectors()
-    n = g.size
-    nm = n - n % _MAIN
-    for j in range(nm):
-        e = g[j]
-        g[j] = fma32(e, fh, e * fl)
-    if nm < n:
-        gt = g[n - _MAIN:]
-        b = nm - (n - _MAIN)
-        for i in range(_MAIN):
-            e = gt[i]
-            v = fma32(e, fh, e * fl)
-            gt[i] = v if i >= b else e
-
-
-@njit(**JIT)
 def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf, start, stop,
                vals, store_vals, s, comp):
     """Rows start..stop-1 of x (float32, GROUP_C <= C < ROW32_MIN, integer
@@ -422,11 +400,8 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
                 continue
             xr = x[r0 + r]
             wv = np.float64(w[y])
-            fmax = wv / gdiv
-            fmin = fmax / n
-            inside = wv == 0.0 or (fmax <= _F_MAX and fmin >= _F_MIN)
-            m = _block_max(xr) if inside else 0.0
-            if not (inside and abs(m) < _M_LIMIT):  # (also a NaN maximum)
+            m = lanes_max(xr, wv, gdiv)
+            if np.isnan(m):
                 md[r] = 1.0
                 rv[r] = cross_entropy(xr, y, t[r0 + r], w, 0.0, 0.0, wsum_lo, wsum, gdiv,
                                       g[r0 + r], sg, rb)
@@ -468,7 +443,7 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
                     for j in range(c):
                         gr[j] = 0.0
                 else:
-                    _scale_row(gr, np.float32(fh[r]), np.float32(fl[r]))
+                    scale_terms(gr, np.float32(fh[r]), np.float32(fl[r]))
                     gr[lab[r0 + r]] = gy[r]
             if store_vals:
                 vals[r0 + r] = v
