@@ -72,6 +72,7 @@ from fastloss.cpu.rowlanes import (
     lanes_max,
     scale_terms,
 )
+from fastloss.math._cpu import f32_pair
 from fastloss.math._intrin import wide_vectors
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import (
@@ -102,6 +103,7 @@ _ce_row_scalars = _inlined(ce_row_scalars)
 _ce_value = _inlined(ce_value)
 _ce_grad_factor = _inlined(ce_grad_factor)
 _ce_label_grad = _inlined(ce_label_grad)
+_f32_pair = _inlined(f32_pair)
 
 #: rows per tile: the vector lanes (two 8-lane float64 vectors per column)
 TILE_ROWS = 16
@@ -427,10 +429,9 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
             nll, l1, lse, a1, a2, a, denom, ec = _ce_row_scalars(
                 mk[r], sm[r] * _UNSCALE, 0.0, kc[r], xy[r], wy[r], 0.0, 0.0, wsum, n)
             v = _ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, wsum, l1, 0.0, lse, mk[r])
-            f = _ce_grad_factor(a, denom, gdiv) * _UNSCALE
-            h = np.float32(f)
+            h, lo = _f32_pair(_ce_grad_factor(a, denom, gdiv) * _UNSCALE)
             fh[r] = np.float64(h)
-            fl[r] = np.float64(np.float32(f - np.float64(h)))
+            fl[r] = np.float64(lo)
             gy[r] = _ce_label_grad(a1, a2, 0.0, ec, wy[r], nll, gdiv)
             rv[r] = v if md[r] == 0.0 else rv[r]
         # 3. per row: the gradient, the label's entry; values in row order
