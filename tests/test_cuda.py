@@ -93,6 +93,17 @@ def float32_rows_close(got, want):
     assert abs(got - want) <= 2.0**-36 * abs(want), (got, want)
 
 
+def float32_lanes_close(got, want):
+    """Two float32 cross_entropy losses (float64 sums of float64 row values)
+    where the CPU computed the rows' terms on float32 lanes (float32 data
+    with labels, no smoothing or z-loss: ``fastloss.cpu.rowtiles`` and
+    ``rowlanes``; each term within 0.69 ULP of float32): each row value is
+    within 2 float32 ULP of the exact one on either side, so the losses
+    agree to a few 2^-24 relative (2^-22 allowed)."""
+    assert isinstance(got, float)
+    assert abs(got - want) <= 2.0**-22 * abs(want), (got, want)
+
+
 def f32_lanes(name, dtype):
     """BCE with logits on float32 data at its defaults: the CPU's fixed
     kernel computes in float32 lanes (``logistic_loss32``), the GPU with

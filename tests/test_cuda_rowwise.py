@@ -35,6 +35,7 @@ from tests.test_cuda import (
     PTX_PRELUDE,
     assert_ulp,
     dev,
+    float32_lanes_close,
     host,
     run_ptx_script,
     scalar_close,
@@ -132,9 +133,19 @@ def _case(kind, params, dtype, n=N, c=C, seed=0):
     return x, t, cpu, gpu
 
 
-def _same_bits(got, want, dtype, what):
-    assert_ulp(got, want, dtype, bound=BOUND, what=what)
-    if SIM:
+def _cpu_lanes(name, kind, params, dtype):
+    """Whether the CPU computes this case's rows on float32 lanes
+    (``fastloss.cpu.rowtiles`` below 256 classes: float32 cross_entropy with
+    labels, no smoothing or z-loss), not by the row formula that the
+    thread-per-row kernel runs: then the two agree within the lanes'
+    accuracy (2 ULP each way), not bitwise."""
+    return (dtype == np.float32 and name == "cross_entropy" and kind.startswith("labels")
+            and not params.get("label_smoothing") and not params.get("z_loss"))
+
+
+def _same_bits(got, want, dtype, what, lanes=False):
+    assert_ulp(got, want, dtype, bound=4 if lanes else BOUND, what=what)
+    if SIM and not lanes:
         it = np.int32 if np.dtype(dtype) == np.float32 else np.int64
         nan = np.isnan(want)
         assert np.array_equal(np.isnan(got), nan), what
@@ -157,23 +168,25 @@ def test_agrees_with_cpu(case, dtype):
 def _agrees_with_cpu(case, dtype):
     _, name, kind, params = case
     x, t, kc, kg = _case(kind, params, dtype)
+    lanes = _cpu_lanes(name, kind, params, dtype)
+    close = float32_lanes_close if lanes else scalar_close
     xd, td = dev(x), dev(t)
     v, g = fl.value_and_grad(name, xd, td, reduction="none", **kg)
     vc, gc = fl.value_and_grad(name, x, t, reduction="none", **kc)
     assert is_device_array(v) and is_device_array(g)
     assert v.shape == (x.shape[0],) and v.dtype == x.dtype
     assert g.shape == x.shape and g.dtype == x.dtype
-    _same_bits(host(v), vc, dtype, f"{name} values")
-    _same_bits(host(g), gc, dtype, f"{name} grad of the sum")
+    _same_bits(host(v), vc, dtype, f"{name} values", lanes)
+    _same_bits(host(g), gc, dtype, f"{name} grad of the sum", lanes)
     # the mean's (or batchmean's) gradient divisor; "sum" has the gradient of
     # "none" (checked above), so its value only (no gradient written)
     for red in ("mean", "batchmean") if name == "kl_div" else ("mean",):
         m, gm = fl.value_and_grad(name, xd, td, reduction=red, **kg)
         mc, gmc = fl.value_and_grad(name, x, t, reduction=red, **kc)
-        scalar_close(m, mc)
-        _same_bits(host(gm), gmc, dtype, f"{name} {red} grad")
-    scalar_close(getattr(fl, name)(xd, td, reduction="sum", **kg),
-                 fl.value_and_grad(name, x, t, reduction="sum", **kc)[0])
+        close(m, mc)
+        _same_bits(host(gm), gmc, dtype, f"{name} {red} grad", lanes)
+    close(getattr(fl, name)(xd, td, reduction="sum", **kg),
+          fl.value_and_grad(name, x, t, reduction="sum", **kc)[0])
 
 
 def test_int32_labels_and_ignored_rows():

@@ -235,12 +235,18 @@ def lanes_max(x, wy, gdiv):
     float32 lanes' scope (module doc: w_y / gdiv, w_y = ``wy``, within
     [2^-38 C, 2^20] or 0, and |max| < 2^24), else NaN (also for a NaN
     maximum): the test of ``ce_row32`` and ``rowtiles.group_rows``."""
-    fmax = wy / gdiv
-    fmin = fmax / x.size
-    if not (wy == 0.0 or (fmax <= _F_MAX and fmin >= _F_MIN)):
-        return np.nan
     m = _block_max(x)
-    return m if abs(m) < _M_LIMIT else np.nan
+    return m if lanes_scope(m, wy, gdiv, np.float64(x.size)) else np.nan
+
+
+@njit(**{**JIT, "forceinline": True})
+def lanes_scope(m, wy, gdiv, n):
+    """Whether a row of n classes, maximum m (float64) and label weight wy
+    is in the float32 lanes' scope (module doc): w_y / gdiv within [2^-38 n,
+    2^20] or w_y = 0, and |m| < 2^24 (not NaN)."""
+    fmax = wy / gdiv
+    fmin = fmax / n
+    return (wy == 0.0 or (fmax <= _F_MAX and fmin >= _F_MIN)) and abs(m) < _M_LIMIT
 
 
 @njit(**JIT)

@@ -5,41 +5,64 @@ For a row of C = 10 classes that costs 250-320 ns (measured, float32, one
 thread), almost all of it per-row fixed work: the row's loops each run one
 vector iteration and a scalar remainder behind their set-up and alias checks,
 and the row scalars (a log1p, an expm1, three divisions) run once per row in
-scalar code. This module runs ``TILE_ROWS`` rows side by side instead, with
-the vector lanes across rows: the tile is transposed into a column-major
-float64 buffer (X[j, r] = x[r0 + r, j]), and every step of the row formula
-is a loop over the tile's rows for one column at a time, which LLVM
-vectorizes (8 float64 lanes), the row scalars included (``fastloss.math``'s
-primitives are branch-free polynomials).
+scalar code. The float32 lanes of ``rowlanes.ce_row32`` need rows of at
+least a vector loop's 64 elements. This module spreads that per-row cost
+over several rows.
 
-**The same bits as the row formula.** Each step is the one ``cross_entropy``
-(``multiclass.row_lse_state``, ``ce_row_scalars``, ``softmax_kept``,
-``ce_label_grad``, ``ce_value``) takes for a row of one block
-(C <= ``multiclass.LSE_BLOCK``), in the same order: the block maximum from
-the order keys, the count of maxima, the terms e^(x_j - m) (``exp_gap``),
-their sum by the same radix-8 pairwise tree over ``block_width(C)`` terms
-(zero-padded), the compensated state, the row scalars, the gradient e_j r
-and the label's entry. The row values and gradients are therefore bitwise
-those of the one-row path (tests/test_multiclass.py checks it), and the loss
-is summed per row in row order as before: nothing about determinism changes.
+**Rows of 1 to GROUP_C - 1 classes** (``lane_rows``) are ``ce_row32``'s
+algorithm with one row per vector lane: a tile of LANE_ROWS rows is
+transposed into a class-major float32 buffer (element j R + r is row r's
+class j, R = LANE_ROWS), and every step is a loop over the whole tile:
 
-Scope (``tile_pass``): float32 data, integer labels, no label smoothing,
-no z-loss, C <= ``TILE_C``; class weights and ``ignore_index`` allowed;
-every other call takes the row formula. In that scope the gradient factor
-A = w_y is finite (class weights are validated finite), so the row
-formula's non-kept gradient loop for A = inf is not needed here.
+1. the transpose (scalar, ~1 cycle an element; LLVM makes no gathers here);
+2. each lane's maximum, as running maxima class by class (a NaN anywhere
+   makes it NaN, and the row leaves the lanes' scope);
+3. the terms E_j = e^(x_j - m) 2^64 (``exp_gap32``, 16 lanes a vector),
+   m spread over the classes;
+4. per lane, the float64 sum of the terms below 2^64 and the count of those
+   equal to it, running class by class (an order fixed by C);
+5. the row scalars of the tile's rows side by side (``multiclass``'s
+   ``ce_row_scalars``, ``ce_value``, ``ce_grad_factor``, ``ce_label_grad``,
+   inlined: vector lanes across rows);
+6. the gradient fma(E_j, fh, E_j fl), transposed back into g, then the
+   label's entries.
 
-Measured (float32, 1 thread, gradient into ``out=``, alternating processes
-against the row formula, noisy machine): C = 4: 227-239 -> 47-48 ns a row;
-C = 10: 259 -> 97-144; C = 16: 242-261 -> 111-123; C = 32: 282 -> 174-196.
-What remains is mostly the two transposes (LLVM vectorizes them as gathers
-and scatters) and the row scalars.
+The accuracy is ``ce_row32``'s (its module doc): values and gradients
+within 2 ULP of mpmath (tests/test_multiclass.py), a row's bits
+independent of the rows beside it. Rows outside the lanes' scope
+(``rowlanes.lanes_scope``) take the float64 row formula.
+
+The steps' loops are written for what LLVM vectorizes. The tile's buffers
+are separate arrays: as views of one scratch buffer LLVM saw one base
+pointer at unknown offsets and vectorized none of the loops. The per-lane
+scalars share one view (fixed offsets): over separate arrays the row
+scalars' loop needed more runtime overlap checks than LLVM makes. A value
+spread over a tile's classes is copied by doubling (0.3 against 1 cycle an
+element). The running maxima and sums stay scalar (their index k - R hides
+the dependence distance from LLVM); with trees of vectorized loops
+instead (a level a loop, from one array into another) a row cost more on
+tiles this small (C = 32, tile in cache, 1 thread: 113 against 99 ns),
+their loops' set-up and checks dominating.
+
+Measured against the float64 tiles these rows took before (the row
+formula's bits, by float64 lanes across rows; C from 33 the row formula
+itself), public call, float32, (65536, C), ``out=``, alternating processes,
+ms. 1 thread: C = 10 6.99 -> 4.88; 16 9.01 -> 5.61; 32 13.81 -> 9.15; 50
+17.35 -> 14.22; 63 18.76 -> 16.67. 2 threads (two runs): C = 10 3.75-4.24
+-> 2.42-2.56; 16 4.79-5.49 -> 2.77-3.09; 32 6.89-7.86 -> 4.10-4.42; 50
+8.87-13.13 -> 7.17-9.29; 63 9.67-14.13 -> 8.99-10.38. PyTorch's forward +
+backward took (2 threads, same session) 7.7-8.8 ms at C = 10, 1.2-1.8 at
+16, 1.9-3.0 at 32 and 3.6-4.6 at 50: from C = 16 this is still slower
+than PyTorch. At C = 32, 1 thread, a row costs 99 ns with the tile in
+cache, 110 from memory, 127 in the row driver and 139-142 in the public
+call (of which ``rowwise.first_dead_row``'s pass over the rows, before the
+kernel, 7.6).
 
 **Rows of GROUP_C to ROW32_MIN - 1 classes** (``group_rows``, the same
 scope otherwise) are ``rowlanes.ce_row32``'s algorithm with its per-row
 fixed cost spread over groups of TILE_ROWS rows: the maximum, the float32
 terms and their float64 sum per row, the row scalars of the group's rows
-side by side (vector lanes across rows, as the tiles' step 4), then the
+side by side (vector lanes across rows, as ``lane_rows``' step 5), then the
 gradient per row. Its sum (``_short_sum``: 32 lanes, then a fixed tree) is
 another order than ``ce_row32``'s, so these rows have their own bits,
 independent of the rows beside them (tests/test_multiclass.py); the
@@ -69,24 +92,21 @@ from fastloss.cpu.rowlanes import (
     _UNSCALE,
     ROW32_MIN,
     _terms,
+    _widen,
     lanes_max,
+    lanes_scope,
     scale_terms,
 )
-from fastloss.math._cpu import f32_pair
-from fastloss.math._intrin import wide_vectors
+from fastloss.math._cpu import exp_gap32, f32_pair
+from fastloss.math._intrin import fma32, wide_vectors
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import (
-    _key_float,
-    _order_key,
-    block_width,
     ce_grad_factor,
     ce_label_grad,
     ce_row_scalars,
     ce_value,
     cross_entropy,
-    exp_gap,
     scratch_size,
-    two_sum_add,
 )
 
 
@@ -98,31 +118,33 @@ def _inlined(f):
     return njit(**INLINE_COPY)(f.py_func)
 
 
-_two_sum_add = _inlined(two_sum_add)
 _ce_row_scalars = _inlined(ce_row_scalars)
 _ce_value = _inlined(ce_value)
 _ce_grad_factor = _inlined(ce_grad_factor)
 _ce_label_grad = _inlined(ce_label_grad)
 _f32_pair = _inlined(f32_pair)
 
-#: rows per tile: the vector lanes (two 8-lane float64 vectors per column)
+#: rows per group of ``group_rows``
 TILE_ROWS = 16
-#: rows of at most this many classes take the tiles (at 48 and 64 classes
-#: they measured no clear gain over the row formula)
-TILE_C = 32
-
-#: float64 elements between the tile's buffers beyond their length
-SKEW = 24
-
-_INF = np.inf
-
-
-#: rows of GROUP_C to ``rowlanes.ROW32_MIN`` - 1 classes take ``group_rows``
-#: (its loops need a row of at least ``rowlanes._MAIN``)
+#: rows of fewer classes than GROUP_C take ``lane_rows`` (its loops need no
+#: minimum row length); rows of GROUP_C to ``rowlanes.ROW32_MIN`` - 1
+#: classes take ``group_rows`` (its loops need a row of at least
+#: ``rowlanes._MAIN``)
 GROUP_C = _MAIN
+#: rows per tile of ``lane_rows``: one per lane of a 512-bit float32
+#: vector (32 and 64 rows measured the same at C = 32)
+LANE_ROWS = 16
+#: ``lane_rows``' per-lane vectors (float64 each, LANE_ROWS long)
+_LANE_VECTORS = 10
 #: ``group_rows``' per-row vectors (float64 each, TILE_ROWS long) and lanes
 _GROUP_VECTORS = 10
 _LANES = 32
+
+
+def _lane_scratch(c: int) -> int:
+    """``lane_rows``' float64 scratch after the row formula's: its per-lane
+    vectors (its tile buffers are its own arrays)."""
+    return _LANE_VECTORS * LANE_ROWS
 
 
 def _group_scratch(c: int) -> int:
@@ -133,20 +155,23 @@ def _group_scratch(c: int) -> int:
 
 def scratch(c: int) -> int:
     """float64 scratch per chunk for rows of c classes: the row formulas'
-    (``scratch_size``), or the tile's three buffers and eight per-row
-    vectors if that is more; rows for ``group_rows`` have its own after
-    the row formula's (which it calls for rows outside its scope)."""
-    tile = 3 * (TILE_ROWS * block_width(c) + SKEW) + 8 * TILE_ROWS if c <= TILE_C else 0
-    group = _group_scratch(c) if GROUP_C <= c < ROW32_MIN else 0
-    return max(scratch_size(c) + group, tile)
+    (``scratch_size``), and after it ``lane_rows``' or ``group_rows``' own
+    for the rows they take (they call the row formula for rows outside
+    their scope)."""
+    if 1 <= c < GROUP_C:
+        return scratch_size(c) + _lane_scratch(c)
+    if GROUP_C <= c < ROW32_MIN:
+        return scratch_size(c) + _group_scratch(c)
+    return scratch_size(c)
 
 
 def tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
               stop, vals, store_vals, s, comp):  # pragma: no cover - replaced by the overload
-    """(True, s, comp) after ``tile_rows`` when it computes this chunk (see
+    """(True, s, comp) after ``lane_rows`` or ``group_rows`` when one of them
+    computes this chunk (see
     the module doc), else (False, s, comp) having done nothing: for every
     formula but cross_entropy on float32 data a constant, so the row driver
-    compiles the tiles for that one kernel only."""
+    compiles them for that one kernel only."""
     raise NotImplementedError
 
 
@@ -166,9 +191,9 @@ def _tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, s
         c = x.shape[1]
         if not (t.shape[1] == 0 and p0 == 0.0 and p1 == 0.0):
             return False, s, comp
-        if 1 <= c <= TILE_C:
-            s, comp = tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg,
-                                buf, start, stop, vals, store_vals, s, comp)
+        if 1 <= c < GROUP_C:
+            s, comp = lane_rows(x, lab, t, w, p2, p3, ignore, use_ignore, gdiv, g, sg, buf,
+                                start, stop, vals, store_vals, s, comp)
             return True, s, comp
         if GROUP_C <= c < ROW32_MIN:
             s, comp = group_rows(x, lab, t, w, p2, p3, ignore, use_ignore, gdiv, g, sg, buf,
@@ -186,117 +211,204 @@ def _row_vectors(buf, o, k):
     return buf[o:o + k * TILE_ROWS].reshape(k, TILE_ROWS)
 
 
-@njit(**JIT)
-def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start, stop,
-              vals, store_vals, s, comp):
-    """Rows start..stop-1 of x (float32, C <= TILE_C) by tiles of
-    TILE_ROWS: gradients into g (when sg), values into vals (when
-    store_vals), and the values added to the compensated sum (s, comp) in
-    row order; returns (s, comp). p0..p3 as for ``cross_entropy`` (eps = 0,
-    z = 0 here); buf: float64 scratch of ``scratch(C)`` elements."""
+# --- rows of 1 to GROUP_C - 1 classes ------------------------------------------
+
+#: ``multiclass.scratch_size`` in compiled code
+_scratch_size = njit(**JIT)(scratch_size)
+_ZERO32 = np.float32(0.0)
+_ONE32 = np.float32(1.0)
+
+
+@njit(**{**JIT, "forceinline": True})
+def _spread(a, c):
+    """a[j LANE_ROWS + r] = a[r] for the c classes of a tile buffer: its
+    first class copied by doubling (each copy from one part of a into
+    another, which LLVM vectorizes; an element at a time from a lane vector
+    ran scalar, 1 cycle an element)."""
     wide_vectors()
-    R = TILE_ROWS
+    cr = c * LANE_ROWS
+    w = LANE_ROWS
+    while w < cr:
+        k = min(w, cr - w)
+        src = a[:k]
+        dst = a[w:w + k]
+        for i in range(k):
+            dst[i] = src[i]
+        w += k
+
+
+@njit(**{**JIT, "forceinline": True})
+def _lane_max(xt, fa, c):
+    """Each lane's maximum over the c classes of the tile xt (NaN where the
+    lane holds one; -0 and +0 alike) in fa's last LANE_ROWS elements, which
+    it returns: running maxima, class by class (fa[k] = max(fa[k - R],
+    xt[k])). This loop stays scalar (the index k - R hides the distance
+    from LLVM), ~1 cycle an element; trees of vectorized loops over
+    the classes measured slower on tiles this small (C = 32: 12-14 against
+    7 ns a row), their loops' set-up and overlap checks dominating."""
+    R = LANE_ROWS
+    for k in range(R):
+        fa[k] = xt[k]
+    for k in range(R, c * R):
+        a = xt[k]
+        b = fa[k - R]
+        fa[k] = a if (a > b or a != a) else b
+    return fa[(c - 1) * R:]
+
+
+@njit(**{**JIT, "forceinline": True})
+def _lane_sums(et, sa, ca, c):
+    """(sums, counts): per lane of the tile's terms et (c classes), the sum
+    in float64 of the terms below 2^64 and the count (float32) of those
+    equal to it (``rowlanes._widen``), as running sums class by class
+    (``_lane_max``: scalar, and faster than trees here): the last
+    LANE_ROWS elements of sa and ca. Relative error ~c 2^-53."""
+    R = LANE_ROWS
+    for k in range(R):
+        e = et[k]
+        sa[k] = _widen(e)
+        ca[k] = _ONE32 if e == _TOP else _ZERO32
+    for k in range(R, c * R):
+        e = et[k]
+        sa[k] = sa[k - R] + _widen(e)
+        ca[k] = ca[k - R] + (_ONE32 if e == _TOP else _ZERO32)
+    return sa[(c - 1) * R:], ca[(c - 1) * R:]
+
+
+@njit(**JIT)
+def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf, start, stop,
+              vals, store_vals, s, comp):
+    """Rows start..stop-1 of x (float32, 1 <= C < GROUP_C, integer labels, no
+    smoothing, no z-loss) by tiles of LANE_ROWS rows, one row per vector lane
+    (module doc): gradients into g (when sg), values into vals (when
+    store_vals), and the values added to the compensated sum (s, comp) in
+    row order; returns (s, comp). buf: float64 scratch of ``scratch(C)``.
+
+    A row outside the float32 lanes' scope (``rowlanes.lanes_scope``: w_y /
+    gdiv out of range, |max| >= 2^24, +-inf or a NaN anywhere) takes
+    ``multiclass.cross_entropy`` from its transposed copy, after the tile's
+    gradient is written (g may be x). Ignored rows: value 0, zero
+    gradient. A short last tile repeats its last row in the lanes past it
+    (computed, dropped)."""
+    wide_vectors()
+    R = LANE_ROWS
     c = x.shape[1]
-    wd = block_width(c)
     n = np.float64(c)
-    # three tile buffers, each SKEW float64 past a multiple of R wd: a load
-    # from one and a store to another exactly 4 KiB apart would alias in the
-    # CPU's store-to-load forwarding (a precaution, not measured on its own).
-    # buf has ``scratch(C)`` float64
-    tw = R * wd + SKEW
-    xb = buf[:R * wd]  # X[j, r] at j R + r
-    kb = buf[tw:tw + R * wd]  # the kept terms e^(x_j - m) (1 at m)
-    eb = buf[2 * tw:2 * tw + R * wd]  # the summed terms (0 at m, and past C)
-    o = 3 * tw
-    # per row: maximum, count, value, gradient factor, label's entry, x_y,
-    # w_y, and kn: 1 where the maxima are counted (0: a NaN maximum)
-    mk, kc, rv, rf, gy, xy, wy, kn = _row_vectors(buf, o, 8)
+    cr = c * R
+    o = _scratch_size(c)
+    rb = buf[:o]
+    # per lane: label's logit and weight, the maximum, the sum and count
+    # (``rowlanes``, pass 3), the value, the gradient factor's float32
+    # pair, the label's gradient entry, and md: 0 lanes, 1 the row formula,
+    # 2 ignored or past stop. One view: the lanes' loops over several
+    # separate arrays needed more runtime overlap checks than LLVM makes,
+    # and stayed scalar
+    xy, wy, mk, sv, kv, rv, fh, fl, gy, md = buf[o:o + _LANE_VECTORS * R].reshape(
+        _LANE_VECTORS, R)
+    # the tile's buffers, class-major (element j R + r is row r's class j).
+    # Separate arrays: as views of buf, LLVM saw one base pointer at
+    # unknown offsets and vectorized none of the loops over them
+    xt = np.empty(cr, np.float32)  # the logits
+    et = np.empty(cr, np.float32)  # the terms E, then the gradient
+    fa = np.empty(cr, np.float32)  # running maxima, then m and fh in every class
+    fb = np.empty(cr, np.float32)  # fl in every class
+    sa = np.empty(cr, np.float64)  # running sums
+    ca = np.empty(cr, np.float32)  # running counts
+    xrow = np.empty(c, np.float32)  # a row for the row formula
+    xf = x.reshape(-1)
+    gf = g.reshape(-1)
     for r0 in range(start, stop, R):
         nr = min(R, stop - r0)
-        # the tile, transposed; rows past nr are zeros (computed, dropped)
-        for r in range(R):
-            if r < nr:
-                xr = x[r0 + r]
-                for j in range(c):
-                    xb[j * R + r] = np.float64(xr[j])
-            else:
-                for j in range(c):
-                    xb[j * R + r] = 0.0
-        # the label's logit and weight (label 0 for ignored rows)
+        xs = xf[r0 * c:(r0 + nr) * c]
+        # 1. the tile, transposed (class by class: 1 cycle an element, as
+        #    row by row, and the scalar stores land on one line)
+        if nr == R:
+            for j in range(c):
+                xj = xt[j * R:(j + 1) * R]
+                for r in range(R):
+                    xj[r] = xs[r * c + j]
+        else:
+            for j in range(c):
+                xj = xt[j * R:(j + 1) * R]
+                for r in range(R):
+                    xj[r] = xs[min(r, nr - 1) * c + j]
         for r in range(R):
             y = lab[r0 + r] if r < nr else 0
+            mode = 0.0 if r < nr else 2.0
             if use_ignore and y == ignore:
                 y = 0
-            xy[r] = xb[y * R + r]
+                mode = 2.0
+            xy[r] = np.float64(xt[y * R + r])
             wy[r] = np.float64(w[y])
-        # 1. the block maximum (order keys, as ``_block_max``); m stays -inf
-        #    when it is not above -inf (a NaN maximum), as ``row_lse_state``
-        #    (the float32 values' keys, held in float64: exact, |key| < 2^31)
+            md[r] = mode
+        # 2. each lane's maximum, and its scope
+        ml = _lane_max(xt, fa, c)
         for r in range(R):
-            mk[r] = np.float64(_order_key(np.float32(xb[r])))
-        for j in range(1, c):
-            for r in range(R):
-                kj = np.float64(_order_key(np.float32(xb[j * R + r])))
-                mk[r] = kj if kj > mk[r] else mk[r]
+            m = np.float64(ml[r])
+            if md[r] == 0.0 and not lanes_scope(m, wy[r], gdiv, n):
+                md[r] = 1.0
+            mk[r] = m if md[r] == 0.0 else 0.0
         for r in range(R):
-            bm = _key_float(np.int64(mk[r]), x)
-            m = bm if bm > -_INF else -_INF
-            mk[r] = m
-            kc[r] = 0.0
-            kn[r] = 1.0 if bm == m else 0.0
-        # 2. the count of maxima, the kept terms and the summed terms
-        for j in range(c):
-            for r in range(R):
-                v = xb[j * R + r]
-                m = mk[r]
-                kc[r] += 1.0 if v == m else 0.0
-                e = exp_gap(v, m, False)
-                kb[j * R + r] = e
-                eb[j * R + r] = 0.0 if v == m else e
-        for j in range(c * R, wd * R):
-            eb[j] = 0.0
-        # 3. the pairwise tree of ``_pair_sum`` over wd terms, per row
-        h = wd
-        while h >= 8:
-            h >>= 3
-            for jj in range(h):
-                for r in range(R):
-                    a0 = eb[jj * R + r] + eb[(h + jj) * R + r]
-                    a1 = eb[(2 * h + jj) * R + r] + eb[(3 * h + jj) * R + r]
-                    a2 = eb[(4 * h + jj) * R + r] + eb[(5 * h + jj) * R + r]
-                    a3 = eb[(6 * h + jj) * R + r] + eb[(7 * h + jj) * R + r]
-                    eb[jj * R + r] = (a0 + a1) + (a2 + a3)
-        while h > 1:
-            h >>= 1
-            for jj in range(h):
-                for r in range(R):
-                    eb[jj * R + r] = eb[jj * R + r] + eb[(h + jj) * R + r]
-        # 4. the row scalars (``cross_entropy`` with eps = z = 0)
+            fa[r] = np.float32(mk[r])
+        _spread(fa, c)
+        # 3. the terms E_j = e^(x_j - m) 2^64 (``rowlanes``, pass 2)
+        for k in range(cr):
+            m32 = fa[k]
+            et[k] = exp_gap32(xt[k], m32, -m32, m32 - _RANGE32)
+        # 4. per lane, the sum of the terms below 2^64 (float64) and the
+        #    count of those equal to it (``rowlanes``, pass 3), by a tree
+        sl, cl = _lane_sums(et, sa, ca, c)
         for r in range(R):
-            s0, c0 = _two_sum_add(0.0, 0.0, eb[r])
-            k0 = kc[r] if kn[r] != 0.0 else 0.0
-            nll, l1, lse, a1, a2, a, denom, ec = _ce_row_scalars(mk[r], s0, c0, k0, xy[r], wy[r],
-                                                                p0, p1, p3, n)
-            rv[r] = _ce_value(a1, nll, p0, ec, 0.0, 0.0, 1.0, p3, l1, p1, lse, mk[r])
-            rf[r] = _ce_grad_factor(a, denom, gdiv)
-            # p_y enters with a2 = (eps/C) sum(w) + 2 z lse only, 0 here
-            # (eps = z = 0, finite weights): the formula's p_y is 0 too
+            sv[r] = sl[r]
+            kv[r] = np.float64(cl[r])
+        # 5. the row scalars, the lanes side by side (``ce_row32``'s, eps = z = 0)
+        for r in range(R):
+            nll, l1, lse, a1, a2, a, denom, ec = _ce_row_scalars(
+                mk[r], sv[r] * _UNSCALE, 0.0, kv[r], xy[r], wy[r], 0.0, 0.0, wsum, n)
+            rv[r] = _ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, wsum, l1, 0.0, lse, mk[r])
+            h, lo = _f32_pair(_ce_grad_factor(a, denom, gdiv) * _UNSCALE)
+            fh[r] = np.float64(h)
+            fl[r] = np.float64(lo)
             gy[r] = _ce_label_grad(a1, a2, 0.0, ec, wy[r], nll, gdiv)
-        # 5. gradients (x is fully read: g may be x), values in row order
+        # 6. the gradient g_j = fma(E_j, fh, E_j fl) (``rowlanes``, pass 4),
+        #    transposed back into g (x is fully read: g may be x)
+        if sg:
+            for r in range(R):
+                fa[r] = np.float32(fh[r])
+                fb[r] = np.float32(fl[r])
+            _spread(fa, c)
+            _spread(fb, c)
+            for k in range(cr):
+                e = et[k]
+                et[k] = fma32(e, fa[k], e * fb[k])
+            gs = gf[r0 * c:(r0 + nr) * c]
+            if nr == R:
+                for j in range(c):
+                    ej = et[j * R:(j + 1) * R]
+                    for r in range(R):
+                        gs[r * c + j] = ej[r]
+            else:
+                for j in range(c):
+                    ej = et[j * R:(j + 1) * R]
+                    for r in range(nr):
+                        gs[r * c + j] = ej[r]
+        # 7. per row: the label's entry, ignored rows, the rows outside the
+        #    scope; values in row order
         for r in range(nr):
-            y = lab[r0 + r]
-            ignored = use_ignore and y == ignore
-            v = 0.0 if ignored else rv[r]
-            if sg:
+            mode = md[r]
+            if mode == 1.0:
+                for j in range(c):
+                    xrow[j] = xt[j * R + r]
+                rv[r] = cross_entropy(xrow, lab[r0 + r], t[r0 + r], w, 0.0, 0.0, wsum_lo, wsum,
+                                      gdiv, g[r0 + r], sg, rb)
+            elif sg:
                 gr = g[r0 + r]
-                if ignored:
+                if mode == 2.0:
                     for j in range(c):
                         gr[j] = 0.0
                 else:
-                    f = rf[r]
-                    for j in range(c):
-                        gr[j] = kb[j * R + r] * f
-                    gr[y] = gy[r]
+                    gr[lab[r0 + r]] = gy[r]
+            v = 0.0 if mode == 2.0 else rv[r]
             if store_vals:
                 vals[r0 + r] = v
             s, comp = neumaier_add(s, comp, v)
@@ -304,9 +416,6 @@ def tile_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf
 
 
 # --- rows of GROUP_C to ROW32_MIN - 1 classes ----------------------------------
-
-#: ``multiclass.scratch_size`` in compiled code
-_scratch_size = njit(**JIT)(scratch_size)
 
 
 @njit(**JIT)

@@ -106,8 +106,8 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
         buf = borrow(owner)
         s = 0.0
         comp = 0.0
-        # rows of few classes several at a time (float32 cross_entropy only;
-        # the same bits as the row formula below)
+        # rows of few classes several at a time (float32 cross_entropy
+        # only, on float32 lanes: ``rowtiles``)
         tiled, s, comp = tile_pass(fid, bx, lab, bt, bw, p0, p1, p2, p3, ignore, use_ignore, gdiv,
                                    bg, store_grad, buf, start, stop, vals, store_vals, s, comp)
         for r in range(start, stop if not tiled else start):
