@@ -124,6 +124,21 @@ _ce_grad_factor = _inlined(ce_grad_factor)
 _ce_label_grad = _inlined(ce_label_grad)
 _f32_pair = _inlined(f32_pair)
 
+
+@njit(**INLINE_COPY)
+def _lane_scalars(m, s, k, xy, wy, wsum, n, gdiv):
+    """``ce_row32``'s row scalars (eps = z = 0) of a row of n classes from
+    its maximum m, the sum s of its terms below 2^64 (scaled by 2^64) and
+    their count k equal to it, its label's logit xy and weight wy: (value,
+    the gradient factor's float32 pair as float64, the label's gradient
+    entry). Inlined (``_inlined``), so that the callers' loops over their
+    rows' lanes vectorize; ``ce_row32`` makes the same calls for one row."""
+    nll, l1, lse, a1, a2, a, denom, ec = _ce_row_scalars(m, s * _UNSCALE, 0.0, k, xy, wy, 0.0,
+                                                        0.0, wsum, n)
+    v = _ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, wsum, l1, 0.0, lse, m)
+    h, lo = _f32_pair(_ce_grad_factor(a, denom, gdiv) * _UNSCALE)
+    return v, np.float64(h), np.float64(lo), _ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv)
+
 #: rows per group of ``group_rows``
 TILE_ROWS = 16
 #: rows of fewer classes than GROUP_C take ``lane_rows`` (its loops need no
@@ -365,13 +380,8 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
             kv[r] = np.float64(cl[r])
         # 5. the row scalars, the lanes side by side (``ce_row32``'s, eps = z = 0)
         for r in range(R):
-            nll, l1, lse, a1, a2, a, denom, ec = _ce_row_scalars(
-                mk[r], sv[r] * _UNSCALE, 0.0, kv[r], xy[r], wy[r], 0.0, 0.0, wsum, n)
-            rv[r] = _ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, wsum, l1, 0.0, lse, mk[r])
-            h, lo = _f32_pair(_ce_grad_factor(a, denom, gdiv) * _UNSCALE)
-            fh[r] = np.float64(h)
-            fl[r] = np.float64(lo)
-            gy[r] = _ce_label_grad(a1, a2, 0.0, ec, wy[r], nll, gdiv)
+            rv[r], fh[r], fl[r], gy[r] = _lane_scalars(mk[r], sv[r], kv[r], xy[r], wy[r], wsum,
+                                                       n, gdiv)
         # 6. the gradient g_j = fma(E_j, fh, E_j fl) (``rowlanes``, pass 4),
         #    transposed back into g (x is fully read: g may be x)
         if sg:
@@ -537,13 +547,8 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
                     sm[r], kc[r] = _short_sum(g[r0 + r], acc)
         # 2. the row scalars, the rows side by side (``ce_row32``'s, eps = z = 0)
         for r in range(R):
-            nll, l1, lse, a1, a2, a, denom, ec = _ce_row_scalars(
-                mk[r], sm[r] * _UNSCALE, 0.0, kc[r], xy[r], wy[r], 0.0, 0.0, wsum, n)
-            v = _ce_value(a1, nll, 0.0, ec, 0.0, 0.0, 1.0, wsum, l1, 0.0, lse, mk[r])
-            h, lo = _f32_pair(_ce_grad_factor(a, denom, gdiv) * _UNSCALE)
-            fh[r] = np.float64(h)
-            fl[r] = np.float64(lo)
-            gy[r] = _ce_label_grad(a1, a2, 0.0, ec, wy[r], nll, gdiv)
+            v, fh[r], fl[r], gy[r] = _lane_scalars(mk[r], sm[r], kc[r], xy[r], wy[r], wsum, n,
+                                                   gdiv)
             rv[r] = v if md[r] == 0.0 else rv[r]
         # 3. per row: the gradient, the label's entry; values in row order
         for r in range(nr):
