@@ -150,14 +150,24 @@ GROUP_C = _MAIN
 #: vector (16, 32 and 64 rows: 144, 136 and 139 ns a row at C = 32, 1
 #: thread, from memory, within this machine's noise)
 LANE_ROWS = 16
-#: ``lane_rows``' per-lane vectors (float64 each, LANE_ROWS long)
+#: the per-lane (``lane_rows``) or per-row (``group_rows``) scalars of a
+#: tile or group, float64 vectors of LANE_ROWS (= TILE_ROWS) elements in
+#: one array, vector k from k LANE_ROWS: the label's logit and weight, the
+#: maximum, the terms' sum and count (``rowlanes``, pass 3), the value, the
+#: gradient factor's float32 pair, the label's gradient entry, and the mode
+#: (0 lanes, 1 the row formula, 2 ignored or past stop). Indexed from one
+#: pointer at constant offsets, LLVM vectorizes the row scalars' loop over
+#: them (``_lane_scalars``); as rows of a (10, 16) view (ten arrays, offsets
+#: unknown to LLVM) that loop stayed scalar: 41 against 6.6 ns a row alone,
+#: lane_rows at C = 32 99 against 67 ns a row (1 thread, in cache)
 _LANE_VECTORS = 10
-#: ``group_rows``' per-row vectors (float64 each, TILE_ROWS long) and lanes
-_GROUP_VECTORS = 10
+_XY, _WY, _MX, _SM, _KC, _RV, _FH, _FL, _GY, _MD = range(0, _LANE_VECTORS * LANE_ROWS, LANE_ROWS)
+assert TILE_ROWS == LANE_ROWS
+#: ``group_rows``' sum lanes (``_short_sum``)
 _LANES = 32
 
 
-def _lane_scratch(c: int) -> int:
+def _lane_scratch() -> int:
     """``lane_rows``' float64 scratch after the row formula's: its per-lane
     vectors (its tile buffers are its own arrays)."""
     return _LANE_VECTORS * LANE_ROWS
@@ -165,8 +175,9 @@ def _lane_scratch(c: int) -> int:
 
 def _group_scratch(c: int) -> int:
     """``group_rows``' float64 scratch after the row formula's: the per-row
-    vectors, the sum's lanes and a float32 row of terms."""
-    return _GROUP_VECTORS * TILE_ROWS + 2 * _LANES + 8 + (c + 1) // 2 + 1
+    vectors, the sum's lanes (aligned to a 64-byte line) and a float32 row
+    of terms."""
+    return _LANE_VECTORS * TILE_ROWS + 2 * _LANES + 8 + (c + 1) // 2 + 1
 
 
 def scratch(c: int) -> int:
@@ -175,7 +186,7 @@ def scratch(c: int) -> int:
     for the rows they take (they call the row formula for rows outside
     their scope)."""
     if 1 <= c < GROUP_C:
-        return scratch_size(c) + _lane_scratch(c)
+        return scratch_size(c) + _lane_scratch()
     if GROUP_C <= c < ROW32_MIN:
         return scratch_size(c) + _group_scratch(c)
     return scratch_size(c)
@@ -217,14 +228,6 @@ def _tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, s
             return True, s, comp
         return False, s, comp
     return impl
-
-
-@njit(**{**JIT, "forceinline": True})
-def _row_vectors(buf, o, k):
-    """k per-row vectors (TILE_ROWS float64 each) of a tile's or group's
-    scratch from offset o, as the rows of a (k, TILE_ROWS) view (the caller
-    unpacks them)."""
-    return buf[o:o + k * TILE_ROWS].reshape(k, TILE_ROWS)
 
 
 # --- rows of 1 to GROUP_C - 1 classes ------------------------------------------
@@ -313,15 +316,8 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
     cr = c * R
     o = _scratch_size(c)
     rb = buf[:o]
-    # per lane: label's logit and weight, the maximum, the sum and count
-    # (``rowlanes``, pass 3), the value, the gradient factor's float32
-    # pair, the label's gradient entry, and md: 0 lanes, 1 the row formula,
-    # 2 ignored or past stop. One view (fixed offsets), as group_rows': with
-    # separate arrays the row scalars' loop measured about twice as slow
-    # (C = 32: ~40 against 21 ns a row), more runtime overlap checks than
-    # LLVM makes
-    xy, wy, mk, sv, kv, rv, fh, fl, gy, md = buf[o:o + _LANE_VECTORS * R].reshape(
-        _LANE_VECTORS, R)
+    # per lane: the vectors _XY ... _MD of one array (``_LANE_VECTORS``)
+    lv = buf[o:o + _LANE_VECTORS * R]
     # the tile's buffers, class-major (element j R + r is row r's class j).
     # Separate arrays: as views of buf, LLVM saw one base pointer at
     # unknown offsets and vectorized none of the loops over them
@@ -355,18 +351,18 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
             if use_ignore and y == ignore:
                 y = 0
                 mode = 2.0
-            xy[r] = np.float64(xt[y * R + r])
-            wy[r] = np.float64(w[y])
-            md[r] = mode
+            lv[_XY + r] = np.float64(xt[y * R + r])
+            lv[_WY + r] = np.float64(w[y])
+            lv[_MD + r] = mode
         # 2. each lane's maximum, and its scope
         ml = _lane_max(xt, fa, c)
         for r in range(R):
             m = np.float64(ml[r])
-            if md[r] == 0.0 and not lanes_scope(m, wy[r], gdiv, n):
-                md[r] = 1.0
-            mk[r] = m if md[r] == 0.0 else 0.0
+            if lv[_MD + r] == 0.0 and not lanes_scope(m, lv[_WY + r], gdiv, n):
+                lv[_MD + r] = 1.0
+            lv[_MX + r] = m if lv[_MD + r] == 0.0 else 0.0
         for r in range(R):
-            fa[r] = np.float32(mk[r])
+            fa[r] = np.float32(lv[_MX + r])
         _spread(fa, c)
         # 3. the terms E_j = e^(x_j - m) 2^64 (``rowlanes``, pass 2)
         for k in range(cr):
@@ -376,18 +372,18 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
         #    count of those equal to it (``rowlanes``, pass 3), by a tree
         sl, cl = _lane_sums(et, sa, ca, c)
         for r in range(R):
-            sv[r] = sl[r]
-            kv[r] = np.float64(cl[r])
+            lv[_SM + r] = sl[r]
+            lv[_KC + r] = np.float64(cl[r])
         # 5. the row scalars, the lanes side by side (``ce_row32``'s, eps = z = 0)
         for r in range(R):
-            rv[r], fh[r], fl[r], gy[r] = _lane_scalars(mk[r], sv[r], kv[r], xy[r], wy[r], wsum,
-                                                       n, gdiv)
+            lv[_RV + r], lv[_FH + r], lv[_FL + r], lv[_GY + r] = _lane_scalars(
+                lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r], lv[_WY + r], wsum, n, gdiv)
         # 6. the gradient g_j = fma(E_j, fh, E_j fl) (``rowlanes``, pass 4),
         #    transposed back into g (x is fully read: g may be x)
         if sg:
             for r in range(R):
-                fa[r] = np.float32(fh[r])
-                fb[r] = np.float32(fl[r])
+                fa[r] = np.float32(lv[_FH + r])
+                fb[r] = np.float32(lv[_FL + r])
             _spread(fa, c)
             _spread(fb, c)
             for k in range(cr):
@@ -407,20 +403,20 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
         # 7. per row: the label's entry, ignored rows, the rows outside the
         #    scope; values in row order
         for r in range(nr):
-            mode = md[r]
+            mode = lv[_MD + r]
             if mode == 1.0:
                 for j in range(c):
                     xrow[j] = xt[j * R + r]
-                rv[r] = cross_entropy(xrow, lab[r0 + r], t[r0 + r], w, 0.0, 0.0, wsum_lo, wsum,
-                                      gdiv, g[r0 + r], sg, rb)
+                lv[_RV + r] = cross_entropy(xrow, lab[r0 + r], t[r0 + r], w, 0.0, 0.0, wsum_lo,
+                                            wsum, gdiv, g[r0 + r], sg, rb)
             elif sg:
                 gr = g[r0 + r]
                 if mode == 2.0:
                     for j in range(c):
                         gr[j] = 0.0
                 else:
-                    gr[lab[r0 + r]] = gy[r]
-            v = 0.0 if mode == 2.0 else rv[r]
+                    gr[lab[r0 + r]] = lv[_GY + r]
+            v = 0.0 if mode == 2.0 else lv[_RV + r]
             if store_vals:
                 vals[r0 + r] = v
             s, comp = neumaier_add(s, comp, v)
@@ -495,11 +491,9 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
     n = np.float64(c)
     o = _scratch_size(c)
     rb = buf[:o]
-    # per row: maximum, sum, count, x_y, w_y, value, the gradient factor's
-    # float32 pair, the label's entry, and md: 0 lanes, 1 the row formula,
-    # 2 ignored or past stop
-    mk, sm, kc, xy, wy, rv, fh, fl, gy, md = _row_vectors(buf, o, _GROUP_VECTORS)
-    o += _GROUP_VECTORS * R
+    # per row: the vectors _XY ... _MD of one array (``_LANE_VECTORS``)
+    lv = buf[o:o + _LANE_VECTORS * R]
+    o += _LANE_VECTORS * R
     # the lanes on a 64-byte line (their vector loads and stores)
     o += (-(buf.ctypes.data // 8 + o)) % 8
     acc = buf[o:o + 2 * _LANES]
@@ -510,12 +504,12 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
         # 1. per row: the maximum, the terms and their sum
         for r in range(R):
             # neutral scalars for the rows step 2 computes and drops
-            mk[r] = 0.0
-            sm[r] = 0.0
-            kc[r] = 1.0
-            xy[r] = 0.0
-            wy[r] = 0.0
-            md[r] = 2.0
+            lv[_MX + r] = 0.0
+            lv[_SM + r] = 0.0
+            lv[_KC + r] = 1.0
+            lv[_XY + r] = 0.0
+            lv[_WY + r] = 0.0
+            lv[_MD + r] = 2.0
             if r >= nr:
                 continue
             y = lab[r0 + r]
@@ -525,43 +519,43 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
             wv = np.float64(w[y])
             m = lanes_max(xr, wv, gdiv)
             if np.isnan(m):
-                md[r] = 1.0
-                rv[r] = cross_entropy(xr, y, t[r0 + r], w, 0.0, 0.0, wsum_lo, wsum, gdiv,
-                                      g[r0 + r], sg, rb)
+                lv[_MD + r] = 1.0
+                lv[_RV + r] = cross_entropy(xr, y, t[r0 + r], w, 0.0, 0.0, wsum_lo, wsum, gdiv,
+                                            g[r0 + r], sg, rb)
                 continue
-            md[r] = 0.0
-            mk[r] = m
-            xy[r] = np.float64(xr[y])  # (read before the gradient: g may be x)
-            wy[r] = wv
+            lv[_MD + r] = 0.0
+            lv[_MX + r] = m
+            lv[_XY + r] = np.float64(xr[y])  # (read before the gradient: g may be x)
+            lv[_WY + r] = wv
             m32 = np.float32(m)
             ts = g[r0 + r] if sg else tsb
             _terms(xr, ts, m32, -m32, m32 - _RANGE32, sg and xr.ctypes.data == ts.ctypes.data)
             if not sg:
-                sm[r], kc[r] = _short_sum(ts, acc)
+                lv[_SM + r], lv[_KC + r] = _short_sum(ts, acc)
         # their sums, a row's after the others' terms: its sum's tail loads
         # straddle its terms' last stores, which then stalled the loads in
         # the store buffer (C = 100: 110 against 50 ns a row)
         if sg:
             for r in range(nr):
-                if md[r] == 0.0:
-                    sm[r], kc[r] = _short_sum(g[r0 + r], acc)
+                if lv[_MD + r] == 0.0:
+                    lv[_SM + r], lv[_KC + r] = _short_sum(g[r0 + r], acc)
         # 2. the row scalars, the rows side by side (``ce_row32``'s, eps = z = 0)
         for r in range(R):
-            v, fh[r], fl[r], gy[r] = _lane_scalars(mk[r], sm[r], kc[r], xy[r], wy[r], wsum, n,
-                                                   gdiv)
-            rv[r] = v if md[r] == 0.0 else rv[r]
+            v, lv[_FH + r], lv[_FL + r], lv[_GY + r] = _lane_scalars(
+                lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r], lv[_WY + r], wsum, n, gdiv)
+            lv[_RV + r] = v if lv[_MD + r] == 0.0 else lv[_RV + r]
         # 3. per row: the gradient, the label's entry; values in row order
         for r in range(nr):
-            mode = md[r]
-            v = 0.0 if mode == 2.0 else rv[r]
+            mode = lv[_MD + r]
+            v = 0.0 if mode == 2.0 else lv[_RV + r]
             if sg and mode != 1.0:
                 gr = g[r0 + r]
                 if mode == 2.0:
                     for j in range(c):
                         gr[j] = 0.0
                 else:
-                    scale_terms(gr, np.float32(fh[r]), np.float32(fl[r]))
-                    gr[lab[r0 + r]] = gy[r]
+                    scale_terms(gr, np.float32(lv[_FH + r]), np.float32(lv[_FL + r]))
+                    gr[lab[r0 + r]] = lv[_GY + r]
             if store_vals:
                 vals[r0 + r] = v
             s, comp = neumaier_add(s, comp, v)
