@@ -35,28 +35,39 @@ independent of the rows beside it. Rows outside the lanes' scope
 The steps' loops are written for what LLVM vectorizes. The tile's buffers
 are separate arrays: as views of one scratch buffer LLVM saw one base
 pointer at unknown offsets and vectorized none of the loops. The per-lane
-scalars share one view (fixed offsets): over separate arrays the row
-scalars' loop measured about twice as slow. A value
+scalars are one array indexed at constant offsets (``_LANE_VECTORS``), so
+that the row scalars' loop vectorizes (tests/test_vectorize.py); as the
+rows of a (10, 16) view, ten arrays at offsets LLVM did not know, it ran
+scalar, 41 against 6.6 ns a row. A value
 spread over a tile's classes is copied by doubling (0.3 against 1 cycle an
 element). The running maxima and sums stay scalar (their index k - R hides
 the dependence distance from LLVM); with trees of vectorized loops
 instead (a level a loop, from one array into another) a row cost more on
-tiles this small (C = 32, tile in cache, 1 thread: 113 against 99 ns),
-their loops' set-up and checks dominating.
+tiles this small (C = 32, tile in cache, 1 thread: 113 against 99 ns, with
+the row scalars still scalar), their loops' set-up and checks dominating.
 
-Measured against the float64 tiles these rows took before (the row
-formula's bits, by float64 lanes across rows; C from 33 the row formula
-itself), public call, float32, (65536, C), ``out=``, alternating processes,
-ms. 1 thread: C = 10 6.99 -> 4.88; 16 9.01 -> 5.61; 32 13.81 -> 9.15; 50
-17.35 -> 14.22; 63 18.76 -> 16.67. 2 threads (two runs): C = 10 3.75-4.24
--> 2.42-2.56; 16 4.79-5.49 -> 2.77-3.09; 32 6.89-7.86 -> 4.10-4.42; 50
-8.87-13.13 -> 7.17-9.29; 63 9.67-14.13 -> 8.99-10.38. PyTorch's forward +
-backward took (2 threads, same session) 7.7-8.8 ms at C = 10, 1.2-1.8 at
-16, 1.9-3.0 at 32 and 3.6-4.6 at 50: from C = 16 this is still slower
-than PyTorch. At C = 32, 1 thread, a row costs 99 ns with the tile in
-cache, 110 from memory, 127 in the row driver and 139-142 in the public
-call (of which ``rowwise.first_dead_row``'s pass over the rows, before the
-kernel, 7.6).
+Public call, float32, (65536, C), ``out=``, 1 thread, ms, two runs
+alternating processes, with PyTorch's forward + backward in the same
+processes:
+
+    C    float64 tiles / row formula   lane_rows     PyTorch
+    10   6.99                          2.53-2.56     15.3-16.1
+    16   9.01                          3.05-3.31     1.98-2.17
+    32   13.81                         6.50-6.65     3.67-4.09
+    50   17.35                         11.02-11.18   6.74-7.35
+    63   18.76                         13.88-14.30   7.16-8.07
+
+(the first column from the session before; lane_rows with the row scalars
+still scalar measured 4.81-4.88, 5.44-5.64, 8.97-9.56, 13.99-14.09 and
+16.63-19.59 alternating with these). At 2 threads: C = 10 1.30-1.54 ms,
+16 1.59-2.13, 32 3.14-4.24, 50 5.87-7.24, 63 8.64-9.44, PyTorch 8.15-8.52,
+1.20-1.76, 2.16-2.97, 4.37-5.81, 4.85-6.15. From C = 16 this is still
+slower than PyTorch. At C = 32, 1 thread, a row costs 67 ns with the
+tile in cache, 80-96 from memory (a software prefetch of the tile two
+ahead, of x or of x and g, measured no better) and 97-109 in the public
+call (``rowwise.first_dead_row``'s pass over the rows before the kernel
+~7). In cache, without a step, a row cost: the gradient (spreads, fma,
+transpose back) 15 ns less, the sums 8, the row scalars 8, the maxima 3.
 
 **Rows of GROUP_C to ROW32_MIN - 1 classes** (``group_rows``, the same
 scope otherwise) are ``rowlanes.ce_row32``'s algorithm with its per-row
@@ -73,11 +84,15 @@ threads): C = 64 2.04-2.06 -> 1.20-1.21 / 1.08-1.11 -> 0.64-0.76; C = 100
 2.67-2.70 -> 1.81-1.82 / 1.39-1.40 -> 0.94; C = 200 3.80-3.82 -> 2.50-2.58
 / 1.93-1.94 -> 1.25-1.31; C = 255 4.24-4.27 -> 2.64-2.70 / 2.14 -> 1.28-1.30.
 PyTorch's forward + backward at 2 threads took 0.36-0.53, 0.63-0.74,
-1.2-1.6 and 1.6-1.8 ms in the same sessions: below C ~ 200 this is still
-slower than PyTorch. In L1 a row of 100 splits as maximum 11 ns, terms 47,
-sum 51, gradient 15. In the kernel the sum costs more: 67-68 ns (the
-kernel alone, 213 ns a row against 145-146 without the sum). Its lanes on a
-64-byte line took the whole row from 238-268 to 204-205 ns.
+1.2-1.6 and 1.6-1.8 ms in the same sessions. With the row scalars
+vectorized (``_LANE_VECTORS``), 1 thread, two runs alternating with the
+code before: C = 64 1.26-1.30 -> 0.90-0.91 ms; 100 1.84-1.92 -> 1.44-1.55;
+200 2.53-2.69 -> 2.19-2.33; 255 2.73-2.83 -> 2.29-2.39, PyTorch 0.68-0.77,
+1.14-1.31, 2.27-2.60 and 3.02-3.09: below C ~ 200 this is still slower
+than PyTorch. In L1 a row of 100 split (before that change) as maximum 11
+ns, terms 47, sum 51, gradient 15. In the kernel the sum costs more:
+67-68 ns (the kernel alone, 213 ns a row against 145-146 without the sum).
+Its lanes on a 64-byte line took the whole row from 238-268 to 204-205 ns.
 """
 
 import numpy as np
