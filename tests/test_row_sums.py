@@ -1,0 +1,75 @@
+"""The float32 lanes' row sums against exact sums (``math.fsum``).
+
+``cpu.rowlanes._row_sum`` and ``_target_sums`` (rows of at least 256
+classes) take a row's first n - n % 256 terms by one radix-8 level and its
+last 256 by another with the indices already summed taken as 0;
+``cpu.rowtiles._short_sum`` (rows of 32 or more) takes whole groups of 32
+and then the row's last 32 likewise. These tests reach every remainder
+kind, with terms equal to 2^64 (counted, not summed), zeros and -inf
+logits, and compare with the exact sums: a term taken twice or not at all
+is off by far more than the bounds in the functions' docstrings.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from fastloss.cpu import rowlanes, rowtiles
+
+RNG = np.random.default_rng(20261125)
+TOP = float(rowlanes._TOP)
+
+
+def _terms(n):
+    """float32 terms as ``exp_gap32`` makes them: in (0, 2^64], a few equal
+    to 2^64 (maxima), some tiny, spread over many binades."""
+    e = np.ldexp(RNG.random(n), RNG.integers(-120, 64, n)).astype(np.float32)
+    e[RNG.integers(0, n, max(1, n // 50))] = TOP
+    return e
+
+
+def _exact(e):
+    below = [float(v) for v in e if v != TOP]
+    return math.fsum(below), int(np.count_nonzero(e == TOP))
+
+
+def _close(got, want, rel):
+    assert abs(got - want) <= rel * abs(want) + 1e-300, (got, want, (got - want) / want)
+
+
+@pytest.mark.parametrize("n", [256, 257, 300, 511, 512, 777, 1000, 1024, 4099])
+def test_row_sum_exact(n):
+    e = _terms(n)
+    s, k = rowlanes._row_sum(e, np.empty(n // 4 + rowlanes._SUM_STEP))
+    want, count = _exact(e)
+    assert k == count
+    _close(s, want, (3 + math.log2(n)) * 2.0 ** -53)
+
+
+@pytest.mark.parametrize("n", [32, 33, 63, 64, 65, 100, 127, 200, 255])
+def test_short_sum_exact(n):
+    e = _terms(n)
+    s, k = rowtiles._short_sum(e, np.empty(2 * rowtiles._LANES))
+    want, count = _exact(e)
+    assert k == count
+    _close(s, want, (n / rowtiles._LANES + 6) * 2.0 ** -53)
+
+
+@pytest.mark.parametrize("n", [256, 300, 1000, 1024, 1500])
+def test_target_sums_exact(n):
+    """(T, S) = (sum t_j, sum t_j (m - x_j)) with zero targets, -inf logits
+    under zero targets (0 log 0 = 0) and a row not a multiple of 256 (the
+    tail's loop, with the indices already summed taken as 0)."""
+    x = (3 * RNG.standard_normal(n)).astype(np.float32)
+    t = RNG.random(n).astype(np.float32)
+    t[RNG.integers(0, n, n // 5)] = 0.0
+    x[np.flatnonzero(t == 0.0)[:3]] = -np.inf
+    m = float(x.max())
+    ne = n // 4 + rowlanes._SUM_STEP
+    tt, sv = rowlanes._target_sums(x, t, m, np.empty(ne), np.empty(ne))
+    want_t = math.fsum(float(v) for v in t)
+    want_s = math.fsum(float(tv) * (m - float(xv)) for tv, xv in zip(t, x) if tv != 0.0)
+    rel = (3 + math.log2(n)) * 2.0 ** -53
+    _close(tt, want_t, rel)
+    _close(sv, want_s, rel)
