@@ -384,7 +384,7 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
             m32 = fa[k]
             et[k] = exp_gap32(xt[k], m32, -m32, m32 - _RANGE32)
         # 4. per lane, the sum of the terms below 2^64 (float64) and the
-        #    count of those equal to it (``rowlanes``, pass 3), by a tree
+        #    count of those equal to it (``rowlanes``, pass 3), running sums
         sl, cl = _lane_sums(et, sa, ca, c)
         for r in range(R):
             lv[_SM + r] = sl[r]
@@ -489,8 +489,8 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
     longer row, by groups of TILE_ROWS rows: per row the maximum, the terms
     (into the gradient row, or a scratch row without a gradient) and their
     sum (``_short_sum``); then the row scalars of the group's rows side by
-    side (the inlined row pieces: vector lanes across rows, as the tiles'
-    step 4); then per row the gradient and the label's entry. With a
+    side (``_lane_scalars``: vector lanes across rows, as ``lane_rows``'
+    step 5); then per row the gradient and the label's entry. With a
     gradient the sums run after all the group's terms (the terms of 16 rows
     of up to 255 float32 stay in L1). Returns the
     compensated sum (s, comp) with the rows' values added in row order.
