@@ -292,3 +292,31 @@ def test_row_tiles_scalars_are_packed(name, c):
          np.empty_like(x), True, np.empty(rowtiles.scratch(c)), 0, n, np.empty(n), False, 0.0, 0.0)
     divs = re.findall(r"^\s*vdivpd\s[^\n]*%[yz]mm", kern.inspect_asm(kern.signatures[0]), re.M)
     assert len(divs) >= 6, len(divs)
+
+
+def test_transpose8_blocks():
+    """``_intrin.transpose8`` (``rowtiles.lane_rows``' tile transposes): an
+    8 x 8 float32 block at any offsets and strides, against NumPy's
+    transpose, writing nothing outside the block; in the machine code its
+    stores are 8 vector stores, no scalar element stores (x86-64 with AVX:
+    ``vmovss`` of an xmm; the wrapper's own stores to the stack aside)."""
+    from fastloss.math._intrin import transpose8
+
+    @numba.njit(cache=False)
+    def block(dst, di, ds, src, si, ss):
+        transpose8(dst, di, ds, src, si, ss)
+
+    rng = np.random.default_rng(8)
+    for di, ds, si, ss in ((0, 8, 0, 8), (3, 16, 5, 10), (17, 9, 1, 63), (0, 31, 12, 8)):
+        src = rng.standard_normal(si + 7 * ss + 8 + 5).astype(np.float32)
+        dst = np.full(di + 7 * ds + 8 + 5, np.nan, np.float32)
+        want = dst.copy()
+        rows = np.stack([src[si + i * ss:si + i * ss + 8] for i in range(8)])
+        for k in range(8):
+            want[di + k * ds:di + k * ds + 8] = rows[:, k]
+        block(dst, di, ds, src, si, ss)
+        np.testing.assert_array_equal(dst.view(np.int32), want.view(np.int32))
+    if _HAS_AVX2:
+        asm = block.inspect_asm(block.signatures[0])
+        stores = re.findall(r"^\s*vmov\w+\s+%ymm\d+, [^\n]*\((?!%rsp)", asm, re.M)
+        assert len(stores) == 8 and not re.search(r"^\s*vmovss\s+%xmm\d+, [^\n]*\(", asm, re.M), asm

@@ -14,7 +14,9 @@ algorithm with one row per vector lane: a tile of LANE_ROWS rows is
 transposed into a class-major float32 buffer (element j R + r is row r's
 class j, R = LANE_ROWS), and every step is a loop over the whole tile:
 
-1. the transpose (scalar, ~1 cycle an element; LLVM makes no gathers here);
+1. the transpose, by 8 x 8 blocks of vector shuffles (``_intrin.transpose8``,
+   C >= 8 and whole tiles; scalar else: LLVM makes no shuffles of an
+   element-wise transpose, ~1 cycle an element);
 2. each lane's maximum, as running maxima class by class (a NaN anywhere
    makes it NaN, and the row leaves the lanes' scope);
 3. the terms E_j = e^(x_j - m) 2^64 (``exp_gap32``, 16 lanes a vector),
@@ -24,8 +26,8 @@ class j, R = LANE_ROWS), and every step is a loop over the whole tile:
 5. the row scalars of the tile's rows side by side (``multiclass``'s
    ``ce_row_scalars``, ``ce_value``, ``ce_grad_factor``, ``ce_label_grad``,
    inlined: vector lanes across rows);
-6. the gradient fma(E_j, fh, E_j fl), transposed back into g, then the
-   label's entries.
+6. the gradient fma(E_j, fh, E_j fl), transposed back into g (as step 1),
+   then the label's entries.
 
 The accuracy is ``ce_row32``'s (its module doc): values and gradients
 within 2 ULP of mpmath (tests/test_multiclass.py), a row's bits
@@ -68,6 +70,12 @@ ahead, of x or of x and g, measured no better) and 97-109 in the public
 call (``rowwise.first_dead_row``'s pass over the rows before the kernel
 ~7). In cache, without a step, a row cost: the gradient (spreads, fma,
 transpose back) 15 ns less, the sums 8, the row scalars 8, the maxima 3.
+With the transposes by 8 x 8 blocks (step 1) a row took, in cache, 1
+thread, against the transposes class by class: C = 10 34 -> 31 ns, 16 43
+-> 36, 32 66 -> 55, 63 114 -> 90; the public call (65536, C), 1 thread,
+two runs alternating: C = 16 3.08-3.10 -> 2.80-2.83 ms, 32 6.32-6.78 ->
+5.21-5.88, 50 11.27-11.42 -> 8.80-9.13, 63 14.27-14.34 -> 10.91-10.99
+(PyTorch 2.04-2.46, 3.62-4.02, 6.94-7.61, 7.64-7.93).
 
 **Rows of GROUP_C to ROW32_MIN - 1 classes** (``group_rows``, the same
 scope otherwise) are ``rowlanes.ce_row32``'s algorithm with its per-row
@@ -113,7 +121,7 @@ from fastloss.cpu.rowlanes import (
     scale_terms,
 )
 from fastloss.math._cpu import exp_gap32, f32_pair
-from fastloss.math._intrin import fma32, wide_vectors
+from fastloss.math._intrin import BLOCK8, fma32, transpose8, wide_vectors
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import (
     ce_grad_factor,
@@ -348,9 +356,17 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
     for r0 in range(start, stop, R):
         nr = min(R, stop - r0)
         xs = xf[r0 * c:(r0 + nr) * c]
-        # 1. the tile, transposed (class by class: 1 cycle an element, as
-        #    row by row, and the scalar stores land on one line)
-        if nr == R:
+        # 1. the tile, transposed: whole tiles by blocks (C = 32, in cache,
+        #    1 thread: 9.0 against 2.6 ns a row), a short tile class by
+        #    class (1 cycle an element, as row by row)
+        if nr == R and c >= BLOCK8:
+            # 8 x 8 blocks; the last at class c - 8 (overlapping the one
+            # before it when 8 does not divide c: its classes copied twice)
+            for jb in range(0, c, BLOCK8):
+                j0 = min(jb, c - BLOCK8)
+                for i0 in range(0, R, BLOCK8):
+                    transpose8(xt, j0 * R + i0, R, xs, i0 * c + j0, c)
+        elif nr == R:
             for j in range(c):
                 xj = xt[j * R:(j + 1) * R]
                 for r in range(R):
@@ -405,7 +421,12 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
                 e = et[k]
                 et[k] = fma32(e, fa[k], e * fb[k])
             gs = gf[r0 * c:(r0 + nr) * c]
-            if nr == R:
+            if nr == R and c >= BLOCK8:
+                for jb in range(0, c, BLOCK8):  # (step 1's blocks)
+                    j0 = min(jb, c - BLOCK8)
+                    for i0 in range(0, R, BLOCK8):
+                        transpose8(gs, i0 * c + j0, c, et, j0 * R + i0, R)
+            elif nr == R:
                 for j in range(c):
                     ej = et[j * R:(j + 1) * R]
                     for r in range(R):
