@@ -1254,6 +1254,35 @@ def test_probability_target_check_deferred_to_the_kernel(c, dtype):
     assert np.isnan(v[3]) and not np.isnan(v[5])
 
 
+@pytest.mark.parametrize("c", [2, 10, 33])
+def test_lane_rows_signed_zero_maximum(c):
+    """``rowtiles.lane_rows`` leaves open which of -0 and +0 is a lane's
+    maximum when both are (``_intrin.lane_max``); the results do not depend
+    on it: a row whose maximum is +0 and -0 at two classes and the row with
+    the two swapped have the same value and gradient, bitwise (the two
+    entries' softmax terms are equal, e^0), wherever the two sit among the
+    lanes' accumulators."""
+    rows, labels = [], []
+    for a in range(min(c, 6)):
+        for b in range(min(c, 6)):
+            if a == b:
+                continue
+            x = -np.abs(RNG.standard_normal(c)).astype(np.float32) - np.float32(0.5)
+            x[a], x[b] = np.float32(0.0), np.float32(-0.0)
+            y = next(j for j in range(c) if j not in (a, b)) if c > 2 else a
+            sw = x.copy()
+            sw[a], sw[b] = x[b], x[a]
+            rows += [x, sw]
+            labels += [y, y]
+    reps = -(-32 // len(rows))  # whole tiles: lane_rows' block and fold paths
+    x = np.tile(np.array(rows), (reps, 1))
+    y = np.tile(np.array(labels), reps)
+    v, g = fl.value_and_grad("cross_entropy", x, y, reduction="none")
+    for r in range(0, x.shape[0], 2):
+        assert v[r:r + 1].view(np.int32) == v[r + 1:r + 2].view(np.int32), r
+        np.testing.assert_array_equal(g[r].view(np.int32), g[r + 1].view(np.int32))
+
+
 @pytest.mark.parametrize("c", [2, 3, 10, 16, 33, 63, 64, 100, 255])
 def test_groups_same_bits_and_routing(c):
     """float32 cross_entropy with labels and C < ROW32_MIN runs

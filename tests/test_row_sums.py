@@ -73,3 +73,60 @@ def test_target_sums_exact(n):
     rel = (3 + math.log2(n)) * 2.0 ** -53
     _close(tt, want_t, rel)
     _close(sv, want_s, rel)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 9, 10, 32, 63])
+def test_lane_sums_skip_in_order(n):
+    """``_intrin.lane_sums_skip`` (``lane_rows``' per-lane sums): lane by
+    lane, the float64 sum of the elements below 2^64 left to right, bitwise
+    that of Python floats, and the count of those equal to 2^64; also
+    with NaN terms (a NaN lane sum)."""
+    from numba import njit
+
+    from fastloss.math._intrin import lane_sums_skip
+
+    w = rowtiles.LANE_ROWS
+
+    @njit(cache=False)
+    def sums(e, n, top, s, k):
+        lane_sums_skip(e, n, top, s, k, w)
+
+    e = _terms(n * w)
+    e[3] = np.nan
+    s, k = np.empty(w), np.empty(w, np.float32)
+    sums(e, n, rowlanes._TOP, s, k)
+    for lane in range(w):
+        col = e[lane::w]
+        want = 0.0 if col[0] == TOP else float(col[0])
+        for v in col[1:]:
+            want += 0.0 if v == TOP else float(v)
+        if lane == 3:
+            assert np.isnan(s[lane])
+        else:
+            assert s[lane] == want
+        assert k[lane] == np.count_nonzero(col == TOP)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 8, 9, 10, 32, 63])
+def test_lane_max(n):
+    """``_intrin.lane_max`` (``lane_rows``' per-lane maxima, four vector
+    accumulators): each lane's maximum as NumPy's, a NaN anywhere in the
+    lane giving NaN, at every place of the maximum and of the NaN."""
+    from numba import njit
+
+    from fastloss.math._intrin import lane_max
+
+    w = rowtiles.LANE_ROWS
+
+    @njit(cache=False)
+    def maxes(x, n, m):
+        lane_max(x, n, m, w)
+
+    for trial in range(4):
+        x = RNG.standard_normal(n * w).astype(np.float32)
+        x[RNG.integers(0, n * w, 2)] = -np.inf
+        x[(trial * 7) % (n * w)] = np.nan
+        m = np.empty(w, np.float32)
+        maxes(x, n, m)
+        want = x.reshape(n, w).max(axis=0)
+        np.testing.assert_array_equal(m, want)

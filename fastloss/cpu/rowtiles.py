@@ -17,12 +17,14 @@ class j, R = LANE_ROWS), and every step is a loop over the whole tile:
 1. the transpose, by 8 x 8 blocks of vector shuffles (``_intrin.transpose8``,
    C >= 8 and whole tiles; scalar else: LLVM makes no shuffles of an
    element-wise transpose, ~1 cycle an element);
-2. each lane's maximum, as running maxima class by class (a NaN anywhere
-   makes it NaN, and the row leaves the lanes' scope);
+2. each lane's maximum, class by class in four vector accumulators
+   (``_intrin.lane_max``; a NaN anywhere makes it NaN, and the row leaves
+   the lanes' scope);
 3. the terms E_j = e^(x_j - m) 2^64 (``exp_gap32``, 16 lanes a vector),
    m spread over the classes;
 4. per lane, the float64 sum of the terms below 2^64 and the count of those
-   equal to it, running class by class (an order fixed by C);
+   equal to it, running class by class in a vector accumulator
+   (``_intrin.lane_sums_skip``; an order fixed by C);
 5. the row scalars of the tile's rows side by side (``multiclass``'s
    ``ce_row_scalars``, ``ce_value``, ``ce_grad_factor``, ``ce_label_grad``,
    inlined: vector lanes across rows);
@@ -42,11 +44,14 @@ that the row scalars' loop vectorizes (tests/test_vectorize.py); as the
 rows of a (10, 16) view, ten arrays at offsets LLVM did not know, it ran
 scalar, 41 against 6.6 ns a row. A value
 spread over a tile's classes is copied by doubling (0.3 against 1 cycle an
-element). The running maxima and sums stay scalar (their index k - R hides
-the dependence distance from LLVM); with trees of vectorized loops
-instead (a level a loop, from one array into another) a row cost more on
-tiles this small (C = 32, tile in cache, 1 thread: 113 against 99 ns, with
-the row scalars still scalar), their loops' set-up and checks dominating.
+element). The transposes, running maxima and running sums are LLVM
+vector code of their own (``fastloss.math._intrin``): written in Python,
+the transposes compile to scalar loads and stores, and the running loops
+(a[k] = a[k - R] op v[k]) stay scalar, the index k - R hiding the
+dependence distance from LLVM; trees of vectorized loops instead (a level
+a loop, from one array into another) cost more on tiles this small (C =
+32, tile in cache, 1 thread: 113 against 99 ns, with the row scalars
+still scalar), their loops' set-up and checks dominating.
 
 Public call, float32, (65536, C), ``out=``, 1 thread, ms, two runs
 alternating processes, with PyTorch's forward + backward in the same
@@ -75,7 +80,14 @@ thread, against the transposes class by class: C = 10 34 -> 31 ns, 16 43
 -> 36, 32 66 -> 55, 63 114 -> 90; the public call (65536, C), 1 thread,
 two runs alternating: C = 16 3.08-3.10 -> 2.80-2.83 ms, 32 6.32-6.78 ->
 5.21-5.88, 50 11.27-11.42 -> 8.80-9.13, 63 14.27-14.34 -> 10.91-10.99
-(PyTorch 2.04-2.46, 3.62-4.02, 6.94-7.61, 7.64-7.93).
+(PyTorch 2.04-2.46, 3.62-4.02, 6.94-7.61, 7.64-7.93). With the maxima
+and sums in vector accumulators as well (steps 2 and 4), in cache: C = 10
+31 -> 28 ns, 32 55 -> 44, 63 90 -> 73-76; the public call against the
+code before this session's changes (two runs alternating): C = 10
+2.40-2.41 -> 2.00-2.03 ms, 16 3.03-3.16 -> 2.35-2.43, 32 6.40-6.94 ->
+4.83-5.18, 50 11.24-11.30 -> 7.29-8.40, 63 14.25-14.49 -> 9.77-11.65
+(PyTorch 15.3-15.4, 2.04-2.20, 3.55-3.96, 6.5-9.7, 7.47-8.16): still
+slower than PyTorch from C = 16.
 
 **Rows of GROUP_C to ROW32_MIN - 1 classes** (``group_rows``, the same
 scope otherwise) are ``rowlanes.ce_row32``'s algorithm with its per-row
@@ -115,13 +127,12 @@ from fastloss.cpu.rowlanes import (
     _UNSCALE,
     ROW32_MIN,
     _terms,
-    _widen,
     lanes_max,
     lanes_scope,
     scale_terms,
 )
 from fastloss.math._cpu import exp_gap32, f32_pair
-from fastloss.math._intrin import BLOCK8, fma32, transpose8, wide_vectors
+from fastloss.math._intrin import BLOCK8, fma32, lane_max, lane_sums_skip, transpose8, wide_vectors
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import (
     ce_grad_factor,
@@ -257,8 +268,6 @@ def _tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, s
 
 #: ``multiclass.scratch_size`` in compiled code
 _scratch_size = njit(**JIT)(scratch_size)
-_ZERO32 = np.float32(0.0)
-_ONE32 = np.float32(1.0)
 
 
 @njit(**{**JIT, "forceinline": True})
@@ -277,44 +286,6 @@ def _spread(a, c):
         for i in range(k):
             dst[i] = src[i]
         w += k
-
-
-@njit(**{**JIT, "forceinline": True})
-def _lane_max(xt, fa, c):
-    """Each lane's maximum over the c classes of the tile xt (NaN where the
-    lane holds one; -0 and +0 alike) in fa's last LANE_ROWS elements, which
-    it returns: running maxima, class by class (fa[k] = max(fa[k - R],
-    xt[k])). This loop stays scalar (the index k - R hides the distance
-    from LLVM), ~1 cycle an element; trees of vectorized loops over
-    the classes measured slower on tiles this small (C = 32: 12-14 against
-    7 ns a row), their loops' set-up and overlap checks dominating."""
-    R = LANE_ROWS
-    for k in range(R):
-        fa[k] = xt[k]
-    for k in range(R, c * R):
-        a = xt[k]
-        b = fa[k - R]
-        fa[k] = a if (a > b or a != a) else b
-    return fa[(c - 1) * R:]
-
-
-@njit(**{**JIT, "forceinline": True})
-def _lane_sums(et, sa, ca, c):
-    """(sums, counts): per lane of the tile's terms et (c classes), the sum
-    in float64 of the terms below 2^64 and the count (float32) of those
-    equal to it (``rowlanes._widen``), as running sums class by class
-    (``_lane_max``: scalar, and faster than trees here): the last
-    LANE_ROWS elements of sa and ca. Relative error ~c 2^-53."""
-    R = LANE_ROWS
-    for k in range(R):
-        e = et[k]
-        sa[k] = _widen(e)
-        ca[k] = _ONE32 if e == _TOP else _ZERO32
-    for k in range(R, c * R):
-        e = et[k]
-        sa[k] = sa[k - R] + _widen(e)
-        ca[k] = ca[k - R] + (_ONE32 if e == _TOP else _ZERO32)
-    return sa[(c - 1) * R:], ca[(c - 1) * R:]
 
 
 @njit(**JIT)
@@ -346,10 +317,11 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
     # unknown offsets and vectorized none of the loops over them
     xt = np.empty(cr, np.float32)  # the logits
     et = np.empty(cr, np.float32)  # the terms E, then the gradient
-    fa = np.empty(cr, np.float32)  # running maxima, then m and fh in every class
+    fa = np.empty(cr, np.float32)  # m, then fh, in every class
     fb = np.empty(cr, np.float32)  # fl in every class
-    sa = np.empty(cr, np.float64)  # running sums
-    ca = np.empty(cr, np.float32)  # running counts
+    ml = np.empty(R, np.float32)  # per lane: the maximum,
+    sl = np.empty(R, np.float64)  # the sum of the terms below 2^64,
+    cl = np.empty(R, np.float32)  # the count of those equal to it
     xrow = np.empty(c, np.float32)  # a row for the row formula
     xf = x.reshape(-1)
     gf = g.reshape(-1)
@@ -385,8 +357,10 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
             lv[_XY + r] = np.float64(xt[y * R + r])
             lv[_WY + r] = np.float64(w[y])
             lv[_MD + r] = mode
-        # 2. each lane's maximum, and its scope
-        ml = _lane_max(xt, fa, c)
+        # 2. each lane's maximum (vector accumulators: ``_intrin.lane_max``;
+        #    of -0 and +0 either, the same bits after; a NaN row leaves the
+        #    lanes), and its scope
+        lane_max(xt, c, ml, R)
         for r in range(R):
             m = np.float64(ml[r])
             if lv[_MD + r] == 0.0 and not lanes_scope(m, lv[_WY + r], gdiv, n):
@@ -400,8 +374,9 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
             m32 = fa[k]
             et[k] = exp_gap32(xt[k], m32, -m32, m32 - _RANGE32)
         # 4. per lane, the sum of the terms below 2^64 (float64) and the
-        #    count of those equal to it (``rowlanes``, pass 3), running sums
-        sl, cl = _lane_sums(et, sa, ca, c)
+        #    count of those equal to it (``rowlanes``, pass 3): running sums,
+        #    class by class, in vector registers (``_intrin.lane_sums_skip``)
+        lane_sums_skip(et, c, _TOP, sl, cl, R)
         for r in range(R):
             lv[_SM + r] = sl[r]
             lv[_KC + r] = np.float64(cl[r])

@@ -321,3 +321,135 @@ def transpose8(typingctx, dst, di, dstride, src, si, sstride):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+def _lane_vector(context, builder, aty, ary, j, vt):
+    """A pointer to vector j (elements j lanes ..) of the 1-D array ary as
+    the LLVM vector type vt of ``lanes`` elements."""
+    i = builder.mul(j, context.get_constant(types.intp, vt.count))
+    ptr = cgutils.get_item_pointer(context, builder, aty, ary, [i], wraparound=False)
+    return builder.bitcast(ptr, vt.as_pointer())
+
+
+def _splat(builder, scalar, vt):
+    """A vector of type vt with every lane the scalar."""
+    undef = ir.Constant(vt, ir.Undefined)
+    v = builder.insert_element(undef, scalar, ir.IntType(32)(0))
+    return builder.shuffle_vector(v, undef, ir.Constant(ir.VectorType(ir.IntType(32), vt.count),
+                                                        [0] * vt.count))
+
+
+def _lanes_ok(width, *arrays):
+    return isinstance(width, types.IntegerLiteral) and all(
+        isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays)
+
+
+#: ``lane_max``'s accumulators: its dependence chain (compare, or, blend:
+#: ~7 cycles a vector) split four ways
+MAX_CHAINS = 4
+
+
+@intrinsic
+def lane_max(typingctx, src, n, dst, width):
+    """dst[l] = the maximum over j < n of src[j width + l], l < width, for
+    the n >= 1 float32 vectors of ``width`` lanes of the 1-D contiguous
+    array src, with a NaN anywhere giving a NaN (an x86 MAXPS would drop
+    it). MAX_CHAINS vector accumulators (vector j into accumulator (j - 1)
+    mod MAX_CHAINS, whole rounds, the rest into the first; then combined in
+    order), so which NaN, and which of -0 and +0, is left unspecified.
+    Written in Python with the running maxima in memory (a[k] = max(a[k -
+    width], v[k])), the loop stays scalar: LLVM cannot see the dependence
+    distance. No bounds checks: the caller keeps n width elements in src
+    and width in dst."""
+    if not (_lanes_ok(width, src, dst) and src.dtype == dst.dtype == types.float32
+            and isinstance(n, types.Integer)):
+        return None
+    sig = types.none(src, n, dst, width)
+    vt = ir.VectorType(ir.FloatType(), width.literal_value)
+
+    def codegen(context, builder, signature, args):
+        sty, nty, dty = signature.args[:3]
+        sa = context.make_array(sty)(context, builder, value=args[0])
+        da = context.make_array(dty)(context, builder, value=args[2])
+        nv = context.cast(builder, args[1], nty, types.intp)
+        const = lambda k: context.get_constant(types.intp, k)  # noqa: E731
+
+        def load(j):
+            return builder.load(_lane_vector(context, builder, sty, sa, j, vt), align=4)
+
+        def fold(a, v):
+            take = builder.or_(builder.fcmp_ordered(">", v, a),
+                               builder.fcmp_unordered("uno", v, v))
+            return builder.select(take, v, a)
+
+        accs = [cgutils.alloca_once(builder, vt) for _ in range(MAX_CHAINS)]
+        v0 = load(const(0))
+        for a in accs:
+            builder.store(v0, a)
+        rounds = builder.sdiv(builder.sub(nv, const(1)), const(MAX_CHAINS))
+        with cgutils.for_range(builder, rounds) as loop:
+            base = builder.add(builder.mul(loop.index, const(MAX_CHAINS)), const(1))
+            for k, a in enumerate(accs):
+                builder.store(fold(builder.load(a), load(builder.add(base, const(k)))), a)
+        rest = builder.add(builder.mul(rounds, const(MAX_CHAINS)), const(1))
+        with cgutils.for_range(builder, builder.sub(nv, rest)) as loop:
+            v = load(builder.add(rest, loop.index))
+            builder.store(fold(builder.load(accs[0]), v), accs[0])
+        r = builder.load(accs[0])
+        for a in accs[1:]:
+            r = fold(r, builder.load(a))
+        builder.store(r, _lane_vector(context, builder, dty, da, const(0), vt), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def lane_sums_skip(typingctx, src, n, skip, sums, counts, width):
+    """Lane by lane over the n >= 1 float32 vectors of ``width`` lanes of
+    the 1-D contiguous array src (vector j at j width): sums[l] the float64
+    sum of the elements other than skip, counts[l] (float32) the count of
+    those equal to it, both in order from vector 0 (its value, not 0 plus
+    it), each a running sum in one vector accumulator: the bits of
+    sums[l] = w_0 + w_1 + ... left to right, w = 0 for a skipped element,
+    else the element widened. The float32 lanes' split of their terms
+    below and equal to 2^64 (``cpu.rowlanes._widen``); written in Python
+    with the running sums in memory the loop stays scalar (``lane_max``).
+    No bounds checks."""
+    if not (_lanes_ok(width, src, sums, counts) and src.dtype == counts.dtype == types.float32
+            and sums.dtype == types.float64 and isinstance(n, types.Integer)):
+        return None
+    sig = types.none(src, n, types.float32, sums, counts, width)
+    lanes = width.literal_value
+    f32, f64 = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(ir.DoubleType(), lanes)
+
+    def codegen(context, builder, signature, args):
+        sty, nty, _, uty, cty = signature.args[:5]
+        sa, ua, ca = (context.make_array(t)(context, builder, value=args[k])
+                      for k, t in ((0, sty), (3, uty), (4, cty)))
+        nv = context.cast(builder, args[1], nty, types.intp)
+        top = _splat(builder, args[2], f32)
+        const = lambda k: context.get_constant(types.intp, k)  # noqa: E731
+
+        def split(j):
+            v = builder.load(_lane_vector(context, builder, sty, sa, j, f32), align=4)
+            eq = builder.fcmp_ordered("==", v, top)
+            wide = builder.select(eq, ir.Constant(f64, None), builder.fpext(v, f64))
+            return wide, builder.select(eq, ir.Constant(f32, [1.0] * lanes),
+                                        ir.Constant(f32, None))
+
+        acc_s, acc_c = cgutils.alloca_once(builder, f64), cgutils.alloca_once(builder, f32)
+        w0, c0 = split(const(0))
+        builder.store(w0, acc_s)
+        builder.store(c0, acc_c)
+        with cgutils.for_range(builder, builder.sub(nv, const(1))) as loop:
+            wj, cj = split(builder.add(loop.index, const(1)))
+            builder.store(builder.fadd(builder.load(acc_s), wj), acc_s)
+            builder.store(builder.fadd(builder.load(acc_c), cj), acc_c)
+        builder.store(builder.load(acc_s), _lane_vector(context, builder, uty, ua, const(0), f64),
+                      align=8)
+        builder.store(builder.load(acc_c), _lane_vector(context, builder, cty, ca, const(0), f32),
+                      align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
