@@ -113,6 +113,9 @@ than PyTorch. In L1 a row of 100 split (before that change) as maximum 11
 ns, terms 47, sum 51, gradient 15. In the kernel the sum costs more:
 67-68 ns (the kernel alone, 213 ns a row against 145-146 without the sum).
 Its lanes on a 64-byte line took the whole row from 238-268 to 204-205 ns.
+With the sum in vector registers (``_intrin.row_sum_skip``), in cache, 1
+thread, a row took: C = 64 109 -> 79-82 ns, 100 148 -> 120-121, 200 220 ->
+193, 255 238 -> 205.
 """
 
 import numpy as np
@@ -132,7 +135,15 @@ from fastloss.cpu.rowlanes import (
     scale_terms,
 )
 from fastloss.math._cpu import exp_gap32, f32_pair
-from fastloss.math._intrin import BLOCK8, fma32, lane_max, lane_sums_skip, transpose8, wide_vectors
+from fastloss.math._intrin import (
+    BLOCK8,
+    fma32,
+    lane_max,
+    lane_sums_skip,
+    row_sum_skip,
+    transpose8,
+    wide_vectors,
+)
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import (
     ce_grad_factor,
@@ -209,9 +220,8 @@ def _lane_scratch() -> int:
 
 def _group_scratch(c: int) -> int:
     """``group_rows``' float64 scratch after the row formula's: the per-row
-    vectors, the sum's lanes (aligned to a 64-byte line) and a float32 row
-    of terms."""
-    return _LANE_VECTORS * TILE_ROWS + 2 * _LANES + 8 + (c + 1) // 2 + 1
+    vectors and a float32 row of terms."""
+    return _LANE_VECTORS * TILE_ROWS + (c + 1) // 2 + 1
 
 
 def scratch(c: int) -> int:
@@ -437,44 +447,20 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
 # --- rows of GROUP_C to ROW32_MIN - 1 classes ----------------------------------
 
 
-@njit(**JIT)
-def _short_sum(ts, acc):
+@njit(**{**JIT, "forceinline": True})
+def _short_sum(ts):
     """(sum, count) over a row's terms ts (n >= _LANES of them), as
     ``rowlanes._row_sum``: the terms below 2^64 summed in float64, those
     equal to it counted. _LANES running sums and counts: lane l takes terms
     l, l + _LANES, ... of the row's whole groups of _LANES, then term l of
     the row's last _LANES unless a group took it; then the lanes by a fixed
-    tree. An order fixed by n; relative error ~(n / _LANES + 6) 2^-53.
-    acc: float64 scratch of 2 _LANES. Slices index every loop from 0: an
-    index Numba cannot prove >= 0 gets a wraparound test, which kept such
-    loops scalar."""
-    wide_vectors()
-    n = ts.size
-    for lane in range(2 * _LANES):
-        acc[lane] = 0.0
-    for b in range(n // _LANES):
-        blk = ts[b * _LANES:(b + 1) * _LANES]
-        for lane in range(_LANES):
-            e = blk[lane]
-            top = e == _TOP
-            acc[lane] += 0.0 if top else np.float64(e)
-            acc[_LANES + lane] += 1.0 if top else 0.0
-    tail = ts[n - _LANES:]
-    b0 = n % _LANES
-    b0 = _LANES - b0 if b0 else _LANES  # the tail's first index not yet taken
-    for lane in range(_LANES):
-        e = tail[lane]
-        top = e == _TOP
-        new = lane >= b0
-        acc[lane] += np.float64(e) if (new and not top) else 0.0
-        acc[_LANES + lane] += 1.0 if (new and top) else 0.0
-    h = _LANES
-    while h > 1:
-        h >>= 1
-        for lane in range(h):
-            acc[lane] = acc[lane] + acc[lane + h]
-            acc[_LANES + lane] = acc[_LANES + lane] + acc[_LANES + lane + h]
-    return acc[0], acc[_LANES]
+    tree. An order fixed by n; relative error ~(n / _LANES + 6) 2^-53. In
+    vector registers throughout (``_intrin.row_sum_skip``): written in
+    Python, with the lanes in a scratch array, the groups' loop vectorized
+    but the tail and the tree ran scalar, reading the lanes back from
+    memory: one row in L1, n = 64, 100, 200: 7.6, 10.5, 17.8 ns against
+    63, 45, 60 with the groups in Python too."""
+    return row_sum_skip(ts, _TOP, _LANES)
 
 
 @njit(**JIT)
@@ -505,10 +491,6 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
     # per row: the vectors _XY ... _MD of one array (``_LANE_VECTORS``)
     lv = buf[o:o + _LANE_VECTORS * R]
     o += _LANE_VECTORS * R
-    # the lanes on a 64-byte line (their vector loads and stores)
-    o += (-(buf.ctypes.data // 8 + o)) % 8
-    acc = buf[o:o + 2 * _LANES]
-    o += 2 * _LANES
     tsb = buf[o:o + (c + 1) // 2].view(np.float32)[:c]
     for r0 in range(start, stop, R):
         nr = min(R, stop - r0)
@@ -542,14 +524,14 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
             ts = g[r0 + r] if sg else tsb
             _terms(xr, ts, m32, -m32, m32 - _RANGE32, sg and xr.ctypes.data == ts.ctypes.data)
             if not sg:
-                lv[_SM + r], lv[_KC + r] = _short_sum(ts, acc)
+                lv[_SM + r], lv[_KC + r] = _short_sum(ts)
         # their sums, a row's after the others' terms: its sum's tail loads
         # straddle its terms' last stores, which then stalled the loads in
         # the store buffer (C = 100: 110 against 50 ns a row)
         if sg:
             for r in range(nr):
                 if lv[_MD + r] == 0.0:
-                    lv[_SM + r], lv[_KC + r] = _short_sum(g[r0 + r], acc)
+                    lv[_SM + r], lv[_KC + r] = _short_sum(g[r0 + r])
         # 2. the row scalars, the rows side by side (``ce_row32``'s, eps = z = 0)
         for r in range(R):
             v, lv[_FH + r], lv[_FL + r], lv[_GY + r] = _lane_scalars(

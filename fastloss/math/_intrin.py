@@ -339,6 +339,22 @@ def _splat(builder, scalar, vt):
                                                         [0] * vt.count))
 
 
+def _skip_split(builder, v, top, take):
+    """(v widened to float64 where v != top and take, else 0; the i1 vector
+    of v == top and take): a float32 vector's share of a sum of the terms
+    other than top, and the lanes to count (``lane_sums_skip``,
+    ``row_sum_skip``)."""
+    eq = builder.fcmp_ordered("==", v, top)
+    f64 = ir.VectorType(ir.DoubleType(), v.type.count)
+    wide = builder.select(builder.and_(take, builder.not_(eq)), builder.fpext(v, f64),
+                          ir.Constant(f64, None))
+    return wide, builder.and_(take, eq)
+
+
+def _all_lanes(n):
+    return ir.Constant(ir.VectorType(ir.IntType(1), n), [1] * n)
+
+
 def _lanes_ok(width, *arrays):
     return isinstance(width, types.IntegerLiteral) and all(
         isinstance(a, types.Array) and a.ndim == 1 and a.layout == "C" for a in arrays)
@@ -433,8 +449,7 @@ def lane_sums_skip(typingctx, src, n, skip, sums, counts, width):
 
         def split(j):
             v = builder.load(_lane_vector(context, builder, sty, sa, j, f32), align=4)
-            eq = builder.fcmp_ordered("==", v, top)
-            wide = builder.select(eq, ir.Constant(f64, None), builder.fpext(v, f64))
+            wide, eq = _skip_split(builder, v, top, _all_lanes(lanes))
             return wide, builder.select(eq, ir.Constant(f32, [1.0] * lanes),
                                         ir.Constant(f32, None))
 
@@ -451,5 +466,74 @@ def lane_sums_skip(typingctx, src, n, skip, sums, counts, width):
         builder.store(builder.load(acc_c), _lane_vector(context, builder, cty, ca, const(0), f32),
                       align=4)
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def row_sum_skip(typingctx, ts, skip, width):
+    """(sum, count) over the n >= ``width`` float32 elements of the 1-D
+    contiguous array ts: the float64 sum of those other than skip and the
+    count of those equal to it, in this order, all in vector registers:
+    ``width`` lanes of running sums from 0 (lane l takes elements l, l +
+    width, ... of the whole groups of ``width``, then element l of the last
+    ``width`` unless a group took it), then the lanes by a fixed tree
+    (lanes l and l + h for h = width / 2, ..., 1). An order fixed by n. The
+    float32 lanes' row sums of their terms below and equal to 2^64
+    (``cpu.rowtiles._short_sum``); in Python, the tail and the tree read
+    back the accumulators' vector stores element by element and cost more
+    than the groups. No bounds checks."""
+    if not (_lanes_ok(width, ts) and ts.dtype == types.float32
+            and width.literal_value & (width.literal_value - 1) == 0):
+        return None
+    sig = types.UniTuple(types.float64, 2)(ts, types.float32, width)
+    lanes = width.literal_value
+    f32, f64 = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(ir.DoubleType(), lanes)
+    i32 = ir.IntType(32)
+
+    def codegen(context, builder, signature, args):
+        tty = signature.args[0]
+        ta = context.make_array(tty)(context, builder, value=args[0])
+        n = builder.extract_value(ta.shape, 0)
+        top = _splat(builder, args[1], f32)
+        zero, one = ir.Constant(f64, None), ir.Constant(f64, [1.0] * lanes)
+        const = lambda k: context.get_constant(types.intp, k)  # noqa: E731
+
+        def load(i):
+            ptr = cgutils.get_item_pointer(context, builder, tty, ta, [i], wraparound=False)
+            return builder.load(builder.bitcast(ptr, f32.as_pointer()), align=4)
+
+        def split(v, take):
+            wide, eq = _skip_split(builder, v, top, take)
+            return wide, builder.select(eq, one, zero)
+
+        every = _all_lanes(lanes)
+        acc_s, acc_c = cgutils.alloca_once(builder, f64), cgutils.alloca_once(builder, f64)
+        builder.store(zero, acc_s)
+        builder.store(zero, acc_c)
+        with cgutils.for_range(builder, builder.sdiv(n, const(lanes))) as loop:
+            w, k = split(load(builder.mul(loop.index, const(lanes))), every)
+            builder.store(builder.fadd(builder.load(acc_s), w), acc_s)
+            builder.store(builder.fadd(builder.load(acc_c), k), acc_c)
+        # the last `lanes` elements: lane l when l >= b0, the first index
+        # not yet taken (lanes - n % lanes, or lanes when it divides n)
+        rem = builder.srem(n, const(lanes))
+        b0 = builder.select(builder.icmp_signed("==", rem, const(0)), const(lanes),
+                            builder.sub(const(lanes), rem))
+        b0v = _splat(builder, builder.trunc(b0, i32), ir.VectorType(i32, lanes))
+        idx = ir.Constant(ir.VectorType(i32, lanes), list(range(lanes)))
+        new = builder.icmp_signed(">=", idx, b0v)
+        w, k = split(load(builder.sub(n, const(lanes))), new)
+        s, c = builder.fadd(builder.load(acc_s), w), builder.fadd(builder.load(acc_c), k)
+        h = lanes
+        while h > 1:
+            h //= 2
+            lo = ir.Constant(ir.VectorType(i32, h), list(range(h)))
+            hi = ir.Constant(ir.VectorType(i32, h), list(range(h, 2 * h)))
+            s = builder.fadd(builder.shuffle_vector(s, s, lo), builder.shuffle_vector(s, s, hi))
+            c = builder.fadd(builder.shuffle_vector(c, c, lo), builder.shuffle_vector(c, c, hi))
+        i0 = i32(0)
+        return context.make_tuple(builder, signature.return_type,
+                                  [builder.extract_element(s, i0), builder.extract_element(c, i0)])
 
     return sig, codegen
