@@ -1,10 +1,11 @@
 """The float32 lanes' row sums against exact sums (``math.fsum``).
 
-``cpu.rowlanes._row_sum`` and ``_target_sums`` (rows of at least 256
-classes) take a row's first n - n % 256 terms by one radix-8 level and its
-last 256 by another with the indices already summed taken as 0;
-``cpu.rowtiles._short_sum`` (rows of 32 or more) takes whole groups of 32
-and then the row's last 32 likewise. These tests reach every remainder
+``cpu.rowlanes._target_sums`` (rows of at least 256 classes) takes a
+row's first n - n % 256 terms by one radix-8 level and its last 256 by
+another with the indices already summed taken as 0;
+``cpu.rowlanes._row_sum`` (rows of at least 256) and
+``cpu.rowtiles._short_sum`` (rows of 32 or more) take whole groups of 64
+or 32 in lanes and then the row's last 64 or 32 likewise. These tests reach every remainder
 kind, with terms equal to 2^64 (counted, not summed), zeros and -inf
 logits, and compare with the exact sums: a term taken twice or not at all
 is off by far more than the bounds in the functions' docstrings.
@@ -38,13 +39,13 @@ def _close(got, want, rel):
     assert abs(got - want) <= rel * abs(want) + 1e-300, (got, want, (got - want) / want)
 
 
-@pytest.mark.parametrize("n", [256, 257, 300, 511, 512, 777, 1000, 1024, 4099])
+@pytest.mark.parametrize("n", [256, 257, 300, 319, 320, 511, 512, 777, 1000, 1024, 4099])
 def test_row_sum_exact(n):
     e = _terms(n)
-    s, k = rowlanes._row_sum(e, np.empty(n // 4 + rowlanes._SUM_STEP))
+    s, k = rowlanes._row_sum(e)
     want, count = _exact(e)
     assert k == count
-    _close(s, want, (3 + math.log2(n)) * 2.0 ** -53)
+    _close(s, want, (n / rowlanes._SUM_LANES + 7) * 2.0 ** -53)
 
 
 @pytest.mark.parametrize("n", [32, 33, 63, 64, 65, 100, 127, 200, 255])

@@ -429,7 +429,7 @@ def lane_sums_skip(typingctx, src, n, skip, sums, counts, width):
     it), each a running sum in one vector accumulator: the bits of
     sums[l] = w_0 + w_1 + ... left to right, w = 0 for a skipped element,
     else the element widened. The float32 lanes' split of their terms
-    below and equal to 2^64 (``cpu.rowlanes._widen``); written in Python
+    below and equal to 2^64 (``cpu.rowlanes``, pass 3); written in Python
     with the running sums in memory the loop stays scalar (``lane_max``).
     No bounds checks."""
     if not (_lanes_ok(width, src, sums, counts) and src.dtype == counts.dtype == types.float32
