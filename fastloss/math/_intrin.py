@@ -433,18 +433,19 @@ def lane_sums_skip(typingctx, src, n, skip, sums, counts, width):
     with the running sums in memory the loop stays scalar (``lane_max``).
     No bounds checks."""
     if not (_lanes_ok(width, src, sums, counts) and src.dtype == counts.dtype == types.float32
-            and sums.dtype == types.float64 and isinstance(n, types.Integer)):
+            and sums.dtype == types.float64 and isinstance(n, types.Integer)
+            and isinstance(skip, types.Float)):
         return None
-    sig = types.none(src, n, types.float32, sums, counts, width)
+    sig = types.none(src, n, skip, sums, counts, width)
     lanes = width.literal_value
     f32, f64 = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(ir.DoubleType(), lanes)
 
     def codegen(context, builder, signature, args):
-        sty, nty, _, uty, cty = signature.args[:5]
+        sty, nty, kty, uty, cty = signature.args[:5]
         sa, ua, ca = (context.make_array(t)(context, builder, value=args[k])
                       for k, t in ((0, sty), (3, uty), (4, cty)))
         nv = context.cast(builder, args[1], nty, types.intp)
-        top = _splat(builder, args[2], f32)
+        top = _splat(builder, context.cast(builder, args[2], kty, types.float32), f32)
         const = lambda k: context.get_constant(types.intp, k)  # noqa: E731
 
         def split(j):
@@ -483,19 +484,19 @@ def row_sum_skip(typingctx, ts, skip, width):
     (``cpu.rowtiles._short_sum``); in Python, the tail and the tree read
     back the accumulators' vector stores element by element and cost more
     than the groups. No bounds checks."""
-    if not (_lanes_ok(width, ts) and ts.dtype == types.float32
+    if not (_lanes_ok(width, ts) and ts.dtype == types.float32 and isinstance(skip, types.Float)
             and width.literal_value & (width.literal_value - 1) == 0):
         return None
-    sig = types.UniTuple(types.float64, 2)(ts, types.float32, width)
+    sig = types.UniTuple(types.float64, 2)(ts, skip, width)
     lanes = width.literal_value
     f32, f64 = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(ir.DoubleType(), lanes)
     i32 = ir.IntType(32)
 
     def codegen(context, builder, signature, args):
-        tty = signature.args[0]
+        tty, kty = signature.args[:2]
         ta = context.make_array(tty)(context, builder, value=args[0])
         n = builder.extract_value(ta.shape, 0)
-        top = _splat(builder, args[1], f32)
+        top = _splat(builder, context.cast(builder, args[1], kty, types.float32), f32)
         zero, one = ir.Constant(f64, None), ir.Constant(f64, [1.0] * lanes)
         const = lambda k: context.get_constant(types.intp, k)  # noqa: E731
 
