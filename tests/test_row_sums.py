@@ -39,22 +39,23 @@ def _close(got, want, rel):
     assert abs(got - want) <= rel * abs(want) + 1e-300, (got, want, (got - want) / want)
 
 
-@pytest.mark.parametrize("n", [256, 257, 300, 319, 320, 511, 512, 777, 1000, 1024, 4099])
-def test_row_sum_exact(n):
-    e = _terms(n)
-    s, k = rowlanes._row_sum(e)
-    want, count = _exact(e)
-    assert k == count
-    _close(s, want, (n / rowlanes._SUM_LANES + 7) * 2.0 ** -53)
+#: (sum, its lanes, the bound's constant, row lengths): ``_row_sum`` (rows
+#: of ce_row32) and ``_short_sum`` (group_rows)
+_LANE_SUMS = [(rowlanes._row_sum, rowlanes._SUM_LANES, 7, n)
+              for n in (256, 257, 300, 319, 320, 511, 512, 777, 1000, 1024, 4099)] + \
+             [(rowtiles._short_sum, rowtiles._LANES, 6, n)
+              for n in (32, 33, 63, 64, 65, 100, 127, 200, 255)]
 
 
-@pytest.mark.parametrize("n", [32, 33, 63, 64, 65, 100, 127, 200, 255])
-def test_short_sum_exact(n):
+@pytest.mark.parametrize("row_sum,lanes,extra,n", _LANE_SUMS)
+def test_lane_row_sums_exact(row_sum, lanes, extra, n):
+    """A row's sum and count by lanes, a masked tail and a tree: within
+    (n / lanes + extra) 2^-53 of the exact sum, the count exact."""
     e = _terms(n)
-    s, k = rowtiles._short_sum(e)
+    s, k = row_sum(e)
     want, count = _exact(e)
     assert k == count
-    _close(s, want, (n / rowtiles._LANES + 6) * 2.0 ** -53)
+    _close(s, want, (n / lanes + extra) * 2.0 ** -53)
 
 
 @pytest.mark.parametrize("n", [256, 300, 1000, 1024, 1500])
