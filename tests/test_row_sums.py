@@ -1,11 +1,9 @@
 """The float32 lanes' row sums against exact sums (``math.fsum``).
 
-``cpu.rowlanes._target_sums`` (rows of at least 256 classes) takes a
-row's first n - n % 256 terms by one radix-8 level and its last 256 by
-another with the indices already summed taken as 0;
-``cpu.rowlanes._row_sum`` (rows of at least 256) and
-``cpu.rowtiles._short_sum`` (rows of 32 or more) take whole groups of 64
-or 32 in lanes and then the row's last 64 or 32 likewise. These tests reach every remainder
+``cpu.rowlanes._row_sum`` and ``cpu.rowlanes._target_sums`` (rows of at
+least 256) and ``cpu.rowtiles._short_sum`` (rows of 32 or more) take
+whole groups of 64 or 32 in lanes and then the row's last 64 or 32 with
+the indices already summed taken as 0. These tests reach every remainder
 kind, with terms equal to 2^64 (counted, not summed), zeros and -inf
 logits, and compare with the exact sums: a term taken twice or not at all
 is off by far more than the bounds in the functions' docstrings.
@@ -58,21 +56,25 @@ def test_lane_row_sums_exact(row_sum, lanes, extra, n):
     _close(s, want, (n / lanes + extra) * 2.0 ** -53)
 
 
-@pytest.mark.parametrize("n", [256, 300, 1000, 1024, 1500])
-def test_target_sums_exact(n):
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [256, 257, 300, 319, 320, 1000, 1024, 1500, 4099])
+def test_target_sums_exact(n, dtype):
     """(T, S) = (sum t_j, sum t_j (m - x_j)) with zero targets, -inf logits
-    under zero targets (0 log 0 = 0) and a row not a multiple of 256 (the
-    tail's loop, with the indices already summed taken as 0)."""
+    under zero targets (0 log 0 = 0; a NaN if the zero were multiplied),
+    and every remainder kind of the lanes' tail, for float32 targets and
+    the float64 ones of weights or smoothing: within (n / 64 + 7) 2^-53 of
+    the exact sums."""
     x = (3 * RNG.standard_normal(n)).astype(np.float32)
-    t = RNG.random(n).astype(np.float32)
+    t = RNG.random(n).astype(dtype)
     t[RNG.integers(0, n, n // 5)] = 0.0
-    x[np.flatnonzero(t == 0.0)[:3]] = -np.inf
+    zeros = np.flatnonzero(t == 0.0)
+    x[zeros[:3]] = -np.inf
+    x[zeros[-1]] = -np.inf      # in the row's last 64 (the tail) for most n
     m = float(x.max())
-    ne = n // 4 + rowlanes._SUM_STEP
-    tt, sv = rowlanes._target_sums(x, t, m, np.empty(ne), np.empty(ne))
+    tt, sv = rowlanes._target_sums(x, t, m)
     want_t = math.fsum(float(v) for v in t)
     want_s = math.fsum(float(tv) * (m - float(xv)) for tv, xv in zip(t, x) if tv != 0.0)
-    rel = (3 + math.log2(n)) * 2.0 ** -53
+    rel = (n / rowlanes._SUM_LANES + 7) * 2.0 ** -53
     _close(tt, want_t, rel)
     _close(sv, want_s, rel)
 

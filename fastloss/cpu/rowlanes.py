@@ -67,7 +67,7 @@ Probability targets (``ce_probs_row32``, in place of
 ``multiclass.cross_entropy_probs``, with or without class weights,
 smoothing and z-loss) take the same terms and sum, and two more float64
 sums before them, T = sum_j b_j and S = sum_j b_j (m - x_j), b_j = w_j
-t'_j the per-class targets, by radix-8 levels (``_target_sums``);
+t'_j the per-class targets, in vector registers (``_target_sums``);
 the value is S + T log1p(others) + z lse^2, the gradient (A p_j - b_j) /
 gdiv, A = T + 2 z lse, from E_j in float64, rounded once. Where A p_j and
 b_j cancel, the term's 0.69 ULP is an error in ULPs of A p_j, not of the
@@ -86,12 +86,19 @@ from numba import njit
 from fastloss._config import JIT
 from fastloss.math import xmul
 from fastloss.math._cpu import E32_RANGE, E32_SCALE_BITS, exp_gap32, f32_pair
-from fastloss.math._intrin import bits_f32, f32_bits, fma, fma32, row_sum_skip, wide_vectors
+from fastloss.math._intrin import (
+    bits_f32,
+    f32_bits,
+    fma,
+    fma32,
+    row_sum_skip,
+    row_target_sums,
+    wide_vectors,
+)
 from fastloss.scalar.multiclass import (
     _block_max,
     _key_float,
     _order_key,
-    _pair_sum,
     _target_plain,
     ce_grad_factor,
     ce_label_grad,
@@ -113,7 +120,7 @@ _RANGE32 = np.float32(E32_RANGE)
 #: the term of a maximum, e^0 2^64
 _TOP = np.float32(2.0 ** E32_SCALE_BITS)
 #: rows of ROW32_MIN to ROW32_MAX classes take ``ce_row32`` (ROW32_MIN >=
-#: _SUM_STEP >= _MAIN, which its passes assume): below, its fixed cost per
+#: _SUM_LANES >= _MAIN, which its passes assume): below, its fixed cost per
 #: row (~0.35 us) outweighs its faster terms (float32, 1 thread, in L1:
 #: C = 100 3.9 against the float64 formula's 2.9 ns/elem, C = 200 2.05
 #: against 2.03, C = 1000 0.85 against 1.21). Up to 2^17 a row and its
@@ -125,8 +132,6 @@ ROW32_MIN = 256
 ROW32_MAX = 1 << 17
 #: the main loops' length is a multiple of this (``_terms``)
 _MAIN = 64
-#: ``_target_sums``' radix-8 levels take terms by multiples of this
-_SUM_STEP = 256
 
 
 #: ``_row_sum``'s lanes of running sums
@@ -146,17 +151,6 @@ def _row_sum(ts):
     (partials in a scratch array, summed pairwise) and a separate count
     pass: C = 1000, one row in L1, 0.19 against 0.08 ns/elem."""
     return row_sum_skip(ts, _TOP, _SUM_LANES)
-
-
-@njit(**JIT)
-def _padded_sum(eb, p):
-    """``_pair_sum`` of eb[:p], zero-padded to a power of two in place."""
-    w = 1
-    while w < p:
-        w *= 2
-    for j in range(p, w):
-        eb[j] = 0.0
-    return _pair_sum(eb, w)
 
 
 @njit(**JIT)
@@ -269,59 +263,19 @@ def ce_row32(x, y, t, w, eps, z, wsum_lo, wsum, gdiv, g, sg, buf):
 # --- probability targets ------------------------------------------------------
 
 @njit(**{**JIT, "forceinline": True})
-def _target_terms(x, t, i, b, m):
-    """(t_i, t_i (m - x_i)) in float64 for x_i <= m, m finite; (0, 0) for
-    i < b, and where t_i = 0, also at x_i = -inf (0 log 0 = 0). x_i is
-    loaded whatever t_i: a load under the condition t_i != 0 kept the loop
-    of the row's last _SUM_STEP (b > 0) scalar (C = 1000, in L1, 1 thread:
-    ``_target_sums`` 0.40-0.41 against 0.34-0.35 ns/elem)."""
-    tv = t[i]
-    xv = np.float64(x[i])
-    tj = np.float64(tv) if i >= b else 0.0
-    return tj, 0.0 if tj == 0.0 else tj * (m - xv)
-
-
-@njit(**{**JIT, "forceinline": True})
-def _radix8_targets(x, t, m, tb, sb, h, i0, start):
-    """One radix-8 level of the two sums of ``_target_sums``: tb[j] and
-    sb[j] the sums of the 8 terms i = j + k h (k = 0..7), j < h, by one
-    fixed tree of depth 3, those of index i0 + i below start taken as 0. One
-    vector loop (h a multiple of _SUM_STEP / 8, so LLVM's scalar epilogue
-    does not run)."""
-    wide_vectors()
-    b = start - i0
-    for j in range(h):
-        t0, s0 = _target_terms(x, t, j, b, m)
-        t1, s1 = _target_terms(x, t, h + j, b, m)
-        t2, s2 = _target_terms(x, t, 2 * h + j, b, m)
-        t3, s3 = _target_terms(x, t, 3 * h + j, b, m)
-        t4, s4 = _target_terms(x, t, 4 * h + j, b, m)
-        t5, s5 = _target_terms(x, t, 5 * h + j, b, m)
-        t6, s6 = _target_terms(x, t, 6 * h + j, b, m)
-        t7, s7 = _target_terms(x, t, 7 * h + j, b, m)
-        tb[j] = ((t0 + t1) + (t2 + t3)) + ((t4 + t5) + (t6 + t7))
-        sb[j] = ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7))
-
-
-@njit(**JIT)
-def _target_sums(x, t, m, tb, sb):
+def _target_sums(x, t, m):
     """(T, S) = (sum_j t_j, sum_j t_j (m - x_j)) over the row (n >=
-    _SUM_STEP elements, maximum m) in float64, in an order fixed by n:
-    ``_radix8_targets`` over the first n - n % _SUM_STEP, again
-    over the row's last _SUM_STEP with those already summed taken as 0, then
-    the partial sums pairwise. Every term is >= 0: relative error ~(3 +
-    log2 of the partials) 2^-53. tb, sb: float64 scratch of n // 4 +
-    _SUM_STEP elements each."""
-    n = x.size
-    nf = n - n % _SUM_STEP
-    h = nf // 8
-    _radix8_targets(x, t, m, tb, sb, h, 0, 0)
-    p = h
-    if nf < n:
-        q = n - _SUM_STEP
-        _radix8_targets(x[q:], t[q:], m, tb[h:], sb[h:], _SUM_STEP // 8, q, nf)
-        p += _SUM_STEP // 8
-    return _padded_sum(tb, p), _padded_sum(sb, p)
+    _SUM_LANES elements, maximum m) in float64, t_j (m - x_j) taken as 0
+    where t_j = 0 (0 log 0 = 0 at x_j = -inf), in one pass in vector
+    registers (``_intrin.row_target_sums``, the lanes, tail and tree of
+    ``_row_sum``): an order fixed by n. Every term is >= 0: relative error
+    ~(n / _SUM_LANES + 7) 2^-53. It replaced radix-8 levels over blocks of
+    256 (partials in scratch, summed pairwise): C = 1000, one row in L1,
+    1 thread, 0.34-0.35 against 0.184-0.186 ns/elem, where the loop's 56
+    zmm instructions per 64 elements (16 conversions to float64, 8
+    subtractions, 8 masked products, 16 sums, 4 compares, 4 mask shifts)
+    issue at about one a cycle."""
+    return row_target_sums(x, t, m, _SUM_LANES)
 
 
 @njit(**JIT)
@@ -359,10 +313,9 @@ def _probs_core(x, b, z, gdiv, g, sg, buf, m):
     (float32 t itself without weights or smoothing, else float64)."""
     n = x.size
     m32 = np.float32(m)
-    ne = n // 4 + _SUM_STEP
-    tt, sv = _target_sums(x, b, m, buf[:ne], buf[ne:2 * ne])
-    # scratch as ce_row32's, after the target sums'
-    ts = g if sg else buf[2 * ne:2 * ne + (n + 1) // 2].view(np.float32)[:n]
+    tt, sv = _target_sums(x, b, m)
+    # scratch as ce_row32's
+    ts = g if sg else buf[:(n + 1) // 2].view(np.float32)[:n]
     _terms(x, ts, m32, -m32, m32 - _RANGE32, sg and x.ctypes.data == g.ctypes.data)
     s, k = _row_sum(ts)
     o = lse_others(s * _UNSCALE, 0.0, np.float64(k))
@@ -398,19 +351,20 @@ def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     value S + T log1p(others) + z lse^2 and the gradient (A p_j - b_j) /
     gdiv = E_j F - b_j / gdiv (``_probs_grad``), each rounded once from
     float64; b_j as the float64 formula's (``multiclass._target_plain``),
-    with weights or smoothing computed once into float64 scratch. Cost
-    without weights or smoothing (1 thread, (8192, 1000)): the kernel 1.63
-    ns/elem; the public call 15.1-15.5 ms against the float64 formula's
-    21.8; with ``_target_terms``' vectorized tail, alternating processes,
-    13.4 against 13.5-14.0 ms. In L1 1.19 ns/elem (1.32-1.36 before the
-    tail), of which _target_sums 0.34 (two conversions to float64 per
-    element), the terms 0.34, their sum 0.20, the gradient 0.17, the maxima
-    0.08-0.09: the rest of the kernel's ~1.6 is the wait for each row from
+    with weights or smoothing computed once into float64 scratch.
+
+    Cost without weights or smoothing, (8192, 1000), ``out=``, alternating
+    processes: 1 thread 11.3-11.7 ms (PyTorch 17.3-18.7), 2 threads
+    5.9-6.2 ms (PyTorch 12.2-12.5); before the vector target sums 12.9-13.2
+    and 6.8-6.9. In L1 the passes take (ns/elem): the target sums 0.185,
+    the terms 0.34, their sum 0.08, the gradient 0.17, the maxima
+    0.08-0.09; the rest of the public call is the wait for each row from
     memory (a software prefetch of the next row, and the gradient by
     streaming stores from scratch, measured slower: 1.7-2.1 and 1.8-2.2
-    ns/elem). In L1, C = 1000, with weights, smoothing or both: 1.47-1.51
-    against the float64 formula's 2.17-2.21; with z-loss alone 1.36-1.37
-    against 1.98-2.04 (both measured before the tail).
+    ns/elem for the kernel against 1.6, before the vector sums). In L1, C
+    = 1000, before the vector sums: with weights, smoothing or both
+    1.47-1.51 against the float64 formula's 2.17-2.21; with z-loss alone
+    1.36-1.37 against 1.98-2.04.
 
     Accuracy: the value as ``ce_row32``'s (the terms' 0.69 ULP reach it
     through log1p(others) <= others: at most 0.69 ULP of T log1p(others)).
@@ -433,7 +387,7 @@ def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
             # b_j = w_j t'_j once into scratch (after ``_probs_core``'s), as
             # float64 (reading w and t in the radix-8 loops took 8 more
             # streams, and LLVM's overlap checks kept them scalar)
-            o = 2 * (n // 4 + _SUM_STEP) + (n + 1) // 2
+            o = (n + 1) // 2
             b = buf[o:o + n]
             om = 1.0 - eps
             ec = eps / n

@@ -471,70 +471,120 @@ def lane_sums_skip(typingctx, src, n, skip, sums, counts, width):
     return sig, codegen
 
 
+def _lane_fold(context, builder, n, lanes, terms, k):
+    """The k float64 sums of a row of n >= lanes elements in vector
+    registers: ``lanes`` running sums from 0 each, lane l taking terms(i,
+    every) (k float64 vectors, element i + l's shares) for i = 0, lanes, ...
+    over the whole groups, then terms(n - lanes, take) with lane l taken
+    when no group took element n - lanes + l (the caller zeroes the lanes
+    not taken), then the lanes by a fixed tree (lanes l and l + h for h =
+    lanes / 2, ..., 1): an order fixed by n. Returns the k sums as float64
+    scalars (``row_sum_skip``, ``row_target_sums``)."""
+    i32 = ir.IntType(32)
+    f64 = ir.VectorType(ir.DoubleType(), lanes)
+    const = lambda v: context.get_constant(types.intp, v)  # noqa: E731
+    accs = [cgutils.alloca_once_value(builder, ir.Constant(f64, None)) for _ in range(k)]
+    with cgutils.for_range(builder, builder.sdiv(n, const(lanes))) as loop:
+        for a, w in zip(accs, terms(builder.mul(loop.index, const(lanes)), _all_lanes(lanes))):
+            builder.store(builder.fadd(builder.load(a), w), a)
+    # the last `lanes` elements: lane l when l >= b0, the first index not
+    # yet taken (lanes - n % lanes, or lanes when it divides n)
+    rem = builder.srem(n, const(lanes))
+    b0 = builder.select(builder.icmp_signed("==", rem, const(0)), const(lanes),
+                        builder.sub(const(lanes), rem))
+    b0v = _splat(builder, builder.trunc(b0, i32), ir.VectorType(i32, lanes))
+    new = builder.icmp_signed(">=", ir.Constant(ir.VectorType(i32, lanes), list(range(lanes))),
+                              b0v)
+    sums = [builder.fadd(builder.load(a), w)
+            for a, w in zip(accs, terms(builder.sub(n, const(lanes)), new))]
+    h = lanes
+    while h > 1:
+        h //= 2
+        lo = ir.Constant(ir.VectorType(i32, h), list(range(h)))
+        hi = ir.Constant(ir.VectorType(i32, h), list(range(h, 2 * h)))
+        sums = [builder.fadd(builder.shuffle_vector(s, s, lo), builder.shuffle_vector(s, s, hi))
+                for s in sums]
+    return [builder.extract_element(s, i32(0)) for s in sums]
+
+
+def _load_lanes(context, builder, aty, ary, i, vt):
+    """The vector of type vt at element i of the 1-D array ary."""
+    ptr = cgutils.get_item_pointer(context, builder, aty, ary, [i], wraparound=False)
+    return builder.load(builder.bitcast(ptr, vt.as_pointer()), align=aty.dtype.bitwidth // 8)
+
+
 @intrinsic
 def row_sum_skip(typingctx, ts, skip, width):
     """(sum, count) over the n >= ``width`` float32 elements of the 1-D
     contiguous array ts: the float64 sum of those other than skip and the
-    count of those equal to it, in this order, all in vector registers:
-    ``width`` lanes of running sums from 0 (lane l takes elements l, l +
-    width, ... of the whole groups of ``width``, then element l of the last
-    ``width`` unless a group took it), then the lanes by a fixed tree
-    (lanes l and l + h for h = width / 2, ..., 1). An order fixed by n. The
-    float32 lanes' row sums of their terms below and equal to 2^64
-    (``cpu.rowtiles._short_sum``); in Python, the tail and the tree read
-    back the accumulators' vector stores element by element and cost more
-    than the groups. No bounds checks."""
+    count of those equal to it, in this order, all in vector registers
+    (``_lane_fold``: ``width`` lanes of running sums, a masked tail, a fixed
+    tree; an order fixed by n). The float32 lanes' row sums of their terms
+    below and equal to 2^64 (``cpu.rowtiles._short_sum``,
+    ``cpu.rowlanes._row_sum``); in Python, the tail and the tree read back
+    the accumulators' vector stores element by element and cost more than
+    the groups. No bounds checks."""
     if not (_lanes_ok(width, ts) and ts.dtype == types.float32 and isinstance(skip, types.Float)
             and width.literal_value & (width.literal_value - 1) == 0):
         return None
     sig = types.UniTuple(types.float64, 2)(ts, skip, width)
     lanes = width.literal_value
     f32, f64 = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(ir.DoubleType(), lanes)
-    i32 = ir.IntType(32)
 
     def codegen(context, builder, signature, args):
         tty, kty = signature.args[:2]
         ta = context.make_array(tty)(context, builder, value=args[0])
-        n = builder.extract_value(ta.shape, 0)
         top = _splat(builder, context.cast(builder, args[1], kty, types.float32), f32)
         zero, one = ir.Constant(f64, None), ir.Constant(f64, [1.0] * lanes)
-        const = lambda k: context.get_constant(types.intp, k)  # noqa: E731
 
-        def load(i):
-            ptr = cgutils.get_item_pointer(context, builder, tty, ta, [i], wraparound=False)
-            return builder.load(builder.bitcast(ptr, f32.as_pointer()), align=4)
-
-        def split(v, take):
-            wide, eq = _skip_split(builder, v, top, take)
+        def terms(i, take):
+            wide, eq = _skip_split(builder, _load_lanes(context, builder, tty, ta, i, f32), top,
+                                   take)
             return wide, builder.select(eq, one, zero)
 
-        every = _all_lanes(lanes)
-        acc_s, acc_c = cgutils.alloca_once(builder, f64), cgutils.alloca_once(builder, f64)
-        builder.store(zero, acc_s)
-        builder.store(zero, acc_c)
-        with cgutils.for_range(builder, builder.sdiv(n, const(lanes))) as loop:
-            w, k = split(load(builder.mul(loop.index, const(lanes))), every)
-            builder.store(builder.fadd(builder.load(acc_s), w), acc_s)
-            builder.store(builder.fadd(builder.load(acc_c), k), acc_c)
-        # the last `lanes` elements: lane l when l >= b0, the first index
-        # not yet taken (lanes - n % lanes, or lanes when it divides n)
-        rem = builder.srem(n, const(lanes))
-        b0 = builder.select(builder.icmp_signed("==", rem, const(0)), const(lanes),
-                            builder.sub(const(lanes), rem))
-        b0v = _splat(builder, builder.trunc(b0, i32), ir.VectorType(i32, lanes))
-        idx = ir.Constant(ir.VectorType(i32, lanes), list(range(lanes)))
-        new = builder.icmp_signed(">=", idx, b0v)
-        w, k = split(load(builder.sub(n, const(lanes))), new)
-        s, c = builder.fadd(builder.load(acc_s), w), builder.fadd(builder.load(acc_c), k)
-        h = lanes
-        while h > 1:
-            h //= 2
-            lo = ir.Constant(ir.VectorType(i32, h), list(range(h)))
-            hi = ir.Constant(ir.VectorType(i32, h), list(range(h, 2 * h)))
-            s = builder.fadd(builder.shuffle_vector(s, s, lo), builder.shuffle_vector(s, s, hi))
-            c = builder.fadd(builder.shuffle_vector(c, c, lo), builder.shuffle_vector(c, c, hi))
-        i0 = i32(0)
+        n = builder.extract_value(ta.shape, 0)
         return context.make_tuple(builder, signature.return_type,
-                                  [builder.extract_element(s, i0), builder.extract_element(c, i0)])
+                                  _lane_fold(context, builder, n, lanes, terms, 2))
+
+    return sig, codegen
+
+
+@intrinsic
+def row_target_sums(typingctx, x, t, m, width):
+    """(T, S) = (sum_j t_j, sum_j t_j (m - x_j)) in float64 over the n >=
+    ``width`` elements of the 1-D contiguous arrays x (float32) and t
+    (float32 or float64, n of them too), a term t_j (m - x_j) taken as 0
+    where t_j = 0 (so 0 log 0 = 0 at x_j = -inf), by ``_lane_fold``:
+    ``width`` lanes of running sums, a masked tail, a fixed tree, all in
+    vector registers, in an order fixed by n. The probability targets' two
+    sums (``cpu.rowlanes._target_sums``); for t_j >= 0 and x_j <= m every
+    term is >= 0. No bounds checks (the caller keeps t as long as x)."""
+    if not (_lanes_ok(width, x, t) and x.dtype == types.float32
+            and t.dtype in (types.float32, types.float64) and isinstance(m, types.Float)
+            and width.literal_value & (width.literal_value - 1) == 0):
+        return None
+    sig = types.UniTuple(types.float64, 2)(x, t, m, width)
+    lanes = width.literal_value
+    f32, f64 = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(ir.DoubleType(), lanes)
+    tvec = ir.VectorType(_IR[t.dtype], lanes)
+
+    def codegen(context, builder, signature, args):
+        xty, tty, mty = signature.args[:3]
+        xa, ta = (context.make_array(a)(context, builder, value=v)
+                  for a, v in ((xty, args[0]), (tty, args[1])))
+        mv = _splat(builder, context.cast(builder, args[2], mty, types.float64), f64)
+        zero = ir.Constant(f64, None)
+
+        def terms(i, take):
+            tv = _load_lanes(context, builder, tty, ta, i, tvec)
+            tj = builder.fpext(tv, f64) if tty.dtype == types.float32 else tv
+            xj = builder.fpext(_load_lanes(context, builder, xty, xa, i, f32), f64)
+            s = builder.fmul(tj, builder.fsub(mv, xj))
+            live = builder.and_(take, builder.fcmp_unordered("!=", tj, zero))
+            return builder.select(take, tj, zero), builder.select(live, s, zero)
+
+        n = builder.extract_value(xa.shape, 0)
+        return context.make_tuple(builder, signature.return_type,
+                                  _lane_fold(context, builder, n, lanes, terms, 2))
 
     return sig, codegen
