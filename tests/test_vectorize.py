@@ -242,8 +242,9 @@ def test_fixed_kernel_is_the_formula(dtype, case):
 @pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
 def test_probs_row32_passes_are_packed():
     """``cpu.rowlanes.ce_probs_row32``'s own passes vectorize: the target
-    sums (packed float64 adds, and no gathers: indices LLVM cannot prove
-    >= 0 once made them gathers, 0.42 ns/elem in L1), the gradient (packed
+    sums (packed float64 adds, and no gathers: in the radix-8 loops they
+    replaced, indices LLVM could not prove >= 0 once made them gathers,
+    0.42 ns/elem in L1), the gradient (packed
     float64 fused multiply-subtract) and the maxima of x and t (packed
     integer max)."""
     from fastloss._config import JIT
@@ -256,7 +257,7 @@ def test_probs_row32_passes_are_packed():
     x = np.linspace(-3.0, 3.0, c).astype(np.float32)
     t = np.full(c, 1.0 / c, np.float32)
     sums = fresh(rowlanes._target_sums)
-    sums(x, t, 3.0, np.empty(c), np.empty(c))
+    sums(x, t, 3.0)
     asm = sums.inspect_asm(sums.signatures[0])
     adds = [op for op in _PACKED.findall(asm) if op == "vaddpd"]
     assert len(adds) >= 8 and "vgather" not in asm, len(adds)
@@ -288,8 +289,9 @@ def test_row_tiles_scalars_are_packed(name, c):
     x = np.zeros((n, c), np.float32)
     w = np.ones(c, np.float32)
     wsum, wlo = sum_dd(w)
-    kern(x, np.zeros(n, np.int64), np.zeros((n, 0), np.float32), w, wlo, wsum, -100, True, 1.0,
-         np.empty_like(x), True, np.empty(rowtiles.scratch(c)), 0, n, np.empty(n), False, 0.0, 0.0)
+    kern(x, np.zeros(n, np.int64), np.zeros((n, 0), np.float32), w, 0.0, 0.0, wlo, wsum, -100,
+         True, 1.0, np.empty_like(x), True, np.empty(rowtiles.scratch(c)), 0, n, np.empty(n),
+         False, 0.0, 0.0)
     divs = re.findall(r"^\s*vdivpd\s[^\n]*%[yz]mm", kern.inspect_asm(kern.signatures[0]), re.M)
     assert len(divs) >= 6, len(divs)
 

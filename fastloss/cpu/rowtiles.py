@@ -129,14 +129,16 @@ from fastloss.cpu.rowlanes import (
     _TOP,
     _UNSCALE,
     ROW32_MIN,
+    _probs_grad,
+    _target_sums,
     _terms,
-    lanes_max,
-    lanes_scope,
+    row_scope,
     scale_terms,
 )
 from fastloss.math._cpu import exp_gap32, f32_pair
 from fastloss.math._intrin import (
     BLOCK8,
+    fma,
     fma32,
     lane_max,
     lane_sums_skip,
@@ -146,11 +148,13 @@ from fastloss.math._intrin import (
 )
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import (
+    _block_max,
     ce_grad_factor,
     ce_label_grad,
     ce_row_scalars,
     ce_value,
     cross_entropy,
+    exp,
     scratch_size,
 )
 
@@ -184,6 +188,20 @@ def _lane_scalars(m, s, k, xy, wy, wsum, n, gdiv):
     h, lo = _f32_pair(_ce_grad_factor(a, denom, gdiv) * _UNSCALE)
     return v, np.float64(h), np.float64(lo), _ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv)
 
+
+@njit(**INLINE_COPY)
+def _lane_options(m, s, k, xy, wy, wsum, n, gdiv, eps, z, sm):
+    """``ce_row32``'s row scalars with label smoothing eps or a z-loss z
+    (``_lane_scalars``' inputs and the smoothing sum sm = sum_j w_j (m -
+    x_j)): (value, the gradient factor F 2^-64 in float64, 0, the label's
+    gradient entry), the gradient off the label formed in float64 from F
+    (``rowlanes._probs_grad``). The same calls as ``ce_row32``'s."""
+    nll, l1, lse, a1, a2, a, denom, ec = _ce_row_scalars(m, s * _UNSCALE, 0.0, k, xy, wy, eps,
+                                                        z, wsum, n)
+    v = _ce_value(a1, nll, eps, ec, sm, 0.0, 1.0, wsum, l1, z, lse, m)
+    f = _ce_grad_factor(a, denom, gdiv) * _UNSCALE
+    return v, f, 0.0, _ce_label_grad(a1, a2, exp(-nll), ec, wy, nll, gdiv)
+
 #: rows per group of ``group_rows``
 TILE_ROWS = 16
 #: rows of fewer classes than GROUP_C take ``lane_rows`` (its loops need no
@@ -199,14 +217,16 @@ LANE_ROWS = 16
 #: tile or group, float64 vectors of LANE_ROWS (= TILE_ROWS) elements in
 #: one array, vector k from k LANE_ROWS: the label's logit and weight, the
 #: maximum, the terms' sum and count (``rowlanes``, pass 3), the value, the
-#: gradient factor's float32 pair, the label's gradient entry, and the mode
-#: (0 lanes, 1 the row formula, 2 ignored or past stop). Indexed from one
+#: gradient factor's float32 pair (with smoothing or z-loss: the factor
+#: and 0), the label's gradient entry, the mode (0 lanes, 1 the row
+#: formula, 2 ignored or past stop), and the smoothing sum. Indexed from one
 #: pointer at constant offsets, LLVM vectorizes the row scalars' loop over
 #: them (``_lane_scalars``); as rows of a (10, 16) view (ten arrays, offsets
 #: unknown to LLVM) that loop stayed scalar: 41 against 6.6 ns a row alone,
 #: lane_rows at C = 32 99 against 67 ns a row (1 thread, in cache)
-_LANE_VECTORS = 10
-_XY, _WY, _MX, _SM, _KC, _RV, _FH, _FL, _GY, _MD = range(0, _LANE_VECTORS * LANE_ROWS, LANE_ROWS)
+_LANE_VECTORS = 11
+_XY, _WY, _MX, _SM, _KC, _RV, _FH, _FL, _GY, _MD, _SS = range(0, _LANE_VECTORS * LANE_ROWS,
+                                                              LANE_ROWS)
 assert TILE_ROWS == LANE_ROWS
 #: ``group_rows``' sum lanes (``_short_sum``)
 _LANES = 32
@@ -260,15 +280,15 @@ def _tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, s
     def impl(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
              stop, vals, store_vals, s, comp):
         c = x.shape[1]
-        if not (t.shape[1] == 0 and p0 == 0.0 and p1 == 0.0):
+        if t.shape[1] != 0:
             return False, s, comp
         if 1 <= c < GROUP_C:
-            s, comp = lane_rows(x, lab, t, w, p2, p3, ignore, use_ignore, gdiv, g, sg, buf,
-                                start, stop, vals, store_vals, s, comp)
+            s, comp = lane_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg,
+                                buf, start, stop, vals, store_vals, s, comp)
             return True, s, comp
         if GROUP_C <= c < ROW32_MIN:
-            s, comp = group_rows(x, lab, t, w, p2, p3, ignore, use_ignore, gdiv, g, sg, buf,
-                                 start, stop, vals, store_vals, s, comp)
+            s, comp = group_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg,
+                                 buf, start, stop, vals, store_vals, s, comp)
             return True, s, comp
         return False, s, comp
     return impl
@@ -330,15 +350,21 @@ def _tile_transpose(t, rows, c, nr, into_tile):
 
 
 @njit(**JIT)
-def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf, start, stop,
-              vals, store_vals, s, comp):
-    """Rows start..stop-1 of x (float32, 1 <= C < GROUP_C, integer labels, no
-    smoothing, no z-loss) by tiles of LANE_ROWS rows, one row per vector lane
-    (module doc): gradients into g (when sg), values into vals (when
-    store_vals), and the values added to the compensated sum (s, comp) in
-    row order; returns (s, comp). buf: float64 scratch of ``scratch(C)``.
+def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf, start,
+              stop, vals, store_vals, s, comp):
+    """Rows start..stop-1 of x (float32, 1 <= C < GROUP_C, integer labels)
+    by tiles of LANE_ROWS rows, one row per vector lane (module doc):
+    gradients into g (when sg), values into vals (when store_vals), and the
+    values added to the compensated sum (s, comp) in row order; returns (s,
+    comp). buf: float64 scratch of ``scratch(C)``.
 
-    A row outside the float32 lanes' scope (``rowlanes.lanes_scope``: w_y /
+    With label smoothing eps or a z-loss z, ``ce_row32``'s options: the
+    smoothing sums sum_j w_j (m - x_j) per lane, class by class in a vector
+    accumulator (``_intrin.lane_sums_skip`` on float64 terms), the row
+    scalars by ``_lane_options`` and the gradient E_j F - (eps/C) w_j /
+    gdiv in float64, rounded once (``rowlanes._probs_grad``'s formula).
+
+    A row outside the float32 lanes' scope (``rowlanes.row_scope``: w_y /
     gdiv out of range, |max| >= 2^24, +-inf or a NaN anywhere) takes
     ``multiclass.cross_entropy`` from its transposed copy, after the tile's
     gradient is written (g may be x). Ignored rows: value 0, zero
@@ -364,6 +390,16 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
     sl = np.empty(R, np.float64)  # the sum of the terms below 2^64,
     cl = np.empty(R, np.float32)  # the count of those equal to it
     xrow = np.empty(c, np.float32)  # a row for the row formula
+    options = eps != 0.0 or z != 0.0
+    # with options: w in every lane of its class, the factor F in every
+    # class (float64), the smoothing terms w_j (m - x_j) (float64)
+    co = cr if options else 0
+    wt = np.empty(co, np.float32)
+    for j in range(c if options else 0):
+        wt[j * R:(j + 1) * R] = w[j]
+    fd = np.empty(co, np.float64)
+    dt = np.empty(co if eps != 0.0 else 0, np.float64)
+    ecg = eps / n / gdiv
     xf = x.reshape(-1)
     gf = g.reshape(-1)
     for r0 in range(start, stop, R):
@@ -381,13 +417,14 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
             lv[_XY + r] = np.float64(xt[y * R + r])
             lv[_WY + r] = np.float64(w[y])
             lv[_MD + r] = mode
+            lv[_SS + r] = 0.0
         # 2. each lane's maximum (vector accumulators: ``_intrin.lane_max``;
         #    of -0 and +0 either, the same bits after; a NaN row leaves the
         #    lanes), and its scope
         lane_max(xt, c, ml, R)
         for r in range(R):
             m = np.float64(ml[r])
-            if lv[_MD + r] == 0.0 and not lanes_scope(m, lv[_WY + r], gdiv, n):
+            if lv[_MD + r] == 0.0 and not row_scope(m, lv[_WY + r], eps, z, wsum, gdiv, n):
                 lv[_MD + r] = 1.0
             lv[_MX + r] = m if lv[_MD + r] == 0.0 else 0.0
         for r in range(R):
@@ -404,13 +441,37 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
         for r in range(R):
             lv[_SM + r] = sl[r]
             lv[_KC + r] = np.float64(cl[r])
-        # 5. the row scalars, the lanes side by side (``ce_row32``'s, eps = z = 0)
-        for r in range(R):
-            lv[_RV + r], lv[_FH + r], lv[_FL + r], lv[_GY + r] = _lane_scalars(
-                lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r], lv[_WY + r], wsum, n, gdiv)
+        if eps != 0.0:
+            # the smoothing sums sum_j w_j (m - x_j) (a term 0 where w_j =
+            # 0, also at x_j = -inf), per lane class by class
+            for k in range(cr):
+                wk = np.float64(wt[k])
+                dt[k] = 0.0 if wk == 0.0 else wk * (np.float64(fa[k]) - np.float64(xt[k]))
+            lane_sums_skip(dt, c, np.nan, sl, cl, R)
+            for r in range(R):
+                lv[_SS + r] = sl[r]
+        # 5. the row scalars, the lanes side by side (``ce_row32``'s)
+        if options:
+            for r in range(R):
+                lv[_RV + r], lv[_FH + r], lv[_FL + r], lv[_GY + r] = _lane_options(
+                    lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r], lv[_WY + r], wsum, n,
+                    gdiv, eps, z, lv[_SS + r])
+        else:
+            for r in range(R):
+                lv[_RV + r], lv[_FH + r], lv[_FL + r], lv[_GY + r] = _lane_scalars(
+                    lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r], lv[_WY + r], wsum, n,
+                    gdiv)
         # 6. the gradient g_j = fma(E_j, fh, E_j fl) (``rowlanes``, pass 4),
-        #    transposed back into g (x is fully read: g may be x)
-        if sg:
+        #    or with options E_j F - (eps/C) w_j / gdiv in float64, transposed
+        #    back into g (x is fully read: g may be x)
+        if sg and options:
+            for r in range(R):
+                fd[r] = lv[_FH + r]
+            _spread(fd, c)
+            for k in range(cr):
+                et[k] = np.float32(fma(np.float64(et[k]), fd[k], -(np.float64(wt[k]) * ecg)))
+            _tile_transpose(et, gf[r0 * c:(r0 + nr) * c], c, nr, False)
+        elif sg:
             for r in range(R):
                 fa[r] = np.float32(lv[_FH + r])
                 fb[r] = np.float32(lv[_FL + r])
@@ -428,7 +489,7 @@ def lane_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf,
             if mode == 1.0:
                 for j in range(c):
                     xrow[j] = xt[j * R + r]
-                lv[_RV + r] = cross_entropy(xrow, lab[r0 + r], t[r0 + r], w, 0.0, 0.0, wsum_lo,
+                lv[_RV + r] = cross_entropy(xrow, lab[r0 + r], t[r0 + r], w, eps, z, wsum_lo,
                                             wsum, gdiv, g[r0 + r], sg, rb)
             elif sg:
                 gr = g[r0 + r]
@@ -464,11 +525,13 @@ def _short_sum(ts):
 
 
 @njit(**JIT)
-def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf, start, stop,
-               vals, store_vals, s, comp):
+def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf, start,
+               stop, vals, store_vals, s, comp):
     """Rows start..stop-1 of x (float32, GROUP_C <= C < ROW32_MIN, integer
-    labels, no smoothing, no z-loss) as ``rowlanes.ce_row32`` computes a
-    longer row, by groups of TILE_ROWS rows: per row the maximum, the terms
+    labels) as ``rowlanes.ce_row32`` computes a longer row, with its
+    options (label smoothing eps, z-loss z: the smoothing sum per row before
+    the terms, ``_lane_options``, the gradient by ``rowlanes._probs_grad``),
+    by groups of TILE_ROWS rows: per row the maximum, the terms
     (into the gradient row, or a scratch row without a gradient) and their
     sum (``_short_sum``); then the row scalars of the group's rows side by
     side (``_lane_scalars``: vector lanes across rows, as ``lane_rows``'
@@ -477,8 +540,9 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
     of up to 255 float32 stay in L1). Returns the
     compensated sum (s, comp) with the rows' values added in row order.
 
-    A row outside ``ce_row32``'s scope (w_y / gdiv out of range, |max| >=
-    2^24 or NaN), found before its gradient row is written, takes
+    A row outside ``ce_row32``'s scope (``rowlanes.row_scope``: w_y / gdiv
+    out of range, |max| >= 2^24 or NaN), found before its gradient row is
+    written, takes
     ``multiclass.cross_entropy`` in step 1, with the row formula's scratch
     (buf's first ``scratch_size(C)``). Ignored rows: value 0, zero
     gradient."""
@@ -492,6 +556,8 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
     lv = buf[o:o + _LANE_VECTORS * R]
     o += _LANE_VECTORS * R
     tsb = buf[o:o + (c + 1) // 2].view(np.float32)[:c]
+    options = eps != 0.0 or z != 0.0
+    ecg = eps / n / gdiv
     for r0 in range(start, stop, R):
         nr = min(R, stop - r0)
         # 1. per row: the maximum, the terms and their sum
@@ -503,6 +569,7 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
             lv[_XY + r] = 0.0
             lv[_WY + r] = 0.0
             lv[_MD + r] = 2.0
+            lv[_SS + r] = 0.0
             if r >= nr:
                 continue
             y = lab[r0 + r]
@@ -510,16 +577,18 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
                 continue
             xr = x[r0 + r]
             wv = np.float64(w[y])
-            m = lanes_max(xr, wv, gdiv)
-            if np.isnan(m):
+            m = _block_max(xr)
+            if not row_scope(m, wv, eps, z, wsum, gdiv, n):
                 lv[_MD + r] = 1.0
-                lv[_RV + r] = cross_entropy(xr, y, t[r0 + r], w, 0.0, 0.0, wsum_lo, wsum, gdiv,
+                lv[_RV + r] = cross_entropy(xr, y, t[r0 + r], w, eps, z, wsum_lo, wsum, gdiv,
                                             g[r0 + r], sg, rb)
                 continue
             lv[_MD + r] = 0.0
             lv[_MX + r] = m
             lv[_XY + r] = np.float64(xr[y])  # (read before the gradient: g may be x)
             lv[_WY + r] = wv
+            if eps != 0.0:
+                lv[_SS + r] = _target_sums(xr, w, m)[1]  # (before the terms)
             m32 = np.float32(m)
             ts = g[r0 + r] if sg else tsb
             _terms(xr, ts, m32, -m32, m32 - _RANGE32, sg and xr.ctypes.data == ts.ctypes.data)
@@ -532,11 +601,19 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
             for r in range(nr):
                 if lv[_MD + r] == 0.0:
                     lv[_SM + r], lv[_KC + r] = _short_sum(g[r0 + r])
-        # 2. the row scalars, the rows side by side (``ce_row32``'s, eps = z = 0)
-        for r in range(R):
-            v, lv[_FH + r], lv[_FL + r], lv[_GY + r] = _lane_scalars(
-                lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r], lv[_WY + r], wsum, n, gdiv)
-            lv[_RV + r] = v if lv[_MD + r] == 0.0 else lv[_RV + r]
+        # 2. the row scalars, the rows side by side (``ce_row32``'s)
+        if options:
+            for r in range(R):
+                v, lv[_FH + r], lv[_FL + r], lv[_GY + r] = _lane_options(
+                    lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r], lv[_WY + r], wsum, n,
+                    gdiv, eps, z, lv[_SS + r])
+                lv[_RV + r] = v if lv[_MD + r] == 0.0 else lv[_RV + r]
+        else:
+            for r in range(R):
+                v, lv[_FH + r], lv[_FL + r], lv[_GY + r] = _lane_scalars(
+                    lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r], lv[_WY + r], wsum, n,
+                    gdiv)
+                lv[_RV + r] = v if lv[_MD + r] == 0.0 else lv[_RV + r]
         # 3. per row: the gradient, the label's entry; values in row order
         for r in range(nr):
             mode = lv[_MD + r]
@@ -546,6 +623,9 @@ def group_rows(x, lab, t, w, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf
                 if mode == 2.0:
                     for j in range(c):
                         gr[j] = 0.0
+                elif options:
+                    _probs_grad(gr, w, lv[_FH + r], ecg)
+                    gr[lab[r0 + r]] = lv[_GY + r]
                 else:
                     scale_terms(gr, np.float32(lv[_FH + r]), np.float32(lv[_FL + r]))
                     gr[lab[r0 + r]] = lv[_GY + r]

@@ -340,14 +340,14 @@ def _splat(builder, scalar, vt):
 
 
 def _skip_split(builder, v, top, take):
-    """(v widened to float64 where v != top and take, else 0; the i1 vector
-    of v == top and take): a float32 vector's share of a sum of the terms
-    other than top, and the lanes to count (``lane_sums_skip``,
+    """(v as float64 (widened from float32) where v != top and take, else 0;
+    the i1 vector of v == top and take): a vector's share of a sum of the
+    terms other than top, and the lanes to count (``lane_sums_skip``,
     ``row_sum_skip``)."""
     eq = builder.fcmp_ordered("==", v, top)
     f64 = ir.VectorType(ir.DoubleType(), v.type.count)
-    wide = builder.select(builder.and_(take, builder.not_(eq)), builder.fpext(v, f64),
-                          ir.Constant(f64, None))
+    wide = v if v.type == f64 else builder.fpext(v, f64)
+    wide = builder.select(builder.and_(take, builder.not_(eq)), wide, ir.Constant(f64, None))
     return wide, builder.and_(take, eq)
 
 
@@ -422,34 +422,38 @@ def lane_max(typingctx, src, n, dst, width):
 
 @intrinsic
 def lane_sums_skip(typingctx, src, n, skip, sums, counts, width):
-    """Lane by lane over the n >= 1 float32 vectors of ``width`` lanes of
-    the 1-D contiguous array src (vector j at j width): sums[l] the float64
-    sum of the elements other than skip, counts[l] (float32) the count of
-    those equal to it, both in order from vector 0 (its value, not 0 plus
-    it), each a running sum in one vector accumulator: the bits of
-    sums[l] = w_0 + w_1 + ... left to right, w = 0 for a skipped element,
-    else the element widened. The float32 lanes' split of their terms
-    below and equal to 2^64 (``cpu.rowlanes``, pass 3); written in Python
-    with the running sums in memory the loop stays scalar (``lane_max``).
-    No bounds checks."""
-    if not (_lanes_ok(width, src, sums, counts) and src.dtype == counts.dtype == types.float32
+    """Lane by lane over the n >= 1 vectors of ``width`` lanes of the 1-D
+    contiguous array src (float32 or float64; vector j at j width): sums[l]
+    the float64 sum of the elements other than skip, counts[l] (float32)
+    the count of those equal to it, both in order from vector 0 (its value,
+    not 0 plus it), each a running sum in one vector accumulator: the bits
+    of sums[l] = w_0 + w_1 + ... left to right, w = 0 for a skipped
+    element, else the element (widened). The float32 lanes' split of their
+    terms below and equal to 2^64 (``cpu.rowlanes``, pass 3), and with skip
+    NaN (nothing skipped) the smoothing sums of ``cpu.rowtiles.lane_rows``;
+    written in Python with the running sums in memory the loop stays
+    scalar (``lane_max``). No bounds checks."""
+    if not (_lanes_ok(width, src, sums, counts)
+            and src.dtype in (types.float32, types.float64) and counts.dtype == types.float32
             and sums.dtype == types.float64 and isinstance(n, types.Integer)
             and isinstance(skip, types.Float)):
         return None
     sig = types.none(src, n, skip, sums, counts, width)
     lanes = width.literal_value
     f32, f64 = ir.VectorType(ir.FloatType(), lanes), ir.VectorType(ir.DoubleType(), lanes)
+    svec = ir.VectorType(_IR[src.dtype], lanes)
 
     def codegen(context, builder, signature, args):
         sty, nty, kty, uty, cty = signature.args[:5]
         sa, ua, ca = (context.make_array(t)(context, builder, value=args[k])
                       for k, t in ((0, sty), (3, uty), (4, cty)))
         nv = context.cast(builder, args[1], nty, types.intp)
-        top = _splat(builder, context.cast(builder, args[2], kty, types.float32), f32)
+        top = _splat(builder, context.cast(builder, args[2], kty, sty.dtype), svec)
         const = lambda k: context.get_constant(types.intp, k)  # noqa: E731
 
         def split(j):
-            v = builder.load(_lane_vector(context, builder, sty, sa, j, f32), align=4)
+            v = builder.load(_lane_vector(context, builder, sty, sa, j, svec),
+                             align=sty.dtype.bitwidth // 8)
             wide, eq = _skip_split(builder, v, top, _all_lanes(lanes))
             return wide, builder.select(eq, ir.Constant(f32, [1.0] * lanes),
                                         ir.Constant(f32, None))
