@@ -38,7 +38,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from fastloss._config import JIT
+from fastloss._config import JIT, KERNEL_JIT
 from fastloss.math._intrin import wide_vectors
 
 
@@ -109,7 +109,7 @@ def finish(s, c):
     return s
 
 
-@njit(**JIT)
+@njit(**KERNEL_JIT)
 def combine(hi, lo):
     """Sum chunk partials (hi[k], lo[k]) in index order, compensated."""
     s = 0.0

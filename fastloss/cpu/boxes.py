@@ -34,7 +34,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from fastloss._config import CHUNK, JIT, PARALLEL_JIT
+from fastloss._config import CHUNK, JIT, KERNEL_JIT, PARALLEL_JIT
 from fastloss.cpu.dispatch import LiteralDispatch
 from fastloss.math._intrin import wide_vectors
 from fastloss.reduce import neumaier_add
@@ -182,7 +182,7 @@ def fused(fid, x, y, gdiv, grad, vals, hi, lo, store_grad, store_vals):
 kernel = LiteralDispatch(fused, nchunks_arg=5)
 
 
-@njit(**JIT)
+@njit(**KERNEL_JIT)
 def first_bad_box(a):
     """Index of the first row of a (N, 4) C-contiguous array with x2 < x1 or
     y2 < y1, else -1 (NaN passes). Blocks of rows are tested without an

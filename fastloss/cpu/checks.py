@@ -23,7 +23,7 @@ these only to name the first offender of a flagged call.
 import numpy as np
 from numba import njit, prange
 
-from fastloss._config import JIT, PARALLEL_JIT
+from fastloss._config import JIT, KERNEL_JIT, PARALLEL_JIT
 from fastloss.math._intrin import borrow, keep_alive, wide_vectors
 
 #: elements per flagged block (a few KB: stays in L1 for the rescan)
@@ -71,7 +71,7 @@ def _flag_blocks(a, lo, hi, lo_open, hi_open, lo32, hi32, f32, flags):
     keep_alive(a)
 
 
-@njit(**JIT)
+@njit(**KERNEL_JIT)
 def first_outside(a, lo, hi, lo_open, hi_open):
     """Index of the first element outside the interval, or -1."""
     n = a.size
@@ -118,7 +118,7 @@ def _flag_blocks_not_in(a, u0, u1, u2, u3, flags):
     keep_alive(a)
 
 
-@njit(**JIT)
+@njit(**KERNEL_JIT)
 def first_not_in(a, values):
     """Index of the first element (not NaN) that is none of ``values``, or -1.
     Sets of up to 4 values (every set in the catalogue) are compared

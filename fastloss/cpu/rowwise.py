@@ -17,7 +17,7 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from fastloss._config import CHUNK, JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
+from fastloss._config import CHUNK, JIT, KERNEL_JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
 from fastloss.cpu.dispatch import LiteralDispatch
 from fastloss.cpu.rowlanes import ce_probs_row32, ce_row32
 from fastloss.cpu.rowtiles import tile_pass
@@ -240,7 +240,7 @@ LABEL_AHEAD = 8
 kernel = LiteralDispatch(fused, nchunks_arg=13)
 
 
-@njit(**JIT)
+@njit(**KERNEL_JIT)
 def check_labels(lab, c, ignore, use_ignore, w, use_w):
     """(index of the first label outside [0, c) that is not ignored, or -1;
     compensated sum of w[label] (or count) over the rows not ignored)."""
@@ -258,7 +258,7 @@ def check_labels(lab, c, ignore, use_ignore, w, use_w):
     return -1, s
 
 
-@njit(**JIT)
+@njit(**KERNEL_JIT)
 def first_dead_row(x, lab, ignore, use_ignore):
     """Index of the first row (not ignored) whose logits are all -inf, or -1.
     Stops at each row's first element that is not -inf, so it costs O(N) on
@@ -277,7 +277,7 @@ def first_dead_row(x, lab, ignore, use_ignore):
     return -1
 
 
-@njit(**JIT)
+@njit(**KERNEL_JIT)
 def sum_dd(w):
     """sum(w) as a pair (hi, lo), hi + lo = the sum to ~n 2^-106 relative
     (TwoSum of every addition); w >= 0."""
@@ -295,7 +295,7 @@ def sum_dd(w):
     return h, c - (h - s)
 
 
-@njit(**JIT)
+@njit(**KERNEL_JIT)
 def first_undefined_hinge(x, lab):
     """Index of the first row whose label's logit x_y is infinite and equal
     to another logit of the row (the multi-margin hinge margin - x_y + x_j
