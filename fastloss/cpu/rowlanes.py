@@ -34,10 +34,10 @@ in L2 between the passes):
 Every loop is a whole number of LLVM's vector iterations where that
 mattered: its scalar epilogue costs ~25 cycles an element of the exp loop
 (~0.2 ns/elem at C = 1000), so the last n % 64 terms are the last 64
-computed again, and the target sums' last group is the row's last 256
-with the indices already summed selected out (a pad written by scalar
-stores and read by vector loads stalled on the store forwarding); the
-terms' sum takes the row's last 64 likewise.
+computed again; the terms' sum and the target sums take the row's last
+64 with the indices already summed masked out (in vector registers, not a
+pad: one written by scalar stores and read by vector loads stalled on the
+store forwarding).
 
 Accuracy: the value carries the relative error of others (the terms'
 0.69 ULP and the float64 sum's few 2^-53) and its final rounding; each
@@ -242,6 +242,15 @@ def scale_terms(g, fh, fl):
 
 
 @njit(**{**JIT, "forceinline": True})
+def grad_less(e, f, b, ginv):
+    """A gradient entry E f - b ginv from a float32 term E (float32 b or
+    float64): in float64 (the product and the difference rounded once, by
+    fma, b ginv once more), then rounded to float32 (``_probs_grad``,
+    ``rowtiles.lane_rows``)."""
+    return np.float32(fma(np.float64(e), f, -(np.float64(b) * ginv)))
+
+
+@njit(**{**JIT, "forceinline": True})
 def _options_scope(m, t_sum, z, gdiv):
     """Whether a row of maximum m (float64) is in the float32 lanes' scope
     for a gradient A p_j - b_j formed in float64 (``_probs_grad``): |m| <
@@ -356,12 +365,10 @@ def _maxes(x, t):
 
 @njit(**JIT)
 def _probs_grad(g, t, f, ginv):
-    """g_j = E_j f - t_j ginv for the terms E_j = g_j: in float64 (the
-    product and the difference rounded once, by fma, t_j ginv once more),
-    then rounded to float32."""
+    """g_j = ``grad_less``(E_j, f, t_j, ginv) for the terms E_j = g_j."""
     wide_vectors()
     for j in range(g.size):
-        g[j] = np.float32(fma(np.float64(g[j]), f, -(np.float64(t[j]) * ginv)))
+        g[j] = grad_less(g[j], f, t[j], ginv)
 
 
 @njit(**{**JIT, "forceinline": True})

@@ -144,13 +144,13 @@ from fastloss.cpu.rowlanes import (
     _probs_grad,
     _target_sums,
     _terms,
+    grad_less,
     row_scope,
     scale_terms,
 )
 from fastloss.math._cpu import exp_gap32, f32_pair
 from fastloss.math._intrin import (
     BLOCK8,
-    fma,
     fma32,
     lane_max,
     lane_sums_skip,
@@ -374,7 +374,7 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
     smoothing sums sum_j w_j (m - x_j) per lane, class by class in a vector
     accumulator (``_intrin.lane_sums_skip`` on float64 terms), the row
     scalars by ``_lane_options`` and the gradient E_j F - (eps/C) w_j /
-    gdiv in float64, rounded once (``rowlanes._probs_grad``'s formula).
+    gdiv in float64, rounded once (``rowlanes.grad_less``).
 
     A row outside the float32 lanes' scope (``rowlanes.row_scope``: w_y /
     gdiv out of range, |max| >= 2^24, +-inf or a NaN anywhere) takes
@@ -481,7 +481,7 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
                 fd[r] = lv[_FH + r]
             _spread(fd, c)
             for k in range(cr):
-                et[k] = np.float32(fma(np.float64(et[k]), fd[k], -(np.float64(wt[k]) * ecg)))
+                et[k] = grad_less(et[k], fd[k], wt[k], ecg)
             _tile_transpose(et, gf[r0 * c:(r0 + nr) * c], c, nr, False)
         elif sg:
             for r in range(R):
