@@ -79,6 +79,34 @@ def test_target_sums_exact(n, dtype):
     _close(sv, want_s, rel)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 9, 32, 63])
+def test_lane_sums_skip_float64_nothing_skipped(n):
+    """``_intrin.lane_sums_skip`` on float64 terms with skip NaN (nothing
+    equals it; ``rowtiles.lane_rows``' smoothing sums): lane by lane the
+    sum left to right, bitwise that of Python floats, +inf terms summed
+    (a -inf logit under a smoothing weight), no count."""
+    from numba import njit
+
+    from fastloss.math._intrin import lane_sums_skip
+
+    w = rowtiles.LANE_ROWS
+
+    @njit(cache=False)
+    def sums(e, n, s, k):
+        lane_sums_skip(e, n, np.nan, s, k, w)
+
+    e = RNG.standard_normal(n * w) * np.ldexp(1.0, RNG.integers(-60, 60, n * w))
+    e[5] = np.inf
+    s, k = np.empty(w), np.empty(w, np.float32)
+    sums(e, n, s, k)
+    for lane in range(w):
+        want = float(e[lane])
+        for v in e[lane + w::w]:
+            want += float(v)
+        assert s[lane] == want, lane
+        assert k[lane] == 0.0
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 9, 10, 32, 63])
 def test_lane_sums_skip_in_order(n):
     """``_intrin.lane_sums_skip`` (``lane_rows``' per-lane sums): lane by
