@@ -199,16 +199,6 @@ def _terms(x, ts, m32, negm, lo, inplace):
                 tt[i] = exp_gap32(xt[i], m32, negm, lo)
 
 
-@njit(**JIT)
-def lanes_max(x, wy, gdiv):
-    """The row maximum (float64) where a row of the right length is in the
-    float32 lanes' scope (module doc: w_y / gdiv, w_y = ``wy``, within
-    [2^-38 C, 2^20] or 0, and |max| < 2^24), else NaN (also for a NaN
-    maximum): the test of ``ce_row32`` and ``rowtiles.group_rows``."""
-    m = _block_max(x)
-    return m if lanes_scope(m, wy, gdiv, np.float64(x.size)) else np.nan
-
-
 @njit(**{**JIT, "forceinline": True})
 def lanes_scope(m, wy, gdiv, n):
     """Whether a row of n classes, maximum m (float64) and label weight wy

@@ -34,7 +34,7 @@ class j, R = LANE_ROWS), and every step is a loop over the whole tile:
 The accuracy is ``ce_row32``'s (its module doc): values and gradients
 within 2 ULP of mpmath (tests/test_multiclass.py), a row's bits
 independent of the rows beside it. Rows outside the lanes' scope
-(``rowlanes.lanes_scope``) take the float64 row formula.
+(``rowlanes.row_scope``) take the float64 row formula.
 
 The steps' loops are written for what LLVM vectorizes. The tile's buffers
 are separate arrays: as views of one scratch buffer LLVM saw one base
@@ -476,24 +476,23 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
         # 6. the gradient g_j = fma(E_j, fh, E_j fl) (``rowlanes``, pass 4),
         #    or with options E_j F - (eps/C) w_j / gdiv in float64, transposed
         #    back into g (x is fully read: g may be x)
-        if sg and options:
-            for r in range(R):
-                fd[r] = lv[_FH + r]
-            _spread(fd, c)
-            for k in range(cr):
-                et[k] = grad_less(et[k], fd[k], wt[k], ecg)
+        if sg:
+            if options:
+                for r in range(R):
+                    fd[r] = lv[_FH + r]
+                _spread(fd, c)
+                for k in range(cr):
+                    et[k] = grad_less(et[k], fd[k], wt[k], ecg)
+            else:
+                for r in range(R):
+                    fa[r] = np.float32(lv[_FH + r])
+                    fb[r] = np.float32(lv[_FL + r])
+                _spread(fa, c)
+                _spread(fb, c)
+                for k in range(cr):
+                    e = et[k]
+                    et[k] = fma32(e, fa[k], e * fb[k])
             _tile_transpose(et, gf[r0 * c:(r0 + nr) * c], c, nr, False)
-        elif sg:
-            for r in range(R):
-                fa[r] = np.float32(lv[_FH + r])
-                fb[r] = np.float32(lv[_FL + r])
-            _spread(fa, c)
-            _spread(fb, c)
-            for k in range(cr):
-                e = et[k]
-                et[k] = fma32(e, fa[k], e * fb[k])
-            gs = gf[r0 * c:(r0 + nr) * c]
-            _tile_transpose(et, gs, c, nr, False)
         # 7. per row: the label's entry, ignored rows, the rows outside the
         #    scope; values in row order
         for r in range(nr):
