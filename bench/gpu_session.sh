@@ -22,6 +22,14 @@
 set -uo pipefail
 
 out=${OUT:-$(mktemp -d)}
+# Python wheels carried in .whl (the device tool's `carry`), for packages
+# that must differ from the image's: its numba-cuda 0.30.4 fails to import
+# with its NumPy 2.5 (numba_cuda's arrayobj overloads np.row_stack, removed
+# in NumPy 2.5), so a session carries numpy 2.4.6.
+if compgen -G ".whl/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
 py=${PYTHON:-python3}
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 unset NUMBA_ENABLE_CUDASIM
@@ -67,12 +75,14 @@ tail -n 12 "$out/env.log"
 # the CUDA tests without the simulator (tests/conftest.py: FASTLOSS_TEST_GPU=1),
 # and the PyTorch integration with CUDA tensors
 step tests "${TEST_S:-240}" env FASTLOSS_TEST_GPU=1 "$py" -m pytest -q -rfEs -p no:cacheprovider \
+    -n "${TEST_WORKERS:-8}" --tb=short --durations=15 \
     tests/test_cuda.py tests/test_cuda_boxes.py tests/test_cuda_rowblock.py \
     tests/test_cuda_rowwarp.py tests/test_cuda_rowwise.py tests/test_torch.py
 
 # the CUDA benchmarks: 2^28-element elementwise losses and the cross_entropy
 # shapes of issue 5, beside PyTorch CUDA and the device-to-device copy
 step bench "${BENCH_S:-300}" "$py" -m fastloss.cli bench --backend cuda --peers torch \
-    --machine cuda-h200 --out-dir "$out" --no-plots --budget 0.5
+    --machine cuda-h200 --out-dir "$out" --no-plots --budget 0.5 \
+    --suite "${BENCH_SUITES:-elementwise,multiclass}"
 
 cat "$status"
