@@ -3,14 +3,15 @@ a GPU: ``python bench/gpu_profile.py [--ncu]``.
 
 For each case (float32): the wall time of ``value_and_grad`` on device
 arrays (median of repeated calls, synchronized), the same with ``out=``,
-and the Python functions that took it (cProfile over 20 calls, by total
-time). With ``--ncu`` it makes one call per case between
+and the Python functions that took it (cProfile over 20 calls, by
+cumulative time). With ``--ncu`` it makes one call per case between
 ``cuda.profile_start()`` and ``cuda.profile_stop()`` and nothing else, for
 ``ncu --profile-from-start off`` to list each kernel a call launches and
 its duration.
 """
 
 import cProfile
+import functools
 import io
 import pstats
 import sys
@@ -81,10 +82,29 @@ def profile_case(loss, shape, rng, ncu):
     cuda.synchronize()
     pr.disable()
     s = io.StringIO()
-    pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(12)
-    print(f"== {loss} {shape}: cProfile of 20 calls with out=, by tottime")
-    print("\n".join(s.getvalue().splitlines()[:32]))
+    pstats.Stats(pr, stream=s).sort_stats("cumulative").print_stats(25)
+    print(f"== {loss} {shape}: cProfile of 20 calls with out=, by cumulative time")
+    print("\n".join(s.getvalue().splitlines()[:45]))
     return t, to
+
+
+#: cross_entropy shapes timed with each row kernel forced
+#: (``config.launch(rows=...)``): which one the default route should take
+ROUTES = [(65536, 1000), (16384, 8192)]
+
+
+def row_routes(rng):
+    from fastloss.cuda import config
+
+    for shape in ROUTES:
+        x, y = data("cross_entropy", shape, rng)
+        out = cuda.device_array(shape, dtype=np.float32)
+        for how in ("warp", "block"):
+            with config.launch(rows=how):
+                call = functools.partial(fl.value_and_grad, "cross_entropy", x, y, out=out)
+                call()
+                t = wall(call, 20)
+            print(f"cross_entropy {str(shape):16s} rows={how:5s} out= {t * 1e3:9.3f} ms")
 
 
 def main():
@@ -95,6 +115,8 @@ def main():
         r = profile_case(loss, shape, rng, ncu)
         if r is not None:
             rows.append((loss, shape, *r))
+    if not ncu:
+        row_routes(rng)
     for loss, shape, t, to in rows:
         print(f"{loss:34s} {str(shape):16s} call {t * 1e3:9.3f} ms   out= {to * 1e3:9.3f} ms")
 

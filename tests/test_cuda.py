@@ -114,17 +114,19 @@ def f32_lanes(name, dtype):
     return name == "binary_cross_entropy_with_logits" and dtype == np.float32
 
 
-def f32_sums_close(got, want, values):
-    """Two float64 sums of float32 BCE values: the GPU's terms are float64,
-    the CPU's float32 values within 1 ULP of the exact (0.81 measured,
-    tests/test_math_accuracy.py), so the sums differ by at most
-    sum(ulp(v_i)) plus the float64 summation error."""
+def f32_sums_close(got, want, values, ulps=1):
+    """Two float64 sums of float32 values that may differ by ``ulps`` ULP
+    each (BCE: the GPU's terms are float64, the CPU's float32 values within
+    1 ULP of the exact, 0.81 measured, tests/test_math_accuracy.py): the
+    sums differ by at most ulps * sum(ulp(v_i)) plus the float64 summation
+    error."""
     assert isinstance(got, float)
     if not math.isfinite(want):
         assert got == want or (math.isnan(got) and math.isnan(want)), (got, want)
         return
     values = np.abs(np.asarray(values, np.float32))
-    bound = float(np.sum(np.spacing(values).astype(np.float64))) + 4 * np.spacing(abs(want))
+    bound = ulps * float(np.sum(np.spacing(values).astype(np.float64))) \
+        + 4 * np.spacing(abs(want))
     assert abs(got - want) <= bound, (got, want, bound)
 
 
@@ -171,7 +173,12 @@ def test_agrees_with_cpu(name, dtype):
         f32_lanes_grad_close(host(gm), gmc, y / np.float32(x.size))
         return
     assert_ulp(host(g), gc, dtype, what=f"{name} grad")
-    scalar_close(m, mc)
+    if dtype == np.float32:
+        # values 2 ULP apart (above) make sums ~2 sum(ulp) apart, far more
+        # than 2 ULP of a float64 sum (poisson_nll on an H200: 4)
+        f32_sums_close(m, mc, vc / np.float32(x.size), ulps=2)
+    else:
+        scalar_close(m, mc)
     assert_ulp(host(gm), gmc, dtype, what=f"{name} mean grad")
 
 
@@ -187,9 +194,15 @@ def test_array_parameters(dtype):
     w = rng.uniform(0, 2, size=shape).astype(dtype)
     kw_cpu = dict(pos_weight=pw, weight=w, label_smoothing=0.1)
     vc, gc = fl.value_and_grad(name, x, y, reduction="sum", **kw_cpu)
+    vals = fl.value_and_grad(name, x, y, reduction="none", **kw_cpu)[0]
     for kw in ({**kw_cpu, "pos_weight": dev(pw), "weight": dev(w)}, kw_cpu):
         v, g = fl.value_and_grad(name, dev(x), dev(y), reduction="sum", **kw)
-        scalar_close(v, vc)
+        if dtype == np.float32:
+            # the GPU's logistic32 (float32 lanes) against the CPU's float64
+            # one: values within 2 ULP, not the same bits
+            f32_sums_close(v, vc, vals, ulps=2)
+        else:
+            scalar_close(v, vc)
         assert_ulp(host(g), gc, dtype)
     vc, gc = fl.value_and_grad("sigmoid_focal", x, y, alpha=None, gamma=0.5, weight=w[0])
     v, g = fl.value_and_grad("sigmoid_focal", dev(x), dev(y), alpha=None, gamma=0.5,
@@ -594,28 +607,38 @@ def test_float32_variant_kernels_compile_to_ptx():
     assert out.strip().endswith("OK")
 
 
-# --- real GPU only ------------------------------------------------------------------
+_SAME_MATH_SCRIPT = PTX_PRELUDE + textwrap.dedent("""
+    from fastloss import catalog
+    from fastloss.cuda.elementwise import formula_for, make_elementwise_kernel
+
+    f64 = numba.float64
+    F32_OPS = re.compile(r"\\b(?:add|sub|mul|div|fma|rcp)\\.[a-z.]*f32\\b")
+
+    def sig(arr):
+        return (arr, arr, arr, numba.int64, arr, numba.int64, f64, f64, f64, f64, arr, arr,
+                f64[::1], f64[::1], numba.boolean, numba.boolean)
+
+    # the CPU's exp (Taylor coefficient 1/13! = 0x3de6124613a86d09), not libdevice's
+    fid = catalog.formula_id(catalog.get("poisson_nll"))
+    ptx = ptx_of(make_elementwise_kernel(formula_for(fid, False)), sig(f64[::1]))
+    assert "3de6124613a86d09" in ptx.lower()
+    # float32 data is evaluated in float64, as on the CPU (numba-cuda types
+    # float() of a float32 as float32: on an H200 mse's float32 kernel
+    # subtracted and squared in float32)
+    for name in ("mse", "huber", "poisson_nll", "msle", "log_cosh", "sigmoid_focal"):
+        fid = catalog.formula_id(catalog.get(name))
+        ptx = ptx_of(make_elementwise_kernel(formula_for(fid, True)), sig(numba.float32[::1]))
+        assert not F32_OPS.findall(ptx), (name, F32_OPS.findall(ptx)[:5])
+    print("OK")
+""")
 
 
-@pytest.mark.skipif(SIM, reason="PTX needs NVVM; the simulator runs Python")
-def test_gpu_kernels_use_libdevice_not_cpu_polynomials():  # pragma: no cover
-    """The CPU-only polynomial exp (Taylor coefficient 1/13! = 0x3de6124613a86d09)
-    must not appear in the PTX of a kernel that calls exp/log1p, as its
-    dispatcher compiles it for this device; nor may a multiply or add without
-    a rounding modifier (``fastloss.cuda.jit``: no contraction)."""
-    import re
-
-    import numba
-
-    from fastloss.cuda.elementwise import make_elementwise_kernel
-
-    spec = catalog.get("sigmoid_focal")
-    k = make_elementwise_kernel(spec.formula)
-    arr = numba.float32[::1]
-    sig = (arr, arr, arr, numba.int64, arr, numba.int64, numba.float64, numba.float64,
-           numba.float64, numba.float64, arr, arr, numba.float64[::1], numba.float64[::1],
-           numba.boolean, numba.boolean)
-    ptx = k.compile(sig).inspect_asm(cuda.get_current_device().compute_capability)
-    assert "3de6124613a86d09" not in ptx.lower()
-    assert not re.findall(r"\b(?:mul|add|sub)\.f(?:32|64)\b", ptx)
+def test_gpu_kernels_compute_as_the_cpu():
+    """A CUDA kernel computes its formula with the CPU's primitives
+    (``fastloss.math._cpu``, not libdevice), and float32 data in float64:
+    the PTX of poisson_nll's float64 kernel holds the CPU exp's 1/13!, and
+    the float32 kernels of formulas without float32 variants have no float32
+    arithmetic at all."""
+    out = run_ptx_script(_SAME_MATH_SCRIPT, timeout=900)
+    assert out.strip().endswith("OK")
 

@@ -139,12 +139,27 @@ def _cpu_lanes(name, kind, params, dtype):
     labels, with or without smoothing and z-loss), not by the row formula
     that the thread-per-row kernel runs: then the two agree within the
     lanes' accuracy (2 ULP each way; with smoothing or z-loss 2 ULP x the
-    condition number of a gradient entry), not bitwise."""
+    condition number of a gradient entry), not bitwise. Per-element results
+    are then checked against ``_reference``."""
     return dtype == np.float32 and name == "cross_entropy" and kind.startswith("labels")
 
 
+def _reference(name, x, t, kc, lanes, **kw):
+    """The CPU's (values, gradient) to compare the GPU's with: for a lanes
+    case (``_cpu_lanes``) the CPU's float64 row formula on the upcast data,
+    rounded to float32 -- what the thread-per-row kernel computes (the row
+    formula in float64, rounded once), so within 1 ULP whatever the
+    condition number (on an H200, gradients with smoothing 0.2 and z-loss
+    were 1439 ULP from the CPU's float32 lanes: cancelling entries)."""
+    if not lanes:
+        return fl.value_and_grad(name, x, t, **kc, **kw)
+    kc64 = {k: v.astype(np.float64) if isinstance(v, np.ndarray) else v for k, v in kc.items()}
+    v, g = fl.value_and_grad(name, x.astype(np.float64), t, **kc64, **kw)
+    return (v.astype(np.float32) if isinstance(v, np.ndarray) else v), g.astype(np.float32)
+
+
 def _same_bits(got, want, dtype, what, lanes=False):
-    assert_ulp(got, want, dtype, bound=4 if lanes else BOUND, what=what)
+    assert_ulp(got, want, dtype, bound=1 if lanes else BOUND, what=what)
     if SIM and not lanes:
         it = np.int32 if np.dtype(dtype) == np.float32 else np.int64
         nan = np.isnan(want)
@@ -172,7 +187,7 @@ def _agrees_with_cpu(case, dtype):
     close = float32_lanes_close if lanes else scalar_close
     xd, td = dev(x), dev(t)
     v, g = fl.value_and_grad(name, xd, td, reduction="none", **kg)
-    vc, gc = fl.value_and_grad(name, x, t, reduction="none", **kc)
+    vc, gc = _reference(name, x, t, kc, lanes, reduction="none")
     assert is_device_array(v) and is_device_array(g)
     assert v.shape == (x.shape[0],) and v.dtype == x.dtype
     assert g.shape == x.shape and g.dtype == x.dtype
@@ -182,9 +197,10 @@ def _agrees_with_cpu(case, dtype):
     # "none" (checked above), so its value only (no gradient written)
     for red in ("mean", "batchmean") if name == "kl_div" else ("mean",):
         m, gm = fl.value_and_grad(name, xd, td, reduction=red, **kg)
-        mc, gmc = fl.value_and_grad(name, x, t, reduction=red, **kc)
+        mc = fl.value_and_grad(name, x, t, reduction=red, **kc)[0]
         close(m, mc)
-        _same_bits(host(gm), gmc, dtype, f"{name} {red} grad", lanes)
+        _same_bits(host(gm), _reference(name, x, t, kc, lanes, reduction=red)[1], dtype,
+                   f"{name} {red} grad", lanes)
     close(getattr(fl, name)(xd, td, reduction="sum", **kg),
           fl.value_and_grad(name, x, t, reduction="sum", **kc)[0])
 
@@ -214,9 +230,9 @@ def test_nan_propagates_as_on_the_cpu():
         if kind != "labels":
             t[4, 1] = np.nan
         v, g = fl.value_and_grad(name, dev(x), dev(t), reduction="none", **kg)
-        vc, gc = fl.value_and_grad(name, x, t, reduction="none", **kc)
-        assert np.isnan(vc[2])
         lanes = _cpu_lanes(name, kind, params, dtype)
+        vc, gc = _reference(name, x, t, kc, lanes, reduction="none")
+        assert np.isnan(vc[2])
         _same_bits(host(v), vc, dtype, f"{name} NaN values", lanes)
         _same_bits(host(g), gc, dtype, f"{name} NaN grad", lanes)
         assert math.isnan(getattr(fl, name)(dev(x), dev(t), **kg))
@@ -420,7 +436,7 @@ def test_out_and_in_place_same_bits(case, dtype):
     (float32_lanes_close if lanes else scalar_close)(v1, vc)
     for g in (g1, g2, g3):
         np.testing.assert_array_equal(host(g), host(g1))
-    _same_bits(host(g1), gc, dtype, f"{name} out", lanes)
+    _same_bits(host(g1), _reference(name, x, t, kc, lanes)[1], dtype, f"{name} out", lanes)
 
 
 def test_out_checks_and_failed_call_leaves_out_untouched():

@@ -51,7 +51,7 @@ def _periodic(name: str, a, shape: tuple[int, ...], like: DevArray):
     if a is None or (isinstance(a, Real) and not isinstance(a, (bool, np.bool_))) \
             or isinstance(a, np.ndarray):
         host, per = validate.periodic(name, a, shape, dtype)
-        return arrays.to_device_like(host, like), per
+        return (arrays.constant(host) if per == 1 else arrays.to_device_like(host, like)), per
     d = adapt(name, a) if is_device_array(a) else None
     if d is None:
         raise TypeError(f"{name}: must be a float, a NumPy array or a GPU array; got "

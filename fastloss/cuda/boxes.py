@@ -53,8 +53,8 @@ def make_box_kernel(formula, chunk: int = BOX_CHUNK, atomic: bool = False):
         x, y, gdiv, grad, vals, store_grad, store_vals = args
         # scale-invariant losses: evaluated at a power-of-two scale
         # (scalar.boxes.box_scale), as on the CPU
-        a0, a1, a2, a3 = float(x[i, 0]), float(x[i, 1]), float(x[i, 2]), float(x[i, 3])
-        b0, b1, b2, b3 = float(y[i, 0]), float(y[i, 1]), float(y[i, 2]), float(y[i, 3])
+        a0, a1, a2, a3 = np.float64(x[i, 0]), np.float64(x[i, 1]), np.float64(x[i, 2]), np.float64(x[i, 3])
+        b0, b1, b2, b3 = np.float64(y[i, 0]), np.float64(y[i, 1]), np.float64(y[i, 2]), np.float64(y[i, 3])
         sc = box_scale(a0, a1, a2, a3, b0, b1, b2, b3)
         v, g0, g1, g2, g3 = formula(a0 * sc, a1 * sc, a2 * sc, a3 * sc,
                                     b0 * sc, b1 * sc, b2 * sc, b3 * sc, x[i, 0])

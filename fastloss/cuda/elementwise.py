@@ -36,7 +36,7 @@ from numba import cuda, float64, njit
 from fastloss._config import CHUNK, JIT
 from fastloss.catalog import FORMULAS
 from fastloss.cuda import config, jit
-from fastloss.cuda.arrays import scratch
+from fastloss.cuda.arrays import constant, scratch
 from fastloss.cuda.config import LANES
 from fastloss.cuda.reduce import chunk_sums, combine, partials
 from fastloss.math import with_f32_variants, xmul
@@ -62,11 +62,18 @@ def make_elementwise_kernel(formula, chunk: int = CHUNK, atomic: bool = False):
         raise ValueError(f"chunk must be a multiple of {LANES}; got {chunk}")
 
     @jit.device
-    def item(i, args):
+    def load(i, args):
+        x, y = args[0], args[1]
+        return x[i], y[i]
+
+    @jit.device
+    def item(i, xy, args):
         x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, store_grad, store_vals = args
-        qv = float(q[0]) if qper == 1 else float(q[i % qper])
-        wv = float(w[0]) if wper == 1 else float(w[i % wper])
-        v, g = formula(float(x[i]), float(y[i]), qv, p0, p1, p2)
+        qv = np.float64(q[0]) if qper == 1 else np.float64(q[i % qper])
+        wv = np.float64(w[0]) if wper == 1 else np.float64(w[i % wper])
+        # np.float64, not float(): numba-cuda types float() of a float32 as
+        # float32 (the formula then ran in float32 on the GPU)
+        v, g = formula(np.float64(xy[0]), np.float64(xy[1]), qv, p0, p1, p2)
         v = xmul(wv, v)
         if store_grad:
             grad[i] = xmul(wv, g) / gdiv
@@ -74,7 +81,7 @@ def make_elementwise_kernel(formula, chunk: int = CHUNK, atomic: bool = False):
             vals[i] = v
         return round_as(x, v)
 
-    run = chunk_sums(item, atomic)
+    run = chunk_sums(item, atomic, load)
 
     @jit.kernel
     def kernel(x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
@@ -110,7 +117,7 @@ def sum_pass(fid: int, x, y, q, qper, w, wper, p, gdiv, grad, vals, stream, *,
         out = cuda.to_device(np.zeros(1), stream=stream)
         return out
     kern = make_elementwise_kernel(formula_for(fid, x.dtype == np.float32), chunk, launch.atomic)
-    dummy = scratch(1, x.dtype, stream)
+    dummy = constant(np.zeros(1, x.dtype))  # never written: store_grad/store_vals off
     hi, lo = partials(nchunks, launch.atomic, stream)
     p0, p1, p2 = (float(v) for v in p)
     kern[config.blocks_for(nchunks), config.threads_per_block(), stream](
@@ -168,7 +175,7 @@ def _max_abs_diff_kernel(x, y, part):
         for lane in range(tid, LANES, nt):
             m = 0.0
             for i in range(base + lane, stop, LANES):
-                d = abs(float(x[i]) - float(y[i]))
+                d = abs(np.float64(x[i]) - np.float64(y[i]))
                 if d > m or d != d:
                     m = d
             sh[lane] = m

@@ -50,6 +50,9 @@ kernels compiled in the same process never see the context variable
 compile exactly as before. ``tests/test_cuda.py::test_no_fma_contraction_in_ptx``
 checks all three in the PTX.
 
+A launch of more threads per block than a kernel's registers allow is cut
+to the kernel's limit (``SAFE_THREADS``, ``FastlossDispatcher.call``).
+
 Under the CUDA simulator (no PTX) ``kernel`` is ``cuda.jit`` itself.
 """
 
@@ -63,6 +66,14 @@ from fastloss.cuda.config import SIMULATOR
 
 #: NVVM options added to numba-cuda's for every fastloss kernel
 NVVM_OPTIONS = {"fma": False}
+
+#: threads per block every kernel can run: 65536 registers per block (sm_50
+#: to sm_90) over at most 255 per thread. A larger block is cut to the
+#: kernel's own limit (``FastlossDispatcher.call``): on an H200 the box and
+#: thread-per-row kernels, at more than 128 registers, failed to launch with
+#: 512 and 1024 threads (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES). The results
+#: never depend on the block size (``config``'s module doc).
+SAFE_THREADS = 256
 
 _SCOPED: contextvars.ContextVar[bool] = contextvars.ContextVar("fastloss_cuda_no_fma",
                                                               default=False)
@@ -131,6 +142,17 @@ else:
                 return super().compile(sig)
             finally:
                 _SCOPED.reset(token)
+
+        def call(self, args, launch_config):
+            """Launch, with a block of more than ``SAFE_THREADS`` threads cut
+            to what the compiled kernel can run (``max_threads_per_block``,
+            which its registers decide), rounded down to a multiple of 32."""
+            bx, by, bz = launch_config.blockdim
+            if bx * by * bz > SAFE_THREADS:
+                cap = self._compile_for_args(*args).max_threads_per_block
+                if bx * by * bz > cap and by == bz == 1:
+                    launch_config.blockdim = (max(32, cap // 32 * 32), 1, 1)
+            return super().call(args, launch_config)
 
     def kernel(func=None, **options):
         """``@jit.kernel`` or ``@jit.kernel(**cuda.jit options)``: the

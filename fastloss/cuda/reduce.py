@@ -61,7 +61,12 @@ def store_chunk(sh, se, tid, nthreads, c, hi, lo, atomic):
     cuda.syncthreads()
 
 
-def chunk_sums(item, atomic: bool = False):
+#: iterations of a lane's loop whose loads ``chunk_sums`` issues together
+#: when the kernel gives a ``load`` (see there)
+UNROLL = 4
+
+
+def chunk_sums(item, atomic: bool = False, load=None):
     """The skeleton of every fused kernel, once: a device function
 
         run(n, chunk, args, hi, lo)
@@ -78,10 +83,42 @@ def chunk_sums(item, atomic: bool = False):
     writing whatever the item writes (gradients, per-item values); ``args``
     is a tuple of the kernel's arguments it needs. Every thread of the block
     must call ``run``. The order of the additions depends on n, chunk and
-    LANES only, never on the launch configuration."""
+    LANES only, never on the launch configuration.
+
+    With ``load(i, args)`` (a device function reading item i's inputs) the
+    item is ``item(i, load(i, args), args)``, and a lane issues the loads of
+    ``UNROLL`` consecutive items (i, i + LANES, ...) before it computes the
+    first: a thread then has 2 x UNROLL loads in flight instead of 2. The
+    loop-carried sum serialized the loads otherwise, and the fused
+    elementwise kernel moved 1.9 TB/s on an H200, half its copy bandwidth
+    (2^28 float32 mse, 63 registers, 32 warps per multiprocessor). The
+    additions keep their order: the same bits. Loading item j before
+    writing item i < j's gradient is safe in place (gradient over the
+    input): each item reads only its own element before writing it."""
+    if load is None:
+        @cuda.jit(device=True)
+        def run(n, chunk, args, hi, lo):
+            sh = cuda.shared.array(LANES, float64)
+            se = cuda.shared.array(LANES, float64)
+            tid = cuda.threadIdx.x
+            nt = cuda.blockDim.x
+            nchunks = (n + chunk - 1) // chunk
+            for c in range(cuda.blockIdx.x, nchunks, cuda.gridDim.x):
+                base = c * chunk
+                stop = min(base + chunk, n)
+                for lane in range(tid, LANES, nt):
+                    s = 0.0
+                    comp = 0.0
+                    for i in range(base + lane, stop, LANES):
+                        s, comp = neumaier_add(s, comp, item(i, args))
+                    sh[lane] = s
+                    se[lane] = comp
+                store_chunk(sh, se, tid, nt, c, hi, lo, atomic)
+
+        return run
 
     @cuda.jit(device=True)
-    def run(n, chunk, args, hi, lo):
+    def run_loaded(n, chunk, args, hi, lo):
         sh = cuda.shared.array(LANES, float64)
         se = cuda.shared.array(LANES, float64)
         tid = cuda.threadIdx.x
@@ -93,13 +130,25 @@ def chunk_sums(item, atomic: bool = False):
             for lane in range(tid, LANES, nt):
                 s = 0.0
                 comp = 0.0
-                for i in range(base + lane, stop, LANES):
-                    s, comp = neumaier_add(s, comp, item(i, args))
+                i = base + lane
+                while i + (UNROLL - 1) * LANES < stop:
+                    v0 = load(i, args)
+                    v1 = load(i + LANES, args)
+                    v2 = load(i + 2 * LANES, args)
+                    v3 = load(i + 3 * LANES, args)
+                    s, comp = neumaier_add(s, comp, item(i, v0, args))
+                    s, comp = neumaier_add(s, comp, item(i + LANES, v1, args))
+                    s, comp = neumaier_add(s, comp, item(i + 2 * LANES, v2, args))
+                    s, comp = neumaier_add(s, comp, item(i + 3 * LANES, v3, args))
+                    i += UNROLL * LANES
+                while i < stop:
+                    s, comp = neumaier_add(s, comp, item(i, load(i, args), args))
+                    i += LANES
                 sh[lane] = s
                 se[lane] = comp
             store_chunk(sh, se, tid, nt, c, hi, lo, atomic)
 
-    return run
+    return run_loaded
 
 
 @jit.kernel

@@ -120,8 +120,22 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
             cc = 0.0
             k = 0.0
             if not skip:
-                for j in range(lane, c, ROW_LANES):
+                # four loads in flight before the first step (reduce.UNROLL's
+                # reason); the steps keep their order
+                j = lane
+                while j + 3 * ROW_LANES < c:
+                    x0 = x[r, j]
+                    x1 = x[r, j + ROW_LANES]
+                    x2 = x[r, j + 2 * ROW_LANES]
+                    x3 = x[r, j + 3 * ROW_LANES]
+                    m, s, cc, k = lse_step(m, s, cc, k, float64(x0), exact)
+                    m, s, cc, k = lse_step(m, s, cc, k, float64(x1), exact)
+                    m, s, cc, k = lse_step(m, s, cc, k, float64(x2), exact)
+                    m, s, cc, k = lse_step(m, s, cc, k, float64(x3), exact)
+                    j += 4 * ROW_LANES
+                while j < c:
                     m, s, cc, k = lse_step(m, s, cc, k, float64(x[r, j]), exact)
+                    j += ROW_LANES
             sm[lane] = m
             ss[lane] = s
             sc[lane] = cc
@@ -161,8 +175,22 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
             else:
                 m = rs[0]
                 rf = rs[1]
-                for j in range(tid, c, nt):
+                # loads first, as in phase 1 (in place, each entry is read
+                # before it is written)
+                j = tid
+                while j + 3 * nt < c:
+                    x0 = x[r, j]
+                    x1 = x[r, j + nt]
+                    x2 = x[r, j + 2 * nt]
+                    x3 = x[r, j + 3 * nt]
+                    grad[r, j] = ce_softmax_grad(float64(x0), m, rf)
+                    grad[r, j + nt] = ce_softmax_grad(float64(x1), m, rf)
+                    grad[r, j + 2 * nt] = ce_softmax_grad(float64(x2), m, rf)
+                    grad[r, j + 3 * nt] = ce_softmax_grad(float64(x3), m, rf)
+                    j += 4 * nt
+                while j < c:
                     grad[r, j] = ce_softmax_grad(float64(x[r, j]), m, rf)
+                    j += nt
                 cuda.syncthreads()
                 if tid == 0:
                     grad[r, y] = rs[2]

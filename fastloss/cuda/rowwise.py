@@ -223,7 +223,7 @@ def _label_weight(i, args):
     y = lab[i]
     if use_ignore and y == ignore:
         return 0.0
-    return float(w[y]) if use_w else 1.0
+    return np.float64(w[y]) if use_w else 1.0
 
 
 _label_weight_sums = chunk_sums(_label_weight)
