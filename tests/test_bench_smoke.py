@@ -151,6 +151,28 @@ def test_row_wise_run_plots_rows_against_threads(tmp_path):
     assert all((tmp_path / f).stat().st_size > 1000 for f in files)
 
 
+def test_cuda_run_plots_its_targets(tmp_path):
+    """A GPU-only run (no CPU case) still gets a figure: the speed-up over
+    PyTorch and the fraction of the copy bandwidth of each dram case, from
+    the run's own numbers."""
+    pytest.importorskip("matplotlib")
+    from fastloss.benchmark import report
+
+    opts = cases.Options(backends=("cuda",), sizes=("dram",), peers=("torch",),
+                         losses=("mse", "cross_entropy"))
+    plan = [c for fam in ("bandwidth", "elementwise", "multiclass")
+            for c in cases.plan(fam, opts)]
+    assert {c.backend for c in plan} == {"cuda"}
+    doc = {"benchmarks": [{"name": c.id, "stats": {"min": 1e-3, "median": 1e-3},
+                           "extra_info": c.info()} for c in plan]}
+    files, why = report.plot(doc, tmp_path, "gpu")
+    assert why is None and files == ["gpu-cuda.png"]
+    assert (tmp_path / files[0]).stat().st_size > 1000
+    # and without any GPU case, no such figure
+    cpu = [b for b in doc["benchmarks"] if b["extra_info"]["backend"] == "cpu"]
+    assert report.plot({"benchmarks": cpu}, tmp_path, "none")[0] == []
+
+
 def test_cuda_plan_has_issue_5_sizes():
     """A GPU run measures issue 5's sizes: 2^28 elements, cross_entropy
     (65536, 1000) and (16384, 131072), beside the device copy; no out=

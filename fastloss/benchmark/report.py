@@ -266,11 +266,11 @@ def plot(doc: dict, out_dir: pathlib.Path, stem: str) -> tuple[list[str], str | 
     except ImportError:
         return [], "matplotlib is not installed: plots skipped (pip install -e '.[bench]')"
     annotate(doc)
+    files = _plot_cuda(doc, out_dir, stem, plt)
     entries = [e for e in _entries(doc) if e["backend"] == "cpu"]
     fl = [e for e in entries if e["impl"] == "fastloss" and e["size_class"] == "dram"]
     if not fl:
-        return [], "no CPU fastloss benchmark at the dram size: no plots"
-    files = []
+        return files, None if files else "no fastloss benchmark at the dram size: no plots"
 
     # 1. throughput against threads, per loss: elementwise (beside the triad
     # limit), then row-wise (one line per loss and shape)
@@ -360,6 +360,49 @@ def plot(doc: dict, out_dir: pathlib.Path, stem: str) -> tuple[list[str], str | 
         plt.close(fig)
         files.append(name)
     return files, None
+
+
+#: issue 5's targets on a GPU, per family: (fraction of the device-to-device
+#: copy's bandwidth, speed-up over PyTorch eager forward + backward)
+CUDA_TARGETS = {"elementwise": (0.8, 2.0), "multiclass": (0.7, 2.0)}
+
+
+def _plot_cuda(doc: dict, out_dir: pathlib.Path, stem: str, plt) -> list[str]:
+    """The GPU's fastloss cases at the dram size, beside the targets: the
+    speed-up over PyTorch and the fraction of the copy bandwidth."""
+    fl = [e for e in _entries(doc) if e["backend"] == "cuda" and e["impl"] == "fastloss"
+          and e["size_class"] == "dram"]
+    if not fl:
+        return []
+    fl.sort(key=lambda e: (e["family"], _nm(e), tuple(e["shape"])))
+    labels = [f"{_nm(e)} {_shape(e)}" for e in fl]
+    fig, axes = plt.subplots(1, 2, figsize=(max(10, 1.4 * len(fl)), 5))
+    panels = (("speed-up: PyTorch fwd+bwd time / fastloss time", "speedup", 1),
+              ("fraction of the device-to-device copy's GB/s", "fraction_of_bandwidth", 0))
+    for ax, (ylabel, field, idx) in zip(axes, panels, strict=True):
+        ys = [(e.get("speedup", {}).get("torch") if field == "speedup" else e.get(field)) or 0
+              for e in fl]
+        ax.bar(range(len(fl)), ys, color=["C0" if e["family"] == "elementwise" else "C1"
+                                          for e in fl])
+        for fam, (frac, speed) in CUDA_TARGETS.items():
+            xs = [i for i, e in enumerate(fl) if e["family"] == fam]
+            if xs:
+                ax.hlines(speed if idx else frac, min(xs) - 0.4, max(xs) + 0.4, colors="r",
+                          linestyles="--", label=f"{fam} target")
+        if idx:
+            ax.axhline(1, color="k", lw=1)
+        ax.set_xticks(range(len(fl)))
+        ax.set_xticklabels(labels, rotation=45, ha="right", fontsize=8)
+        ax.set_ylabel(ylabel)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"fastloss on the GPU ({doc.get('machine', {}).get('gpu', {}).get('name', '')})"
+                 .replace(" ()", ""), fontsize=10)
+    fig.tight_layout()
+    name = f"{stem}-cuda.png"
+    fig.savefig(out_dir / name, dpi=90)
+    plt.close(fig)
+    return [name]
 
 
 def write(doc: dict, out_dir, machine_name: str, notes=(), plots=True) -> list[pathlib.Path]:
