@@ -5,8 +5,10 @@
 no fma contraction; memoised per formula) that calls ``formula(x, y, q, p0,
 p1, p2) -> (value, grad)`` -- the @njit function of ``catalog.FORMULAS``
 itself: numba-cuda compiles it as a device function, and the math
-primitives it calls (``fastloss.math``) resolve to their generic
-(libdevice) implementations on this target. Nothing of the formula is
+primitives it calls (``fastloss.math``) resolve to the CPU's own
+implementations (``fastloss.math._cpu``, through their generic overloads), so
+a value and gradient are the CPU's bits, except for formulas with a
+float32-lane variant (``math.logistic32``). Nothing of the formula is
 written here.
 
 Reduction (shared DESIGN.md, numerics policy; the kernel skeleton is

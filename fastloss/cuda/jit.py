@@ -15,9 +15,9 @@ never contracts without a fast-math flag).
 What: every fastloss kernel is compiled with the NVVM options
 ``NVVM_OPTIONS`` = ``{"fma": False}`` (``-fma=0``, nvcc's ``--fmad=false``):
 each ``*`` and ``+`` becomes ``mul.rn`` / ``add.rn``; an explicit
-``fastloss.math._intrin.fma`` (``llvm.fma``) stays one ``fma.rn``, and so do
-the explicit fmas inside libdevice's exp/log (libdevice is written with
-them, for any ``-fma`` setting). ftz, prec-div and prec-sqrt keep NVVM's
+``fastloss.math._intrin.fma`` (``llvm.fma``) stays one ``fma.rn`` (the
+primitives of ``fastloss.math._cpu``, which the GPU compiles too, are
+written with them). ftz, prec-div and prec-sqrt keep NVVM's
 IEEE defaults. PTX's ``mul.rn`` / ``add.rn`` carry an explicit rounding
 mode, which ptxas never fuses (the PTX ISA: only mul/add *without* a
 rounding modifier may be contracted by the assembler).

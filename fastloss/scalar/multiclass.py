@@ -18,8 +18,8 @@ reports), undivided.
 
 All arithmetic is float64 whatever the data's dtype; float32 results are
 rounded once at the store. The exponentials, logs and their kin are the
-primitives of ``fastloss.math`` (branch-free polynomials on the CPU, so the
-row loops vectorize; libdevice on CUDA); float32 data uses ``exp32``
+primitives of ``fastloss.math`` (branch-free polynomials, so the CPU's row
+loops vectorize; CUDA compiles the same ones); float32 data uses ``exp32``
 (x - m <= 0 only, relative error < 2^-34, invisible after rounding to
 float32), float64 data
 ``exp`` with the rounding of x_j - m corrected (``exp_gap``): a compile-time
@@ -85,7 +85,7 @@ from fastloss.math._intrin import bits_f32, bits_f64, f32_bits, f64_bits, fma, w
 from fastloss.reduce import block_sum
 
 # Scalar functions of the row loops: the primitives of fastloss.math
-# (branch-free polynomials that vectorize on the CPU, libdevice on CUDA).
+# (branch-free polynomials that vectorize on the CPU; the same ones on CUDA).
 exp = fmath.exp
 exp32 = fmath.exp32  # e^x, x <= 0, to 2^-34: float32 data only
 expm1 = fmath.expm1
