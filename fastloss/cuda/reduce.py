@@ -97,28 +97,35 @@ def chunk_sums(item, atomic: bool = False, load=None):
     input): each item reads only its own element before writing it."""
     if load is None:
         @cuda.jit(device=True)
-        def run(n, chunk, args, hi, lo):
-            sh = cuda.shared.array(LANES, float64)
-            se = cuda.shared.array(LANES, float64)
-            tid = cuda.threadIdx.x
-            nt = cuda.blockDim.x
-            nchunks = (n + chunk - 1) // chunk
-            for c in range(cuda.blockIdx.x, nchunks, cuda.gridDim.x):
-                base = c * chunk
-                stop = min(base + chunk, n)
-                for lane in range(tid, LANES, nt):
-                    s = 0.0
-                    comp = 0.0
-                    for i in range(base + lane, stop, LANES):
-                        s, comp = neumaier_add(s, comp, item(i, args))
-                    sh[lane] = s
-                    se[lane] = comp
-                store_chunk(sh, se, tid, nt, c, hi, lo, atomic)
-
-        return run
+        def lane_sum(start, stop, args):
+            s = 0.0
+            comp = 0.0
+            for i in range(start, stop, LANES):
+                s, comp = neumaier_add(s, comp, item(i, args))
+            return s, comp
+    else:
+        @cuda.jit(device=True)
+        def lane_sum(start, stop, args):
+            s = 0.0
+            comp = 0.0
+            i = start
+            while i + (UNROLL - 1) * LANES < stop:
+                v0 = load(i, args)
+                v1 = load(i + LANES, args)
+                v2 = load(i + 2 * LANES, args)
+                v3 = load(i + 3 * LANES, args)
+                s, comp = neumaier_add(s, comp, item(i, v0, args))
+                s, comp = neumaier_add(s, comp, item(i + LANES, v1, args))
+                s, comp = neumaier_add(s, comp, item(i + 2 * LANES, v2, args))
+                s, comp = neumaier_add(s, comp, item(i + 3 * LANES, v3, args))
+                i += UNROLL * LANES
+            while i < stop:
+                s, comp = neumaier_add(s, comp, item(i, load(i, args), args))
+                i += LANES
+            return s, comp
 
     @cuda.jit(device=True)
-    def run_loaded(n, chunk, args, hi, lo):
+    def run(n, chunk, args, hi, lo):
         sh = cuda.shared.array(LANES, float64)
         se = cuda.shared.array(LANES, float64)
         tid = cuda.threadIdx.x
@@ -128,27 +135,12 @@ def chunk_sums(item, atomic: bool = False, load=None):
             base = c * chunk
             stop = min(base + chunk, n)
             for lane in range(tid, LANES, nt):
-                s = 0.0
-                comp = 0.0
-                i = base + lane
-                while i + (UNROLL - 1) * LANES < stop:
-                    v0 = load(i, args)
-                    v1 = load(i + LANES, args)
-                    v2 = load(i + 2 * LANES, args)
-                    v3 = load(i + 3 * LANES, args)
-                    s, comp = neumaier_add(s, comp, item(i, v0, args))
-                    s, comp = neumaier_add(s, comp, item(i + LANES, v1, args))
-                    s, comp = neumaier_add(s, comp, item(i + 2 * LANES, v2, args))
-                    s, comp = neumaier_add(s, comp, item(i + 3 * LANES, v3, args))
-                    i += UNROLL * LANES
-                while i < stop:
-                    s, comp = neumaier_add(s, comp, item(i, load(i, args), args))
-                    i += LANES
+                s, comp = lane_sum(base + lane, stop, args)
                 sh[lane] = s
                 se[lane] = comp
             store_chunk(sh, se, tid, nt, c, hi, lo, atomic)
 
-    return run_loaded
+    return run
 
 
 @jit.kernel
