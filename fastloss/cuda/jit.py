@@ -69,9 +69,9 @@ NVVM_OPTIONS = {"fma": False}
 
 #: threads per block every kernel can run: 65536 registers per block (sm_50
 #: to sm_90) over at most 255 per thread. A larger block is cut to the
-#: kernel's own limit (``FastlossDispatcher.call``): on an H200 the box and
-#: thread-per-row kernels, at more than 128 registers, failed to launch with
-#: 512 and 1024 threads (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES). The results
+#: kernel's own limit (``FastlossDispatcher.call``): on an H200 the
+#: thread-per-row kernels failed to launch with 512 threads and the box
+#: kernels with 1024 (CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES). The results
 #: never depend on the block size (``config``'s module doc).
 SAFE_THREADS = 256
 

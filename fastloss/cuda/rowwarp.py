@@ -1,7 +1,7 @@
 """Warp-per-row CUDA kernel for ``cross_entropy`` with integer labels (rows of few classes).
 
 ``fastloss.cuda.rowblock`` gives a row to a whole block: for rows of fewer
-than ``rowblock.MIN_C`` (64) classes most of its threads would idle, and the
+than ``rowblock.MIN_C`` (2048) classes a block idles or waits on its lane tree, and the
 thread-per-row kernel of ``fastloss.cuda.rowwise`` reads a row serially in
 one thread (nothing coalesces across a warp). This kernel gives a row to one
 warp, several rows per block, for the calls ``rowblock`` takes

@@ -200,14 +200,14 @@ def pow_pos(x, y):
 # The GPU compiles the CPU's own implementations (``_cpu``: arithmetic, fma,
 # bit casts and selects, all of which NVPTX has), not libdevice's: the same
 # operations rounded the same way (fastloss kernels are compiled without fma
-# contraction, ``fastloss.cuda.jit``), so an elementwise or row formula gives
-# bitwise the CPU's result on the GPU, with the CPU's accuracy, double-double
+# contraction, ``fastloss.cuda.jit``), so an elementwise or row formula runs
+# the CPU's operations on the GPU, with the CPU's accuracy, double-double
 # pairs included (``exp_pair``'s low part: libdevice has no such function,
-# and the ``math.*`` version it had here, lo = 0 away from e^x ~ 1, left
-# poisson_nll's cancellation to 1004 ULP of float64 on an H200). Measured on
-# an H200 with libdevice: float64 binary_cross_entropy_with_logits values
-# and soft_margin gradients 3 ULP from the CPU, beyond the 2 ULP the CUDA
-# tests allow. The one exception is ``logistic32``, which the
+# and the ``math.*`` version it had here set lo = 0 away from e^x ~ 1).
+# Measured on an H200 with libdevice: float64 poisson_nll values 1004 ULP
+# from the CPU's (it cancels e^x against y x), binary_cross_entropy_with_logits
+# values and soft_margin gradients 3 ULP, beyond the 2 ULP the CUDA tests
+# allow; with these primitives those tests passed. The one exception is ``logistic32``, which the
 # GPU evaluates on float32 lanes (``_cpu.logistic32``; float64 units are
 # few on most GPUs), within 1 ULP of float32 like the CPU's float64-lane
 # ``logistic32_wide``, not bitwise the same.
