@@ -101,6 +101,50 @@ def ce_row_result(m, s, c, k, xy, wy, gdiv, n):
             ce_grad_factor(a, denom, gdiv), ce_label_grad(a1, a2, 0.0, ec, wy, nll, gdiv))
 
 
+@cuda.jit(device=True)
+def lse_lane(x, r, j, c, stride, m, s, cc, k, exact):
+    """The online state (m, s, cc, k) of row r after ``lse_step`` over
+    columns j, j + stride, ... < c, in that order (a lane of the block and
+    warp kernels), the loads of four columns issued before their steps: a
+    lane's loop-carried state otherwise serializes its loads (the block
+    kernel read (16384, 131072) at 0.69 TB/s on an H200; 37 -> 22.6 ms with
+    four in flight)."""
+    while j + 3 * stride < c:
+        x0 = x[r, j]
+        x1 = x[r, j + stride]
+        x2 = x[r, j + 2 * stride]
+        x3 = x[r, j + 3 * stride]
+        m, s, cc, k = lse_step(m, s, cc, k, float64(x0), exact)
+        m, s, cc, k = lse_step(m, s, cc, k, float64(x1), exact)
+        m, s, cc, k = lse_step(m, s, cc, k, float64(x2), exact)
+        m, s, cc, k = lse_step(m, s, cc, k, float64(x3), exact)
+        j += 4 * stride
+    while j < c:
+        m, s, cc, k = lse_step(m, s, cc, k, float64(x[r, j]), exact)
+        j += stride
+    return m, s, cc, k
+
+
+@cuda.jit(device=True)
+def grad_lane(x, grad, r, j, c, stride, m, rf):
+    """grad[r, j'] = ``ce_softmax_grad`` of x[r, j'] for j' = j, j + stride,
+    ... < c, four loads before their stores (in place, grad over x, each
+    entry is read before it is written)."""
+    while j + 3 * stride < c:
+        x0 = x[r, j]
+        x1 = x[r, j + stride]
+        x2 = x[r, j + 2 * stride]
+        x3 = x[r, j + 3 * stride]
+        grad[r, j] = ce_softmax_grad(float64(x0), m, rf)
+        grad[r, j + stride] = ce_softmax_grad(float64(x1), m, rf)
+        grad[r, j + 2 * stride] = ce_softmax_grad(float64(x2), m, rf)
+        grad[r, j + 3 * stride] = ce_softmax_grad(float64(x3), m, rf)
+        j += 4 * stride
+    while j < c:
+        grad[r, j] = ce_softmax_grad(float64(x[r, j]), m, rf)
+        j += stride
+
+
 @jit.kernel
 def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad, rv):
     """rv[r] = the loss of row r (float64), grad[r] its gradient / gdiv (if
@@ -123,22 +167,7 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
             cc = 0.0
             k = 0.0
             if not skip:
-                # four loads in flight before the first step (reduce.UNROLL's
-                # reason); the steps keep their order
-                j = lane
-                while j + 3 * ROW_LANES < c:
-                    x0 = x[r, j]
-                    x1 = x[r, j + ROW_LANES]
-                    x2 = x[r, j + 2 * ROW_LANES]
-                    x3 = x[r, j + 3 * ROW_LANES]
-                    m, s, cc, k = lse_step(m, s, cc, k, float64(x0), exact)
-                    m, s, cc, k = lse_step(m, s, cc, k, float64(x1), exact)
-                    m, s, cc, k = lse_step(m, s, cc, k, float64(x2), exact)
-                    m, s, cc, k = lse_step(m, s, cc, k, float64(x3), exact)
-                    j += 4 * ROW_LANES
-                while j < c:
-                    m, s, cc, k = lse_step(m, s, cc, k, float64(x[r, j]), exact)
-                    j += ROW_LANES
+                m, s, cc, k = lse_lane(x, r, lane, c, ROW_LANES, m, s, cc, k, exact)
             sm[lane] = m
             ss[lane] = s
             sc[lane] = cc
@@ -176,24 +205,7 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
                 for j in range(tid, c, nt):
                     grad[r, j] = 0.0
             else:
-                m = rs[0]
-                rf = rs[1]
-                # loads first, as in phase 1 (in place, each entry is read
-                # before it is written)
-                j = tid
-                while j + 3 * nt < c:
-                    x0 = x[r, j]
-                    x1 = x[r, j + nt]
-                    x2 = x[r, j + 2 * nt]
-                    x3 = x[r, j + 3 * nt]
-                    grad[r, j] = ce_softmax_grad(float64(x0), m, rf)
-                    grad[r, j + nt] = ce_softmax_grad(float64(x1), m, rf)
-                    grad[r, j + 2 * nt] = ce_softmax_grad(float64(x2), m, rf)
-                    grad[r, j + 3 * nt] = ce_softmax_grad(float64(x3), m, rf)
-                    j += 4 * nt
-                while j < c:
-                    grad[r, j] = ce_softmax_grad(float64(x[r, j]), m, rf)
-                    j += nt
+                grad_lane(x, grad, r, tid, c, nt, rs[0], rs[1])
                 cuda.syncthreads()
                 if tid == 0:
                     grad[r, y] = rs[2]

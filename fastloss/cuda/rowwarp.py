@@ -73,8 +73,8 @@ from numba import cuda, float64
 
 from fastloss.cuda import config, jit, rowblock
 from fastloss.cuda.arrays import scratch
-from fastloss.cuda.rowblock import ce_row_result, sum_row_values
-from fastloss.scalar.multiclass import ce_softmax_grad, lse_merge, lse_step
+from fastloss.cuda.rowblock import ce_row_result, grad_lane, lse_lane, sum_row_values
+from fastloss.scalar.multiclass import lse_merge
 
 #: lanes of a row: one per thread of a warp (fixed: part of the order of the
 #: row's sum, like ``rowblock.ROW_LANES``)
@@ -202,8 +202,7 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
         cc = 0.0
         k = 0.0
         if not skip:
-            for j in range(lane, c, WARP_LANES):
-                m, s, cc, k = lse_step(m, s, cc, k, float64(x[r, j]), exact)
+            m, s, cc, k = lse_lane(x, r, lane, c, WARP_LANES, m, s, cc, k, exact)
         m, s, cc, k = _tree(m, s, cc, k, lane, warp, exact)
         # 2. row scalars (lane 0), broadcast to the warp
         rf = 0.0
@@ -222,8 +221,7 @@ def _ce_rows(x, lab, w, use_w, ignore, use_ignore, gdiv, exact, grad, store_grad
                 for j in range(lane, c, WARP_LANES):
                     grad[r, j] = 0.0
             else:
-                for j in range(lane, c, WARP_LANES):
-                    grad[r, j] = ce_softmax_grad(float64(x[r, j]), m, rf)
+                grad_lane(x, grad, r, lane, c, WARP_LANES, m, rf)
         _sync()
         if store_grad and not skip and lane == 0:
             grad[r, y] = gy
