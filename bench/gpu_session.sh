@@ -6,7 +6,8 @@
 #
 #     bash bench/gpu_session.sh            # writes into $OUT (the device tool's)
 #
-# Written without a GPU: nothing here has run on one yet. Each step's log and
+# First run on an H200 in stop 39 (reports/throughput-cuda-h200.*,
+# reports/cuda-h200-tests.log). Each step's log and
 # exit status go to $OUT (at most 8 files come back from a device call), and
 # a step that fails does not stop the next. The benchmark report comes back
 # as throughput-cuda-h200.md and .json (no plots there: too many files); to
@@ -17,7 +18,14 @@
 # The device image (see the device tool's KINDS.md) already has numba,
 # numba-cuda, NumPy, mpmath, PyTorch with CUDA, CuPy, pytest,
 # pytest-benchmark, hypothesis, rich and matplotlib; fastloss runs from the
-# checkout (PYTHONPATH), not installed. Time limits per step (seconds):
+# checkout (PYTHONPATH), not installed. But the image's numba-cuda does not
+# import beside its NumPy 2.5 (below): fetch a NumPy 2.4 wheel for Python
+# 3.12 here first, keep .whl out of git (.git/info/exclude) and carry it:
+#
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#         --implementation cp --platform manylinux_2_28_x86_64 -d .whl numpy==2.4.6
+#
+# Time limits per step (seconds):
 # TEST_S (default 240) and BENCH_S (default 300); one device call may run 600.
 set -uo pipefail
 
