@@ -396,8 +396,8 @@ def _plot_cuda(doc: dict, out_dir: pathlib.Path, stem: str, plt) -> list[str]:
         ax.set_ylabel(ylabel)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"fastloss on the GPU ({doc.get('machine', {}).get('gpu', {}).get('name', '')})"
-                 .replace(" ()", ""), fontsize=10)
+    gpu = doc.get("machine_info", {}).get("fastloss", {}).get("gpu") or {}
+    fig.suptitle(f"fastloss on the GPU: {gpu.get('name', 'unknown')}", fontsize=10)
     fig.tight_layout()
     name = f"{stem}-cuda.png"
     fig.savefig(out_dir / name, dpi=90)

@@ -61,8 +61,9 @@ def store_chunk(sh, se, tid, nthreads, c, hi, lo, atomic):
     cuda.syncthreads()
 
 
-#: iterations of a lane's loop whose loads ``chunk_sums`` issues together
-#: when the kernel gives a ``load`` (see there)
+#: iterations of a lane's loop whose loads are issued together (``chunk_sums``
+#: with a ``load``, ``rowblock.lse_lane`` and ``grad_lane``); the loops are
+#: written out for 4
 UNROLL = 4
 
 
