@@ -464,6 +464,46 @@ def test_all_neg_inf_row_allowed_when_ignored():
     assert math.isfinite(v) and np.all(g[1] == 0)
 
 
+
+def test_dead_rows_and_bad_labels_found_first_in_any_block():
+    """``cpu.rowwise.first_dead_row`` screens rows by their first logit in
+    parallel blocks and ``check_labels`` counts before it searches: the
+    error still names the first offending row, past block boundaries, with
+    rows whose first logit alone is -inf and ignored dead rows before it."""
+    from fastloss.cpu.rowwise import _DEAD_ROWS
+
+    n = 2 * _DEAD_ROWS + 10
+    x = RNG.standard_normal((n, 3))
+    y = RNG.integers(0, 3, n)
+    x[5, 0] = x[_DEAD_ROWS + 3, 0] = -np.inf  # alive: a finite logit after
+    y[5] = y[_DEAD_ROWS + 3] = 1
+    x[_DEAD_ROWS + 1] = -np.inf  # dead, but ignored
+    y[_DEAD_ROWS + 1] = -100
+    x[_DEAD_ROWS + 7] = x[2 * _DEAD_ROWS + 2] = -np.inf
+    with pytest.raises(ValueError, match=f"row {_DEAD_ROWS + 7} has all logits -inf"):
+        fl.cross_entropy(x, y)
+    y[_DEAD_ROWS + 7] = y[2 * _DEAD_ROWS + 2] = -100
+    v, g = fl.value_and_grad("cross_entropy", x, y, reduction="sum")
+    assert math.isfinite(v) and np.all(g[[_DEAD_ROWS + 1, _DEAD_ROWS + 7]] == 0)
+    # the mean divides by the rows not ignored (counted exactly)
+    kept = np.count_nonzero(y != -100)
+    assert fl.cross_entropy(x, y) == v / kept
+    # labels: the first bad one is named, ignored ones are not bad
+    y[_DEAD_ROWS + 9] = 3
+    y[2 * _DEAD_ROWS] = -7
+    x[[_DEAD_ROWS + 7, 2 * _DEAD_ROWS + 2]] = 0.0
+    with pytest.raises(ValueError, match=f"label 3 at row {_DEAD_ROWS + 9} is outside"):
+        fl.cross_entropy(x, y)
+    with pytest.raises(ValueError, match=f"label -7 at row {2 * _DEAD_ROWS} is outside"):
+        fl.cross_entropy(x, np.where(y == -100, 3, y), ignore_index=3)
+    # with weights the denominator is sum(w[y]) over the rows kept
+    y[_DEAD_ROWS + 9] = 0
+    y[2 * _DEAD_ROWS] = 1
+    w = np.array([0.5, 2.0, 1.25])
+    vs = fl.cross_entropy(x, y, weight=w, reduction="sum")
+    assert fl.cross_entropy(x, y, weight=w) == vs / math.fsum(w[y[y != -100]])
+
+
 # --- gradients near their zeros (cancellation) ------------------------------
 
 def near_cancel_labels(rng, n, c, eps, w, z):
