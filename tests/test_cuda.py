@@ -550,6 +550,38 @@ def test_no_fma_contraction_in_ptx():
     assert out.strip().endswith("OK")
 
 
+_QUIET_LAUNCH_SCRIPT = PTX_PRELUDE + textwrap.dedent("""
+    import warnings
+
+    from numba.cuda.core import config
+
+    from fastloss.cuda import jit
+
+    def f(a):
+        a[0] = 1.0
+
+    ours, theirs = jit.kernel(f), cuda.jit(f)
+    for grid in (1, (3, 2), 127):
+        with warnings.catch_warnings(record=True) as rec:
+            warnings.simplefilter("always")
+            launch = ours[grid, 32]
+            assert launch.griddim[0] in (1, 3, 127) and launch.blockdim == (32, 1, 1)
+            assert not rec, [str(r.message) for r in rec]
+            theirs[grid, 32]
+            assert len(rec) == 1 and "low occupancy" in str(rec[0].message), rec
+    assert config.CUDA_LOW_OCCUPANCY_WARNINGS  # restored
+    print("OK")
+""")
+
+
+def test_fastloss_launches_do_not_warn_of_low_occupancy():
+    """fastloss sizes its grids to the data; numba-cuda's low-occupancy
+    warning (grids under 128 blocks) is not raised for its launches, and
+    still is for a user's kernel in the same process (``jit.FastlossDispatcher.configure``)."""
+    out = run_ptx_script(_QUIET_LAUNCH_SCRIPT, timeout=600)
+    assert out.strip().endswith("OK")
+
+
 _F32_VARIANT_SCRIPT = PTX_PRELUDE + textwrap.dedent("""
     from fastloss import catalog
     from fastloss.cuda.elementwise import formula_for, make_elementwise_kernel

@@ -110,6 +110,7 @@ if SIMULATOR:
 
 else:
     from numba.cuda.codegen import JITCUDACodegen
+    from numba.cuda.core import config as _cuda_config
     from numba.cuda.dispatcher import CUDADispatcher
 
     def _install():
@@ -142,6 +143,21 @@ else:
                 return super().compile(sig)
             finally:
                 _SCOPED.reset(token)
+
+        def configure(self, griddim, blockdim, stream=0, sharedmem=0):
+            """numba-cuda's launch configuration, without its low-occupancy
+            warning (a ``NumbaPerformanceWarning`` for grids under 128
+            blocks): fastloss sizes its grids to the data, so every call on
+            a small batch would warn the user about a launch they did not
+            choose. The switch (``numba.cuda.core.config``) is off only
+            while this configuration is made; a user's kernel configured at
+            that moment on another thread may miss its warning."""
+            saved = _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS
+            _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = 0
+            try:
+                return super().configure(griddim, blockdim, stream, sharedmem)
+            finally:
+                _cuda_config.CUDA_LOW_OCCUPANCY_WARNINGS = saved
 
         def call(self, args, launch_config):
             """Launch, with a block of more than ``SAFE_THREADS`` threads cut
