@@ -984,7 +984,7 @@ def test_softmax_focal_float64_within_two_ulp(gamma):
 
 def test_tiles_routing():
     """The row driver's ``tile_pass`` takes float32 cross_entropy with labels
-    (with or without smoothing and z-loss), C < ROW32_MIN (``lane_rows``
+    (with or without smoothing and z-loss), C < GROUP_MAX (``lane_rows``
     below GROUP_C, ``group_rows`` from it), and nothing else (the literal
     formula id must reach its overload: it once resolved for a plain int and
     silently never ran the tiles)."""
@@ -1008,11 +1008,11 @@ def test_tiles_routing():
         return taken(fid, x, t, p0, p1, np.empty(scratch(c)))
 
     from fastloss.cpu.rowlanes import ROW32_MIN
-    from fastloss.cpu.rowtiles import GROUP_C
+    from fastloss.cpu.rowtiles import GROUP_C, GROUP_MAX
 
     assert case(1) and case(10) and case(GROUP_C - 1)
-    assert case(GROUP_C) and case(ROW32_MIN - 1)
-    assert not case(ROW32_MIN)
+    assert case(GROUP_C) and case(ROW32_MIN - 1) and case(ROW32_MIN) and case(GROUP_MAX - 1)
+    assert not case(GROUP_MAX)
     assert case(100, p0=0.1) and case(100, p1=1e-4) and case(10, p0=0.1) and case(10, p1=1e-4)
     assert not case(100, np.float64) and not case(100, probs=True)
     assert not case(10, np.float64)
@@ -1182,8 +1182,9 @@ def _assert_public_bits(x, target, kw, want_v, want_g):
 
 def test_lanes_cross_entropy_same_bits_and_routing():
     """The row driver runs ``ce_row32`` for float32 cross_entropy with labels
-    in its scope: the public results are bitwise those of ``ce_row32``
-    called row by row; in place (out=x) gives the same bits; the value
+    in its scope (below ``rowtiles.GROUP_MAX`` classes its algorithm by
+    groups of rows, ``group_rows``; C = 700 here): the public results are
+    bitwise those of ``ce_row32`` called row by row; in place (out=x) gives the same bits; the value
     without a gradient is the value with one; rows outside its scope (a
     maximum of 2^24 or more, +inf, NaN) get the bits of the float64 row
     formula; with label smoothing or a z-loss, also a row whose (1 - eps)
@@ -1396,9 +1397,9 @@ def test_lane_rows_signed_zero_maximum(c):
         np.testing.assert_array_equal(g[r].view(np.int32), g[r + 1].view(np.int32))
 
 
-@pytest.mark.parametrize("c", [2, 3, 10, 16, 33, 63, 64, 100, 255])
+@pytest.mark.parametrize("c", [2, 3, 10, 16, 33, 63, 64, 100, 255, 256, 1000])
 def test_groups_same_bits_and_routing(c):
-    """float32 cross_entropy with labels and C < ROW32_MIN runs
+    """float32 cross_entropy with labels and C < GROUP_MAX runs
     ``rowtiles.lane_rows`` (C < GROUP_C) or ``rowtiles.group_rows``, with
     or without class weights, label smoothing and z-loss: a
     row's bits do not depend on the rows beside it in its tile or group

@@ -130,7 +130,9 @@ _UNSCALE = 2.0 ** -E32_SCALE_BITS
 _RANGE32 = np.float32(E32_RANGE)
 #: the term of a maximum, e^0 2^64
 _TOP = np.float32(2.0 ** E32_SCALE_BITS)
-#: rows of ROW32_MIN to ROW32_MAX classes take ``ce_row32`` (ROW32_MIN >=
+#: rows of ROW32_MIN to ROW32_MAX classes take ``ce_row32`` (with integer
+#: labels, those of fewer than ``rowtiles.GROUP_MAX`` take its algorithm
+#: by groups of 16 rows, ``rowtiles.group_rows``, with its bits) (ROW32_MIN >=
 #: _SUM_LANES >= _MAIN, which its passes assume): below, its fixed cost per
 #: row (~0.35 us) outweighs its faster terms (float32, 1 thread, in L1:
 #: C = 100 3.9 against the float64 formula's 2.9 ns/elem, C = 200 2.05

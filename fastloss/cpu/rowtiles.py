@@ -90,14 +90,16 @@ code before this session's changes (two runs alternating): C = 10
 (PyTorch 15.3-15.4, 2.04-2.20, 3.55-3.96, 6.5-9.7, 7.47-8.16): still
 slower than PyTorch from C = 16.
 
-**Rows of GROUP_C to ROW32_MIN - 1 classes** (``group_rows``, the same
+**Rows of GROUP_C to GROUP_MAX - 1 classes** (``group_rows``, the same
 scope otherwise) are ``rowlanes.ce_row32``'s algorithm with its per-row
 fixed cost spread over groups of TILE_ROWS rows: the maximum, the float32
 terms and their float64 sum per row, the row scalars of the group's rows
 side by side (vector lanes across rows, as ``lane_rows``' step 5), then the
-gradient per row. Its sum (``_short_sum``: 32 lanes, then a fixed tree) is
-another order than ``ce_row32``'s, so these rows have their own bits,
-independent of the rows beside them (tests/test_multiclass.py); the
+gradient per row. Below ROW32_MIN classes its sum (``_short_sum``: 32
+lanes, then a fixed tree) is another order than ``ce_row32``'s, so these
+rows have their own bits, independent of the rows beside them
+(tests/test_multiclass.py); from ROW32_MIN on it is ``ce_row32``'s sum, and
+the rows have ``ce_row32``'s bits (``GROUP_MAX``); the
 accuracy is ``ce_row32``'s (values and gradients within 2 ULP of mpmath).
 Measured against the float64 row formula these rows took before (public
 call, float32, (8192, C), alternating processes, ms, 1 thread / 2
@@ -143,6 +145,7 @@ from fastloss.cpu.rowlanes import (
     _UNSCALE,
     ROW32_MIN,
     _probs_grad,
+    _row_sum,
     _target_sums,
     _terms,
     grad_less,
@@ -219,6 +222,20 @@ def _lane_options(m, s, k, xy, wy, wsum, n, gdiv, eps, z, sm):
 
 #: rows per group of ``group_rows``
 TILE_ROWS = 16
+#: rows of GROUP_C to GROUP_MAX - 1 classes take ``group_rows``; from
+#: ``rowlanes.ROW32_MIN`` classes on, with ``ce_row32``'s sum
+#: (``_group_sum``), so that those rows keep ``ce_row32``'s bits. It took
+#: them from ``ce_row32`` up to 2047 classes: (2^23 / C, C) float32,
+#: ``out=``, ns a row, 1 / 2 threads, two runs alternating processes,
+#: ce_row32 -> group_rows: C = 256 309-322 -> 245-255 / 159-163 -> 119-122;
+#: 300 374-385 -> 328-337 (1 thread); 512 478-495 -> 408-422 / 245-287 ->
+#: 206-208; 1000 851-878 -> 803-833 / 445-446 -> 410-417; 1536 1278-1309
+#: -> 1216-1227 / 655-660 -> 618-623; 2047 1556-1602 -> 1558-1601 /
+#: 804-813 -> 784-814; 3000 2522-2537 -> 2387-2411 / 1235-1270 ->
+#: 1213-1504; 8192 5899-5985 -> 6239-6246 (1 thread): the row scalars of
+#: 16 rows side by side save ~60 ns a row, until the group's terms (16
+#: rows) outgrow the caches between the terms and the gradient passes.
+GROUP_MAX = 2048
 #: ``lane_rows`` writes a gradient of at least TILE_STREAM_BYTES, with rows
 #: of at least TILE_STREAM_C classes, tile by tile through a row-major
 #: buffer and out by streaming stores (``cpu.stream``: no read of each line
@@ -233,11 +250,12 @@ TILE_ROWS = 16
 #: 10.8-11.3 -> 10.5-12.7 / 5.3-5.8 -> 5.9-6.4. The row kernels of more
 #: classes write their gradient in place of their terms, which they read
 #: back: there, a separate buffer cost no more than the logits in place
-#: ((8192, 1000): 7.11 against 7.10 ms, 1 thread).
+#: ((8192, 1000), ``group_rows``: 6.60-6.61 against 6.56-6.60 ms, 1 thread;
+#: 3.23 against 3.17, 2 threads).
 TILE_STREAM_BYTES = 4 << 20
 TILE_STREAM_C = 32
 #: rows of fewer classes than GROUP_C take ``lane_rows`` (its loops need no
-#: minimum row length); rows of GROUP_C to ``rowlanes.ROW32_MIN`` - 1
+#: minimum row length); rows of GROUP_C to GROUP_MAX - 1
 #: classes take ``group_rows`` (its loops need a row of at least
 #: ``rowlanes._MAIN``)
 GROUP_C = _MAIN
@@ -283,7 +301,7 @@ def scratch(c: int) -> int:
     their scope)."""
     if 1 <= c < GROUP_C:
         return scratch_size(c) + _lane_scratch()
-    if GROUP_C <= c < ROW32_MIN:
+    if GROUP_C <= c < GROUP_MAX:
         return scratch_size(c) + _group_scratch(c)
     return scratch_size(c)
 
@@ -318,7 +336,7 @@ def _tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, s
             s, comp = lane_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg,
                                 buf, start, stop, vals, store_vals, s, comp)
             return True, s, comp
-        if GROUP_C <= c < ROW32_MIN:
+        if GROUP_C <= c < GROUP_MAX:
             s, comp = group_rows(x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg,
                                  buf, start, stop, vals, store_vals, s, comp)
             return True, s, comp
@@ -551,7 +569,7 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
     return s, comp
 
 
-# --- rows of GROUP_C to ROW32_MIN - 1 classes ----------------------------------
+# --- rows of GROUP_C to GROUP_MAX - 1 classes ----------------------------------
 
 
 @njit(**{**JIT, "forceinline": True})
@@ -570,10 +588,19 @@ def _short_sum(ts):
     return row_sum_skip(ts, _TOP, _LANES)
 
 
+@njit(**{**JIT, "forceinline": True})
+def _group_sum(ts, c):
+    """A row's (sum, count) of its terms: ``_short_sum`` below ROW32_MIN
+    classes, ``rowlanes._row_sum`` (``ce_row32``'s) from it."""
+    if c < ROW32_MIN:
+        return _short_sum(ts)
+    return _row_sum(ts)
+
+
 @njit(**JIT)
 def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf, start,
                stop, vals, store_vals, s, comp):
-    """Rows start..stop-1 of x (float32, GROUP_C <= C < ROW32_MIN, integer
+    """Rows start..stop-1 of x (float32, GROUP_C <= C < GROUP_MAX, integer
     labels) as ``rowlanes.ce_row32`` computes a longer row, with its
     options (label smoothing eps, z-loss z: the smoothing sum per row before
     the terms, ``_lane_options``, the gradient by ``rowlanes._probs_grad``),
@@ -583,7 +610,7 @@ def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g,
     side (``_lane_scalars``: vector lanes across rows, as ``lane_rows``'
     step 5); then per row the gradient and the label's entry. With a
     gradient the sums run after all the group's terms (the terms of 16 rows
-    of up to 255 float32 stay in L1). Returns the
+    of up to 2047 float32, 128 KiB, stay in L2). Returns the
     compensated sum (s, comp) with the rows' values added in row order.
 
     A row outside ``ce_row32``'s scope (``rowlanes.row_scope``: w_y / gdiv
@@ -639,14 +666,14 @@ def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g,
             ts = g[r0 + r] if sg else tsb
             _terms(xr, ts, m32, -m32, m32 - _RANGE32, sg and xr.ctypes.data == ts.ctypes.data)
             if not sg:
-                lv[_SM + r], lv[_KC + r] = _short_sum(ts)
+                lv[_SM + r], lv[_KC + r] = _group_sum(ts, c)
         # their sums, a row's after the others' terms: its sum's tail loads
         # straddle its terms' last stores, which then stalled the loads in
         # the store buffer (C = 100: 110 against 50 ns a row)
         if sg:
             for r in range(nr):
                 if lv[_MD + r] == 0.0:
-                    lv[_SM + r], lv[_KC + r] = _short_sum(g[r0 + r])
+                    lv[_SM + r], lv[_KC + r] = _group_sum(g[r0 + r], c)
         # 2. the row scalars, the rows side by side (``ce_row32``'s)
         if options:
             for r in range(R):
