@@ -568,7 +568,7 @@ def test_cross_entropy_probs_plain_path_same_bits(dtype):
     own (w_j t'_j = t_j exactly, ``cross_entropy_probs``' plain case): the
     same bits as the general path given unit weights, rows of one to three
     blocks, with and without z-loss, reductions none and mean (float32
-    rows of 256 or more classes in the float32 lanes, ``ce_probs_row32``,
+    rows of 64 or more classes in the float32 lanes, ``ce_probs_row32``,
     whose weighted form reads w_j t'_j = t_j as well)."""
     rng = np.random.default_rng(46)
     for c in (9, 1000, 1100):
@@ -1255,7 +1255,7 @@ def _lanes_targets(x, rng):
     return t.astype(np.float32)
 
 
-@pytest.mark.parametrize("c", [256, 1000, 1037])
+@pytest.mark.parametrize("c", [64, 100, 255, 256, 1000, 1037])
 def test_lanes_probs_oracle(c):
     """float32 cross_entropy with probability targets on float32 lanes
     (``ce_probs_row32``): per-row values within 1 ULP of mpmath and gradient
@@ -1283,9 +1283,11 @@ def test_lanes_probs_oracle(c):
     assert worst <= 2, worst
 
 
-def test_lanes_probs_same_bits_and_routing():
+@pytest.mark.parametrize("c", [64, 100, 700])
+def test_lanes_probs_same_bits_and_routing(c):
     """The row driver runs ``ce_probs_row32`` for float32 cross_entropy with
-    probability targets, with and without class weights, smoothing and
+    probability targets (PROBS32_MIN classes or more), with and without
+    class weights, smoothing and
     z-loss: bitwise its results called row by row, in place (out=x) too, and
     the value without a gradient is the value with one; rows outside its
     scope (a maximum of 2^24 or more, +inf, NaN, C max t_j > 2^20 gdiv)
@@ -1306,7 +1308,6 @@ def test_lanes_probs_same_bits_and_routing():
             return v
         return run
 
-    c = 700
     x = _lanes_rows(c, RNG)
     t = _lanes_targets(x, RNG)
     scope = x.shape[0]

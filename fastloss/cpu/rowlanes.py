@@ -142,6 +142,18 @@ _TOP = np.float32(2.0 ** E32_SCALE_BITS)
 #: 25.1 ms, (256, 131072) 20.1 -> 11.4 ms; longer rows keep the float64
 #: formula's blocks of 512, each in L1 between its passes
 ROW32_MIN = 256
+#: rows of PROBS32_MIN to ROW32_MAX classes with probability targets take
+#: ``ce_probs_row32`` (PROBS32_MIN = _MAIN = _SUM_LANES, the least its
+#: passes take). With targets, the float64 formula costs more per row than
+#: with labels, and the float32 lanes win from the passes' minimum on:
+#: (2^21 / C, C) float32, ``out=``, 1 thread, ns a row, float64 formula ->
+#: ce_probs_row32, two runs alternating processes, without / with weights
+#: and smoothing: C = 64 320-330 -> 243-246 / 332-334 -> 239-240; 100
+#: 444-448 -> 283-285 / 466-467 -> 293-294; 150 637-639 -> 357-358 /
+#: 677-684 -> 367-369; 200 661-664 -> 423-434 / 723-770 -> 424-429; 255
+#: 764-791 -> 451-458 / 845-877 -> 471-477 (PyTorch's forward and backward
+#: took 135 ns a row at C = 64, 210 at 100 and 532 at 255).
+PROBS32_MIN = 64
 ROW32_MAX = 1 << 17
 #: the main loops' length is a multiple of this (``_terms``)
 _MAIN = 64
@@ -149,6 +161,7 @@ _MAIN = 64
 
 #: ``_row_sum``'s lanes of running sums
 _SUM_LANES = 64
+assert PROBS32_MIN >= max(_MAIN, _SUM_LANES)
 
 
 @njit(**{**JIT, "forceinline": True})
@@ -391,7 +404,7 @@ def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     """``multiclass.cross_entropy_probs`` for a float32 row, its softmax terms
     on float32 lanes as ``ce_row32``'s; the same signature and result.
 
-    Scope: ROW32_MIN to ROW32_MAX classes, |m| < 2^24, and a bound on the
+    Scope: PROBS32_MIN to ROW32_MAX classes, |m| < 2^24, and a bound on the
     gradient factor F = A / ((1 + others) gdiv), A = T + 2 z lse, T =
     sum_j b_j, b_j = w_j t'_j, t'_j = (1 - eps) t_j + eps/C (t_j itself
     without class weights and smoothing: p3 = 1, ``fastloss.rows``; p2 =
@@ -431,7 +444,7 @@ def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     formula's terms are good to ~2^-34 there."""
     wide_vectors()
     n = x.size
-    if ROW32_MIN <= n <= ROW32_MAX:
+    if PROBS32_MIN <= n <= ROW32_MAX:
         m, tmax = _maxes(x, t)
         plain = eps == 0.0 and p3 == 1.0
         # (p2: max(w), taken once per call by ``rows.formula_params``)
