@@ -17,6 +17,7 @@ from numba import cuda
 
 from fastloss.catalog import Interval, ValueSet
 from fastloss.cuda import config, jit
+from fastloss.scalar.multiclass import row_dead
 
 
 @jit.kernel
@@ -110,20 +111,17 @@ def first_bad_label(lab, c: int, ignore: int, use_ignore: bool, stream) -> int:
     return -1 if i >= n else i
 
 
+_row_dead = jit.device(row_dead.py_func)
+
+
 @jit.kernel
 def _first_dead_row(x, lab, has_lab, ignore, use_ignore, res):
     r = cuda.grid(1)
     stride = cuda.gridsize(1)
-    n, c = x.shape
+    n = x.shape[0]
     while r < n:
-        if not (has_lab and use_ignore and lab[r] == ignore):
-            dead = True
-            for j in range(c):
-                if x[r, j] != -math.inf:
-                    dead = False
-                    break
-            if dead:
-                cuda.atomic.min(res, 0, r)
+        if not (has_lab and use_ignore and lab[r] == ignore) and _row_dead(x, r):
+            cuda.atomic.min(res, 0, r)
         r += stride
 
 

@@ -107,6 +107,19 @@ _INF = math.inf
 
 
 @njit(**JIT)
+def row_dead(x, r):
+    """Whether row r of the 2-D x has every logit -inf: its softmax, and a
+    softmax loss, are undefined there (the public call raises). The CPU's
+    ``cpu.rowwise.first_dead_row`` and the GPU's ``cuda.checks`` (through
+    its ``py_func``) test a row with it; it stops at the first logit that is
+    not -inf."""
+    for j in range(x.shape[1]):
+        if x[r, j] != -math.inf:
+            return False
+    return True
+
+
+@njit(**JIT)
 def two_sum_add(s, c, v):
     """Add v to the compensated sum s + c (TwoSum, branch-free); returns (s, c).
     Once s is inf or NaN, c is meaningless and ``s`` alone is the sum."""
