@@ -268,7 +268,8 @@ def check_labels(lab, c, ignore, use_ignore, w, use_w):
     weighted sum needs the sequential compensated loop (its order feeds the
     weighted mean's denominator). The count is exact (< 2^53), as the
     compensated sum of ones it replaced. Measured (65536 labels, AMD EPYC,
-    1 thread): the one sequential loop took 0.080 ms."""
+    1 thread, no weights): 0.080 ms for the one sequential loop it
+    replaced, 0.008 ms now."""
     nbad, kept = _bad_labels(lab, c, ignore, use_ignore)
     if nbad:
         for i in range(lab.size):
@@ -304,8 +305,14 @@ def first_dead_row(x, lab, ignore, use_ignore):
     not -inf. Ordinary data costs one load per row.
     The sequential loop it replaced, which stopped at each row's first
     finite logit, took 0.08 ms at (65536, 32) float32 (AMD EPYC, 1
-    thread)."""
+    thread). Rows of no logits: every row not ignored is dead (as the
+    loop's test held vacuously), the first of them returned."""
     n = x.shape[0]
+    if x.shape[1] == 0:
+        for r in range(n):
+            if not (use_ignore and lab[r] == ignore):
+                return r
+        return -1
     nblk = -(-n // _DEAD_ROWS)
     cand = np.zeros(nblk, dtype=np.int64)
     for b in prange(nblk):
