@@ -536,10 +536,7 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
                 for k in range(cr):
                     e = et[k]
                     et[k] = fma32(e, fa[k], e * fb[k])
-            if g_stream:
-                _tile_transpose(et, gt, c, nr, False)
-            else:
-                _tile_transpose(et, gf[r0 * c:(r0 + nr) * c], c, nr, False)
+            _tile_transpose(et, gt if g_stream else gf[r0 * c:(r0 + nr) * c], c, nr, False)
         # 7. per row: the label's entry, ignored rows, the rows outside the
         #    scope; values in row order
         for r in range(nr):
