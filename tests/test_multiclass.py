@@ -465,7 +465,6 @@ def test_all_neg_inf_row_allowed_when_ignored():
     assert math.isfinite(v) and np.all(g[1] == 0)
 
 
-
 def test_dead_rows_and_bad_labels_found_first_in_any_block():
     """``cpu.rowwise.first_dead_row`` screens rows by their first logit in
     parallel blocks and ``check_labels`` counts before it searches: the
@@ -1184,7 +1183,8 @@ def test_lanes_cross_entropy_same_bits_and_routing():
     """The row driver runs ``ce_row32`` for float32 cross_entropy with labels
     in its scope (below ``rowtiles.GROUP_MAX`` classes its algorithm by
     groups of rows, ``group_rows``; C = 700 here): the public results are
-    bitwise those of ``ce_row32`` called row by row; in place (out=x) gives the same bits; the value
+    bitwise those of ``ce_row32`` called row by row; in place (out=x) gives
+    the same bits; the value
     without a gradient is the value with one; rows outside its scope (a
     maximum of 2^24 or more, +inf, NaN) get the bits of the float64 row
     formula; with label smoothing or a z-loss, also a row whose (1 - eps)
