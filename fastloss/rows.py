@@ -270,7 +270,10 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
         grad = out if out is not None else buffers.empty(x.size, dtype).reshape(x.shape)
     else:
         grad = np.empty((n, 0), dtype=dtype)
-    vals = np.empty(n, dtype=np.float64) if reduction == "none" else np.empty(0, np.float64)
+    # per-row values in the data's dtype: the kernel rounds each once as it
+    # stores it (a float32 value beyond float32's range becomes inf, as the
+    # elementwise kernels' stores do)
+    vals = np.empty(n if reduction == "none" else 0, dtype=dtype)
     rpc = cpu.rows_per_chunk(c)
     nch = -(-n // rpc)
     hi = np.empty(nch, dtype=np.float64)
@@ -284,10 +287,7 @@ def evaluate(spec, input, target, reduction, params, want_grad, out=None):
     total = cpu.combine(hi, lo)
 
     if reduction == "none":
-        # a float32 row value beyond float32's range rounds to inf, as the
-        # elementwise kernels' stores do, without NumPy's overflow warning
-        with np.errstate(over="ignore"):
-            value = vals.astype(dtype)
+        value = vals
     elif reduction == "sum":
         value = float(total)
     else:
