@@ -984,7 +984,8 @@ def test_softmax_focal_float64_within_two_ulp(gamma):
 def test_tiles_routing():
     """The row driver's ``tile_pass`` takes float32 cross_entropy with labels
     (with or without smoothing and z-loss), C < GROUP_MAX (``lane_rows``
-    below GROUP_C, ``group_rows`` from it), and nothing else (the literal
+    below GROUP_C, ``group_rows`` from it), float32 cross_entropy with
+    probability targets below GROUP_C (``lane_probs``), and nothing else (the literal
     formula id must reach its overload: it once resolved for a plain int and
     silently never ran the tiles)."""
     import numba
@@ -1017,6 +1018,42 @@ def test_tiles_routing():
     assert not case(10, np.float64)
     assert not case(10, probs=True)
     assert not case(10, fid=2)  # nll
+    # probability targets (fid 1)
+    assert case(1, fid=1, probs=True) and case(GROUP_C - 1, fid=1, probs=True)
+    assert case(10, fid=1, probs=True, p0=0.1) and case(10, fid=1, probs=True, p1=1e-4)
+    assert not case(GROUP_C, fid=1, probs=True) and not case(10, np.float64, fid=1, probs=True)
+
+
+@pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.1, "z_loss": 1e-3}],
+                         ids=["plain", "options"])
+@pytest.mark.parametrize("c", [32, 45])
+def test_lane_probs_streamed_gradient(c, opts):
+    """``lane_probs`` writes a gradient of TILE_STREAM_BYTES or more by
+    ``lane_rows``' streaming stores: every row has the bits it has in a
+    small call, rows outside the lanes' scope (the float64 row formula,
+    into the tile buffer) and a short last tile included, out of place and
+    in place."""
+    from fastloss.cpu.rowtiles import TILE_STREAM_BYTES, TILE_STREAM_C
+
+    assert c >= TILE_STREAM_C
+    n = TILE_STREAM_BYTES // (4 * c) + 16 + 7  # a short last tile
+    rng = np.random.default_rng(c)
+    x = rng.normal(size=(n, c)).astype(np.float32) * 3
+    t = rng.dirichlet(np.full(c, 0.5), n).astype(np.float32)
+    x[5, 3] = np.inf  # outside the lanes' scope
+    x[n - 2, 1] = 3e25
+    v, g = fl.value_and_grad("cross_entropy", x, t, reduction="none", **opts)
+    assert g.nbytes >= TILE_STREAM_BYTES
+    rows = np.r_[0:40, 90:110, 5, n - 40:n]
+    vs, gs = fl.value_and_grad("cross_entropy", x[rows], t[rows], reduction="none", **opts)
+    assert gs.nbytes < TILE_STREAM_BYTES
+    np.testing.assert_array_equal(g[rows], gs)
+    np.testing.assert_array_equal(v[rows], vs)
+    xi = x.copy()
+    v2, g2 = fl.value_and_grad("cross_entropy", xi, t, reduction="none", out=xi, **opts)
+    assert g2 is xi or np.shares_memory(g2, xi)
+    np.testing.assert_array_equal(g2, g)
+    np.testing.assert_array_equal(v2, v)
 
 
 @pytest.mark.parametrize("opts", [{}, {"label_smoothing": 0.1, "z_loss": 1e-3}],
@@ -1255,10 +1292,11 @@ def _lanes_targets(x, rng):
     return t.astype(np.float32)
 
 
-@pytest.mark.parametrize("c", [64, 100, 255, 256, 1000, 1037])
+@pytest.mark.parametrize("c", [1, 2, 3, 10, 16, 33, 63, 64, 100, 255, 256, 1000, 1037])
 def test_lanes_probs_oracle(c):
     """float32 cross_entropy with probability targets on float32 lanes
-    (``ce_probs_row32``): per-row values within 1 ULP of mpmath and gradient
+    (``ce_probs_row32``, and ``rowtiles.lane_probs`` below GROUP_C
+    classes): per-row values within 1 ULP of mpmath and gradient
     entries within 2 ULP x their condition number (the cancellation of
     A p_j against w_j t'_j), also on the rows' extremes (``_lanes_rows``,
     ``_lanes_targets``), with class weights, smoothing and z-loss, and for
@@ -1336,6 +1374,80 @@ def test_lanes_probs_same_bits_and_routing(c):
     np.testing.assert_array_equal(v[scope:].view(np.int32),
                                   f64_v[scope:].astype(np.float32).view(np.int32))
     assert np.count_nonzero(g[:scope].view(np.int32) != f64_g[:scope].view(np.int32)) > 0
+
+
+@pytest.mark.parametrize("c", [1, 2, 3, 10, 16, 33, 63])
+def test_lane_probs_same_bits_and_routing(c):
+    """float32 cross_entropy with probability targets and C < GROUP_C runs
+    ``rowtiles.lane_probs``, with or without class weights, label smoothing
+    and z-loss: a row's bits do not depend on the rows beside it in its
+    tile (all rows at once, on ragged tiles, against one row per call); the
+    public call gives those bits, in place too, and its value without a
+    gradient; rows outside the lanes' scope (a maximum of 2^24 or more,
+    +inf, NaN, C max_j w_j t'_j > 2^20 gdiv, a NaN target), mixed into the tiles,
+    get the float64 row formula's bits; the rows in scope do take the lanes
+    (their gradients are not all the float64 formula's bits)."""
+    from numba import njit
+
+    from fastloss.cpu.rowtiles import GROUP_C, TILE_ROWS, lane_probs, scratch
+    from fastloss.scalar.multiclass import cross_entropy_probs, scratch_size
+
+    assert c < GROUP_C
+    rows = _lanes_rows(c, RNG)
+    k = max(c, 2)
+    out_of_scope = np.array([np.r_[3e7, RNG.standard_normal(k - 1)][:c],
+                             np.r_[np.inf, RNG.standard_normal(k - 1)][:c],
+                             np.r_[np.nan, RNG.standard_normal(k - 1)][:c],
+                             RNG.standard_normal(c), RNG.standard_normal(c)], dtype=np.float32)
+    x = np.concatenate([rows, out_of_scope, rows[::-1], RNG.standard_normal((TILE_ROWS + 3, c))
+                        .astype(np.float32)])
+    nr = len(rows)
+    t = np.concatenate([_lanes_targets(rows, RNG), RNG.dirichlet(np.full(c, 0.5), 5),
+                        _lanes_targets(rows[::-1], RNG),
+                        RNG.dirichlet(np.full(c, 0.5), TILE_ROWS + 3)]).astype(np.float32)
+    t[nr + 3] = 0.0
+    t[nr + 3, 0] = 2.0 ** 20 / c * 20.0  # C max_j w_j t'_j > 2^20 for max(w) >= 0.1
+    t[nr + 4, 0] = np.nan
+    spread = [11, 12, 13, 14, 15]  # spread into other tiles
+    x[spread] = x[nr:nr + 5]
+    t[spread] = t[nr:nr + 5]
+    n = x.shape[0]
+    ones, wr = np.ones(c, np.float32), RNG.uniform(0.1, 3.0, c).astype(np.float32)
+
+    @njit
+    def formula(x, t, w, eps, z, p2, p3, g, buf):
+        v = np.zeros(x.shape[0])
+        for r in range(x.shape[0]):
+            v[r] = cross_entropy_probs(x[r], 0, t[r], w, eps, z, p2, p3, 1.0, g[r], True, buf)
+        return v
+
+    for w, eps, z in ((ones, 0.0, 0.0), (wr, 0.0, 0.0), (ones, 0.1, 0.0), (ones, 0.0, 1e-2),
+                      (wr, 0.1, 1e-3)):
+        p3 = 1.0 if w is ones else 0.0
+        p2 = float(w.max())  # as ``rows.formula_params`` passes
+        g_all = np.empty_like(x)
+        v_all = np.empty(n)
+        lane_probs(x, t, w, eps, z, p2, p3, 1.0, g_all, True, np.empty(scratch(c)), 0, n,
+                   v_all, True, 0.0, 0.0)
+        g_one = np.empty_like(x)
+        v_one = np.empty(n)
+        for r in range(n):
+            lane_probs(x, t, w, eps, z, p2, p3, 1.0, g_one, True, np.empty(scratch(c)), r,
+                       r + 1, v_one, True, 0.0, 0.0)
+        np.testing.assert_array_equal(g_all.view(np.int32), g_one.view(np.int32))
+        np.testing.assert_array_equal(v_all.view(np.int64), v_one.view(np.int64))
+        kw = {"label_smoothing": eps, "z_loss": z}
+        if w is wr:
+            kw["weight"] = w
+        with np.errstate(invalid="ignore"):
+            _assert_public_bits(x, t, kw, v_all, g_all)
+        f64_g = np.empty_like(x)
+        f64_v = formula(x, t, w, eps, z, p2, p3, f64_g, np.empty(scratch_size(c)))
+        for r in spread:
+            np.testing.assert_array_equal(g_all[r].view(np.int32), f64_g[r].view(np.int32))
+            assert f64_v[r] == v_all[r] or (np.isnan(f64_v[r]) and np.isnan(v_all[r]))
+        if c > 1:
+            assert np.count_nonzero(g_all.view(np.int32) != f64_g.view(np.int32)) > 0
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -387,16 +387,40 @@ def _probs_core(x, b, z, gdiv, g, sg, buf, m):
     ts = g if sg else buf[:(n + 1) // 2].view(np.float32)[:n]
     _terms(x, ts, m32, -m32, m32 - _RANGE32, sg and x.ctypes.data == g.ctypes.data)
     s, k = _row_sum(ts)
+    val, f = probs_scalars(m, s, k, tt, sv, z, gdiv)
+    if sg:
+        _probs_grad(g, b, f, 1.0 / gdiv)
+    return val
+
+
+@njit(**{**JIT, "forceinline": True})
+def probs_scalars(m, s, k, tt, sv, z, gdiv):
+    """The row scalars of probability targets: (value, F 2^-64) from the
+    row's maximum m, the sum s of its terms below 2^64 (scaled by 2^64),
+    their count k equal to it, T = tt and S = sv (``_target_sums``); the
+    value S + T log1p(others) + z lse^2 and the gradient factor F = A /
+    ((1 + others) gdiv), A = T + 2 z lse (the gradient E_j F 2^-64 - b_j /
+    gdiv, ``grad_less``). ``ce_probs_row32``'s, and by lane across rows
+    ``rowtiles.lane_probs``'."""
     o = lse_others(s * _UNSCALE, 0.0, np.float64(k))
     l1 = log1p(o)
     lse = m + l1
     a = tt + 2.0 * z * lse if z != 0.0 else tt
-    if sg:
-        _probs_grad(g, b, ce_grad_factor(a, 1.0 + o, gdiv) * _UNSCALE, 1.0 / gdiv)
     val = sv + xmul(tt, l1)
     if z != 0.0:
         val += z * lse * lse
-    return val
+    return val, ce_grad_factor(a, 1.0 + o, gdiv) * _UNSCALE
+
+
+@njit(**{**JIT, "forceinline": True})
+def probs_scope(m, tmax, eps, p2, plain, z, gdiv, n):
+    """Whether a row of n classes with probability targets, maximum m
+    (float64) and largest target tmax, is in ``ce_probs_row32``'s scope
+    (its docstring): ``_options_scope`` with T bounded by n max_j b_j, from
+    p2 = max(w) (taken once per call by ``rows.formula_params``). A NaN
+    maximum or target fails."""
+    bmax = tmax if plain else p2 * (tmax * (1.0 - eps) + eps / n)
+    return _options_scope(m, n * bmax, z, gdiv)
 
 
 @njit(**JIT)
@@ -447,10 +471,7 @@ def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     if PROBS32_MIN <= n <= ROW32_MAX:
         m, tmax = _maxes(x, t)
         plain = eps == 0.0 and p3 == 1.0
-        # (p2: max(w), taken once per call by ``rows.formula_params``)
-        bmax = tmax if plain else p2 * (tmax * (1.0 - eps) + eps / n)
-        # (a NaN maximum or target fails too)
-        if _options_scope(m, n * bmax, z, gdiv):
+        if probs_scope(m, tmax, eps, p2, plain, z, gdiv, n):
             if plain:
                 return _probs_core(x, t, z, gdiv, g, sg, buf, m)
             # b_j = w_j t'_j once into scratch (after ``_probs_core``'s), as

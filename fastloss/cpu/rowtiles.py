@@ -149,6 +149,8 @@ from fastloss.cpu.rowlanes import (
     _target_sums,
     _terms,
     grad_less,
+    probs_scalars,
+    probs_scope,
     row_scope,
     scale_terms,
 )
@@ -167,11 +169,13 @@ from fastloss.math._intrin import (
 from fastloss.reduce import neumaier_add
 from fastloss.scalar.multiclass import (
     _block_max,
+    _target_plain,
     ce_grad_factor,
     ce_label_grad,
     ce_row_scalars,
     ce_value,
     cross_entropy,
+    cross_entropy_probs,
     exp,
     scratch_size,
 )
@@ -190,6 +194,7 @@ _ce_value = _inlined(ce_value)
 _ce_grad_factor = _inlined(ce_grad_factor)
 _ce_label_grad = _inlined(ce_label_grad)
 _f32_pair = _inlined(f32_pair)
+_probs_scalars = _inlined(probs_scalars)
 
 
 @njit(**INLINE_COPY)
@@ -308,24 +313,35 @@ def scratch(c: int) -> int:
 
 def tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
               stop, vals, store_vals, s, comp):  # pragma: no cover - replaced by the overload
-    """(True, s, comp) after ``lane_rows`` or ``group_rows`` when one of them
-    computes this chunk (see
-    the module doc), else (False, s, comp) having done nothing: for every
-    formula but cross_entropy on float32 data a constant, so the row driver
-    compiles them for that one kernel only."""
+    """(True, s, comp) after ``lane_rows``, ``group_rows`` or ``lane_probs``
+    when one of them computes this chunk (see the module doc), else (False,
+    s, comp) having done nothing: for every formula but cross_entropy on
+    float32 data a constant, so the row driver compiles them for that one
+    kernel only (and the probability targets' kernel ``lane_probs`` only)."""
     raise NotImplementedError
 
 
 @overload(tile_pass, jit_options=JIT, prefer_literal=True)
 def _tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
                stop, vals, store_vals, s, comp):
-    # fid 0 is cross_entropy (multiclass.ROW_FORMULAS); float32 data only
-    if not (isinstance(fid, types.IntegerLiteral) and fid.literal_value == 0
-            and getattr(x, "dtype", None) == types.float32):
+    # fids 0 and 1 are cross_entropy with labels and with probability
+    # targets (multiclass.ROW_FORMULAS); float32 data only
+    fid_value = fid.literal_value if isinstance(fid, types.IntegerLiteral) else None
+    if fid_value not in (0, 1) or getattr(x, "dtype", None) != types.float32:
         def none(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
                  stop, vals, store_vals, s, comp):
             return False, s, comp
         return none
+
+    if fid_value == 1:
+        def probs(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
+                  stop, vals, store_vals, s, comp):
+            if 1 <= x.shape[1] < GROUP_C:
+                s, comp = lane_probs(x, t, w, p0, p1, p2, p3, gdiv, g, sg, buf, start, stop, vals,
+                                     store_vals, s, comp)
+                return True, s, comp
+            return False, s, comp
+        return probs
 
     def impl(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
              stop, vals, store_vals, s, comp):
@@ -399,6 +415,36 @@ def _tile_transpose(t, rows, c, nr, into_tile):
                 rows[r * c + j] = tj[r]
 
 
+@njit(**{**JIT, "forceinline": True})
+def _tile_stream(g, c, sg):
+    """Whether ``lane_rows`` or ``lane_probs`` writes the gradient g (rows
+    of c classes) through a row-major tile buffer and streaming stores
+    (``TILE_STREAM_BYTES``)."""
+    return sg and c >= TILE_STREAM_C and g.nbytes >= TILE_STREAM_BYTES and g.ctypes.data % 4 == 0
+
+
+@njit(**{**JIT, "forceinline": True})
+def _tile_terms(xt, et, fa, sl, cl, lv, c):
+    """Steps 3 and 4 of ``lane_rows`` (module doc) for the class-major tile
+    xt, from each lane's maximum lv[_MX + r]: the terms E_j = e^(x_j - m)
+    2^64 into et (``rowlanes``, pass 2), m spread over the classes in fa;
+    then per lane the sum of the terms below 2^64 (float64) and the count
+    of those equal to it (``rowlanes``, pass 3), into lv[_SM + r] and
+    lv[_KC + r]: running sums, class by class, in vector registers
+    (``_intrin.lane_sums_skip``; sl and cl their lanes)."""
+    R = LANE_ROWS
+    for r in range(R):
+        fa[r] = np.float32(lv[_MX + r])
+    _spread(fa, c)
+    for k in range(c * R):
+        m32 = fa[k]
+        et[k] = exp_gap32(xt[k], m32, -m32, m32 - _RANGE32)
+    lane_sums_skip(et, c, _TOP, sl, cl, R)
+    for r in range(R):
+        lv[_SM + r] = sl[r]
+        lv[_KC + r] = np.float64(cl[r])
+
+
 @njit(**JIT)
 def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, sg, buf, start,
               stop, vals, store_vals, s, comp):
@@ -454,8 +500,7 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
     gf = g.reshape(-1)
     # a large gradient: each tile's rows written whole into gt (row-major),
     # then out by streaming stores (``cpu.stream``)
-    g_stream = (sg and c >= TILE_STREAM_C and g.nbytes >= TILE_STREAM_BYTES
-                and g.ctypes.data % 4 == 0)
+    g_stream = _tile_stream(g, c, sg)
     gt = np.empty(cr if g_stream else 0, np.float32)
     for r0 in range(start, stop, R):
         nr = min(R, stop - r0)
@@ -482,20 +527,8 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
             if lv[_MD + r] == 0.0 and not row_scope(m, lv[_WY + r], eps, z, wsum, gdiv, n):
                 lv[_MD + r] = 1.0
             lv[_MX + r] = m if lv[_MD + r] == 0.0 else 0.0
-        for r in range(R):
-            fa[r] = np.float32(lv[_MX + r])
-        _spread(fa, c)
-        # 3. the terms E_j = e^(x_j - m) 2^64 (``rowlanes``, pass 2)
-        for k in range(cr):
-            m32 = fa[k]
-            et[k] = exp_gap32(xt[k], m32, -m32, m32 - _RANGE32)
-        # 4. per lane, the sum of the terms below 2^64 (float64) and the
-        #    count of those equal to it (``rowlanes``, pass 3): running sums,
-        #    class by class, in vector registers (``_intrin.lane_sums_skip``)
-        lane_sums_skip(et, c, _TOP, sl, cl, R)
-        for r in range(R):
-            lv[_SM + r] = sl[r]
-            lv[_KC + r] = np.float64(cl[r])
+        # 3., 4. the terms and their sums
+        _tile_terms(xt, et, fa, sl, cl, lv, c)
         if eps != 0.0:
             # the smoothing sums sum_j w_j (m - x_j) (a term 0 where w_j =
             # 0, also at x_j = -inf), per lane class by class
@@ -563,6 +596,122 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
             stream_copy(gf, r0 * c, gt, nr * c)
     if g_stream:
         store_fence()  # the streamed lines before the caller's join
+    return s, comp
+
+
+@njit(**JIT)
+def lane_probs(x, t, w, eps, z, p2, p3, gdiv, g, sg, buf, start, stop, vals, store_vals, s,
+               comp):
+    """Rows start..stop-1 of x (float32, 1 <= C < GROUP_C) with probability
+    targets t (float32, x's shape; class weights w, label smoothing eps,
+    z-loss z, p2 = max(w) and p3 = 1 without weights, as
+    ``multiclass.cross_entropy_probs``): ``rowlanes.ce_probs_row32``'s
+    algorithm with one row per vector lane, by ``lane_rows``' tiles;
+    ``lane_rows``' outputs and return.
+
+    Per tile: x and t transposed (class-major, ``_tile_transpose``); each
+    lane's maximum and largest target (``_intrin.lane_max``) and its scope
+    (``rowlanes.probs_scope``); the terms and their sum (``_tile_terms``);
+    the per-class targets b_j = w_j t'_j in float64 (t_j itself in the
+    plain case, ``multiclass._target_plain``), and per lane T = sum_j b_j
+    and S = sum_j b_j (m - x_j) (0 where b_j = 0), float64 running sums
+    class by class (``_intrin.lane_sums_skip``); the row scalars by lane
+    (``rowlanes.probs_scalars``); the gradient E_j F - b_j / gdiv in
+    float64, rounded once (``rowlanes.grad_less``), transposed back (or by
+    streaming stores, as ``lane_rows``). Sums of C < 64 terms class by
+    class: the value's and the gradient's accuracy is ``ce_probs_row32``'s
+    (its docstring). A row outside the scope (|max| >= 2^24, a NaN or
+    +-inf logit, a NaN target, a factor bound exceeded) takes
+    ``cross_entropy_probs`` from its transposed copies, after the tile's
+    gradient is written (g may be x, and t may be x)."""
+    wide_vectors()
+    R = LANE_ROWS
+    c = x.shape[1]
+    n = np.float64(c)
+    cr = c * R
+    o = _scratch_size(c)
+    rb = buf[:o]
+    # per lane: _XY holds T, _SS S, _MX the maximum, _SM and _KC the terms'
+    # sum and count, _RV the value, _FH the factor, _MD the mode
+    lv = buf[o:o + _LANE_VECTORS * R]
+    xt = np.empty(cr, np.float32)  # the logits
+    tt = np.empty(cr, np.float32)  # the targets
+    et = np.empty(cr, np.float32)  # the terms E, then the gradient
+    fa = np.empty(cr, np.float32)  # m in every class
+    bt = np.empty(cr, np.float64)  # b_j
+    fd = np.empty(cr, np.float64)  # b_j (m - x_j), then F in every class
+    ml = np.empty(R, np.float32)  # per lane: the maximum,
+    tl = np.empty(R, np.float32)  # the largest target,
+    sl = np.empty(R, np.float64)  # sums,
+    cl = np.empty(R, np.float32)  # counts
+    xrow = np.empty(c, np.float32)  # a row for the row formula
+    trow = np.empty(c, np.float32)
+    plain = eps == 0.0 and p3 == 1.0
+    om = 1.0 - eps
+    ec = eps / n
+    ginv = 1.0 / gdiv
+    # w in every lane of its class (float64)
+    wt = np.empty(0 if plain else cr, np.float64)
+    for j in range(0 if plain else c):
+        wt[j * R:(j + 1) * R] = w[j]
+    xf = x.reshape(-1)
+    tf = t.reshape(-1)
+    gf = g.reshape(-1)
+    g_stream = _tile_stream(g, c, sg)
+    gt = np.empty(cr if g_stream else 0, np.float32)
+    for r0 in range(start, stop, R):
+        nr = min(R, stop - r0)
+        _tile_transpose(xt, xf[r0 * c:(r0 + nr) * c], c, nr, True)
+        _tile_transpose(tt, tf[r0 * c:(r0 + nr) * c], c, nr, True)
+        lane_max(xt, c, ml, R)
+        lane_max(tt, c, tl, R)
+        for r in range(R):
+            m = np.float64(ml[r])
+            ok = r < nr and probs_scope(m, np.float64(tl[r]), eps, p2, plain, z, gdiv, n)
+            lv[_MD + r] = 0.0 if ok else (1.0 if r < nr else 2.0)
+            lv[_MX + r] = m if ok else 0.0
+        _tile_terms(xt, et, fa, sl, cl, lv, c)
+        if plain:
+            for k in range(cr):
+                bt[k] = np.float64(tt[k])
+        else:
+            for k in range(cr):
+                bt[k] = _target_plain(tt[k], wt[k], om, ec, False)
+        for k in range(cr):
+            b = bt[k]
+            fd[k] = 0.0 if b == 0.0 else b * (np.float64(fa[k]) - np.float64(xt[k]))
+        lane_sums_skip(bt, c, np.nan, sl, cl, R)
+        for r in range(R):
+            lv[_XY + r] = sl[r]
+        lane_sums_skip(fd, c, np.nan, sl, cl, R)
+        for r in range(R):
+            lv[_SS + r] = sl[r]
+        for r in range(R):
+            lv[_RV + r], lv[_FH + r] = _probs_scalars(lv[_MX + r], lv[_SM + r], lv[_KC + r],
+                                                      lv[_XY + r], lv[_SS + r], z, gdiv)
+        if sg:
+            for r in range(R):
+                fd[r] = lv[_FH + r]
+            _spread(fd, c)
+            for k in range(cr):
+                et[k] = grad_less(et[k], fd[k], bt[k], ginv)
+            _tile_transpose(et, gt if g_stream else gf[r0 * c:(r0 + nr) * c], c, nr, False)
+        for r in range(nr):
+            if lv[_MD + r] == 1.0:
+                for j in range(c):
+                    xrow[j] = xt[j * R + r]
+                    trow[j] = tt[j * R + r]
+                grow = gt[r * c:(r + 1) * c] if g_stream else g[r0 + r]
+                lv[_RV + r] = cross_entropy_probs(xrow, 0, trow, w, eps, z, p2, p3, gdiv, grow,
+                                                  sg, rb)
+            v = lv[_RV + r]
+            if store_vals:
+                vals[r0 + r] = v
+            s, comp = neumaier_add(s, comp, v)
+        if g_stream:
+            stream_copy(gf, r0 * c, gt, nr * c)
+    if g_stream:
+        store_fence()
     return s, comp
 
 
