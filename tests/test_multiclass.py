@@ -189,6 +189,11 @@ def test_oracle(case, dtype):
         # smoothing or z-loss 2 ULP x the condition number (A p_j - b_j
         # formed in float64 from the float32 terms)
         assert vu <= 1 and (gu <= 2 if gb == 2 else gr <= 2), (vu, gu, gr)
+    elif dtype == np.float32 and name == "cross_entropy":
+        # probability targets on float32 lanes (rowtiles.lane_probs, C = 9):
+        # A p_j - b_j formed in float64 from the float32 terms, within 2 ULP
+        # x the condition number
+        assert vu <= 1 and gr <= 2, (vu, gu, gr)
     elif dtype == np.float32:  # float64 evaluation, rounded once
         assert vu <= 1 and gu <= 1, (vu, gu)
     else:

@@ -152,7 +152,8 @@ ROW32_MIN = 256
 #: 444-448 -> 283-285 / 466-467 -> 293-294; 150 637-639 -> 357-358 /
 #: 677-684 -> 367-369; 200 661-664 -> 423-434 / 723-770 -> 424-429; 255
 #: 764-791 -> 451-458 / 845-877 -> 471-477 (PyTorch's forward and backward
-#: took 135 ns a row at C = 64, 210 at 100 and 532 at 255).
+#: took 135 ns a row at C = 64, 210 at 100 and 532 at 255). Rows of fewer
+#: classes take this algorithm by lanes across rows (``rowtiles.lane_probs``).
 PROBS32_MIN = 64
 ROW32_MAX = 1 << 17
 #: the main loops' length is a multiple of this (``_terms``)

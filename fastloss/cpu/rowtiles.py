@@ -599,6 +599,36 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
     return s, comp
 
 
+@njit(**{**JIT, "forceinline": True})
+def _lane_targets_grad(bt, xt, et, fa, fd, sl, cl, lv, c, z, gdiv, ginv, sg):
+    """``lane_probs`` from the per-class targets b_j of the tile (bt,
+    float32 t_j in the plain case, else float64): per lane T = sum_j b_j
+    (into lv[_XY + r]) and S = sum_j b_j (m - x_j) (0 where b_j = 0, into
+    lv[_SS + r]) class by class, the row scalars (lv[_RV + r], lv[_FH + r]),
+    and with a gradient (sg) E_j F - b_j / gdiv into et, each rounded once
+    from float64 (fd: scratch of the tile's size)."""
+    R = LANE_ROWS
+    cr = c * R
+    for k in range(cr):
+        b = np.float64(bt[k])
+        fd[k] = 0.0 if b == 0.0 else b * (np.float64(fa[k]) - np.float64(xt[k]))
+    lane_sums_skip(bt, c, np.nan, sl, cl, R)
+    for r in range(R):
+        lv[_XY + r] = sl[r]
+    lane_sums_skip(fd, c, np.nan, sl, cl, R)
+    for r in range(R):
+        lv[_SS + r] = sl[r]
+    for r in range(R):
+        lv[_RV + r], lv[_FH + r] = _probs_scalars(lv[_MX + r], lv[_SM + r], lv[_KC + r],
+                                                  lv[_XY + r], lv[_SS + r], z, gdiv)
+    if sg:
+        for r in range(R):
+            fd[r] = lv[_FH + r]
+        _spread(fd, c)
+        for k in range(cr):
+            et[k] = grad_less(et[k], fd[k], bt[k], ginv)
+
+
 @njit(**JIT)
 def lane_probs(x, t, w, eps, z, p2, p3, gdiv, g, sg, buf, start, stop, vals, store_vals, s,
                comp):
@@ -638,7 +668,6 @@ def lane_probs(x, t, w, eps, z, p2, p3, gdiv, g, sg, buf, start, stop, vals, sto
     tt = np.empty(cr, np.float32)  # the targets
     et = np.empty(cr, np.float32)  # the terms E, then the gradient
     fa = np.empty(cr, np.float32)  # m in every class
-    bt = np.empty(cr, np.float64)  # b_j
     fd = np.empty(cr, np.float64)  # b_j (m - x_j), then F in every class
     ml = np.empty(R, np.float32)  # per lane: the maximum,
     tl = np.empty(R, np.float32)  # the largest target,
@@ -647,6 +676,7 @@ def lane_probs(x, t, w, eps, z, p2, p3, gdiv, g, sg, buf, start, stop, vals, sto
     xrow = np.empty(c, np.float32)  # a row for the row formula
     trow = np.empty(c, np.float32)
     plain = eps == 0.0 and p3 == 1.0
+    bt = np.empty(0 if plain else cr, np.float64)  # b_j (t_j itself if plain)
     om = 1.0 - eps
     ec = eps / n
     ginv = 1.0 / gdiv
@@ -672,29 +702,13 @@ def lane_probs(x, t, w, eps, z, p2, p3, gdiv, g, sg, buf, start, stop, vals, sto
             lv[_MX + r] = m if ok else 0.0
         _tile_terms(xt, et, fa, sl, cl, lv, c)
         if plain:
-            for k in range(cr):
-                bt[k] = np.float64(tt[k])
+            # b_j = t_j: the float32 tile itself
+            _lane_targets_grad(tt, xt, et, fa, fd, sl, cl, lv, c, z, gdiv, ginv, sg)
         else:
             for k in range(cr):
                 bt[k] = _target_plain(tt[k], wt[k], om, ec, False)
-        for k in range(cr):
-            b = bt[k]
-            fd[k] = 0.0 if b == 0.0 else b * (np.float64(fa[k]) - np.float64(xt[k]))
-        lane_sums_skip(bt, c, np.nan, sl, cl, R)
-        for r in range(R):
-            lv[_XY + r] = sl[r]
-        lane_sums_skip(fd, c, np.nan, sl, cl, R)
-        for r in range(R):
-            lv[_SS + r] = sl[r]
-        for r in range(R):
-            lv[_RV + r], lv[_FH + r] = _probs_scalars(lv[_MX + r], lv[_SM + r], lv[_KC + r],
-                                                      lv[_XY + r], lv[_SS + r], z, gdiv)
+            _lane_targets_grad(bt, xt, et, fa, fd, sl, cl, lv, c, z, gdiv, ginv, sg)
         if sg:
-            for r in range(R):
-                fd[r] = lv[_FH + r]
-            _spread(fd, c)
-            for k in range(cr):
-                et[k] = grad_less(et[k], fd[k], bt[k], ginv)
             _tile_transpose(et, gt if g_stream else gf[r0 * c:(r0 + nr) * c], c, nr, False)
         for r in range(nr):
             if lv[_MD + r] == 1.0:
