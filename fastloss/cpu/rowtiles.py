@@ -131,6 +131,30 @@ row formula before: public call, float32, ``out=``, 1 thread, label
 smoothing 0.1, alternating processes, ms: (65536, 10) 16.9-17.0 ->
 2.27-2.52 (PyTorch 16.2-16.9), (65536, 32) 18.9-21.7 -> 5.79-5.82
 (4.9-5.2), (8192, 100) 3.73-3.91 -> 1.24 (1.44-1.54).
+
+**Probability targets, rows of 1 to GROUP_C - 1 classes** (``lane_probs``)
+are ``rowlanes.ce_probs_row32``'s algorithm with one row per vector lane,
+by ``lane_rows``' tiles: x and t transposed, each lane's maximum and
+largest target (the scope), the terms and their sum (``_tile_terms``), T =
+sum_j b_j and S = sum_j b_j (m - x_j) as float64 running sums class by
+class, the row scalars by lane (``rowlanes.probs_scalars``), the gradient
+E_j F - b_j / gdiv in float64, rounded once. Accuracy as
+``ce_probs_row32``'s: values within 1 ULP, gradients within 2 ULP x the
+condition number (the float64 formula these rows took before kept a
+cancelling entry within ~0.5 ULP x condition; docs/ACCURACY.md). Public
+call, float32, (2^21 / C, C), ``out=``, two runs alternating processes
+with the float64 row formula they took before, ns a row (PyTorch's
+forward + backward in the same processes): 1 thread, C = 2 169-170 -> 18
+(39), 5 198-199 -> 26 (112-113), 10 234 -> 31-33 (234-237), 16 241-245
+-> 44-45 (41-46), 32 272-276 -> 97-106 (70-88), 63 378-383 -> 200-202
+(144-170); with class weights and label smoothing 0.1: C = 2 168 -> 18
+(44-46), 10 239-240 -> 34 (249-283), 32 274-275 -> 108-136 (103-124), 63
+386-391 -> 219-230 (212-226); 2 threads: C = 2 85 -> 9-12 (20-25), 10
+118-119 -> 16-23 (120-122), 32 135-138 -> 42-47 (39-45), 63 190-195 ->
+99-103 (72-90). From C ~ 16 still not faster than PyTorch: in cache a
+row of 32 classes costs ~55-65 ns, ~8 more than ``lane_rows``' with
+labels (the targets' transpose, maximum and two sums, the float64
+gradient).
 """
 
 import numpy as np
