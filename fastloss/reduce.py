@@ -67,6 +67,16 @@ def neumaier_add(s, c, v):
 
 
 @njit(**JIT)
+def keep_and_add(vals, i, store, s, c, v):
+    """A row's (or box's) value v: into vals[i] when ``store`` (rounded once
+    to vals' dtype), and added to the compensated sum (s, c); returns the
+    new (s, c). The row and box drivers' step for each value, in order."""
+    if store:
+        vals[i] = v
+    return neumaier_add(s, c, v)
+
+
+@njit(**JIT)
 def two_sum(a, b):
     """Knuth's TwoSum: s + e = a + b exactly, s = fl(a + b); branch-free."""
     s = a + b

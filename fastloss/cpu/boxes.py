@@ -37,7 +37,7 @@ from numba.extending import overload
 from fastloss._config import CHUNK, JIT, KERNEL_JIT, PARALLEL_JIT
 from fastloss.cpu.dispatch import LiteralDispatch
 from fastloss.math._intrin import wide_vectors
-from fastloss.reduce import neumaier_add
+from fastloss.reduce import keep_and_add
 from fastloss.scalar.boxes import (
     BOX_EXACT,
     BOX_FORMULAS,
@@ -167,9 +167,7 @@ def fused(fid, x, y, gdiv, grad, vals, hi, lo, store_grad, store_vals):
                 v, g0, g1, g2, g3 = box_plain(fid, a0 * sc, a1 * sc, a2 * sc, a3 * sc,
                                               b0 * sc, b1 * sc, b2 * sc, b3 * sc)
                 _put_grad(gc, j, g0, g1, g2, g3, sc, gdiv)
-            if store_vals:
-                vals[start + i] = v
-            s, comp = neumaier_add(s, comp, v)
+            s, comp = keep_and_add(vals, start + i, store_vals, s, comp, v)
         if store_grad:
             grad.reshape(grad.size)[4 * start:4 * stop] = gc
         hi[c] = s

@@ -190,7 +190,7 @@ from fastloss.math._intrin import (
     transpose8,
     wide_vectors,
 )
-from fastloss.reduce import neumaier_add
+from fastloss.reduce import keep_and_add
 from fastloss.scalar.multiclass import (
     _block_max,
     _target_plain,
@@ -440,11 +440,61 @@ def _tile_transpose(t, rows, c, nr, into_tile):
 
 
 @njit(**{**JIT, "forceinline": True})
+def _tile_buffers(buf, c):
+    """``lane_rows``' and ``lane_probs``' buffers for tiles of rows of c
+    classes: the row formula's scratch (buf's first ``scratch_size(c)``),
+    the per-lane vectors _XY ... _SS (``_LANE_VECTORS``, in buf after it),
+    then new arrays: the tile's logits and terms (then gradient), and a
+    float32 spread over its classes, class-major (element j LANE_ROWS + r
+    is row r's class j); per lane the maximum, a float64 sum and a float32
+    count; a row for the row formula. The tile's buffers are separate
+    arrays: as views of buf, LLVM saw one base pointer at unknown offsets
+    and vectorized none of the loops over them."""
+    R = LANE_ROWS
+    cr = c * R
+    o = _scratch_size(c)
+    return (buf[:o], buf[o:o + _LANE_VECTORS * R], np.empty(cr, np.float32),
+            np.empty(cr, np.float32), np.empty(cr, np.float32), np.empty(R, np.float32),
+            np.empty(R, np.float64), np.empty(R, np.float32), np.empty(c, np.float32))
+
+
+@njit(**{**JIT, "forceinline": True})
+def _lane_gap_sums(b, xt, fa, dt, sl, cl, lv, c):
+    """Per lane of the class-major tile xt, with its maximum m spread in fa:
+    sum_j b_j (m - x_j) in float64 (a term 0 where b_j = 0, also at x_j =
+    -inf), class by class (``_intrin.lane_sums_skip``), into lv[_SS + r];
+    dt: float64 scratch of the tile's size. ``lane_rows``' smoothing sums
+    (b = w) and ``lane_probs``' S (b the per-class targets)."""
+    R = LANE_ROWS
+    for k in range(c * R):
+        bk = np.float64(b[k])
+        dt[k] = 0.0 if bk == 0.0 else bk * (np.float64(fa[k]) - np.float64(xt[k]))
+    lane_sums_skip(dt, c, np.nan, sl, cl, R)
+    for r in range(R):
+        lv[_SS + r] = sl[r]
+
+
+@njit(**{**JIT, "forceinline": True})
+def _lane_grad_less(et, fd, b, ginv, lv, c):
+    """The gradient E_j F - b_j ginv of the tile's terms et, in place, each
+    formed in float64 and rounded once (``rowlanes.grad_less``), with each
+    lane's factor F (lv[_FH + r]) spread over its classes in fd (float64
+    scratch of the tile's size)."""
+    R = LANE_ROWS
+    for r in range(R):
+        fd[r] = lv[_FH + r]
+    _spread(fd, c)
+    for k in range(c * R):
+        et[k] = grad_less(et[k], fd[k], b[k], ginv)
+
+
+@njit(**{**JIT, "forceinline": True})
 def _tile_stream(g, c, sg):
     """Whether ``lane_rows`` or ``lane_probs`` writes the gradient g (rows
     of c classes) through a row-major tile buffer and streaming stores
-    (``TILE_STREAM_BYTES``)."""
-    return sg and c >= TILE_STREAM_C and g.nbytes >= TILE_STREAM_BYTES and g.ctypes.data % 4 == 0
+    (``TILE_STREAM_BYTES``), and that buffer (empty if not)."""
+    on = sg and c >= TILE_STREAM_C and g.nbytes >= TILE_STREAM_BYTES and g.ctypes.data % 4 == 0
+    return on, np.empty(c * LANE_ROWS if on else 0, np.float32)
 
 
 @njit(**{**JIT, "forceinline": True})
@@ -495,21 +545,9 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
     c = x.shape[1]
     n = np.float64(c)
     cr = c * R
-    o = _scratch_size(c)
-    rb = buf[:o]
-    # per lane: the vectors _XY ... _MD of one array (``_LANE_VECTORS``)
-    lv = buf[o:o + _LANE_VECTORS * R]
-    # the tile's buffers, class-major (element j R + r is row r's class j).
-    # Separate arrays: as views of buf, LLVM saw one base pointer at
-    # unknown offsets and vectorized none of the loops over them
-    xt = np.empty(cr, np.float32)  # the logits
-    et = np.empty(cr, np.float32)  # the terms E, then the gradient
-    fa = np.empty(cr, np.float32)  # m, then fh, in every class
+    # fa: m, then fh, in every class
+    rb, lv, xt, et, fa, ml, sl, cl, xrow = _tile_buffers(buf, c)
     fb = np.empty(cr, np.float32)  # fl in every class
-    ml = np.empty(R, np.float32)  # per lane: the maximum,
-    sl = np.empty(R, np.float64)  # the sum of the terms below 2^64,
-    cl = np.empty(R, np.float32)  # the count of those equal to it
-    xrow = np.empty(c, np.float32)  # a row for the row formula
     options = eps != 0.0 or z != 0.0
     # with options: w in every lane of its class, the factor F in every
     # class (float64), the smoothing terms w_j (m - x_j) (float64)
@@ -524,8 +562,7 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
     gf = g.reshape(-1)
     # a large gradient: each tile's rows written whole into gt (row-major),
     # then out by streaming stores (``cpu.stream``)
-    g_stream = _tile_stream(g, c, sg)
-    gt = np.empty(cr if g_stream else 0, np.float32)
+    g_stream, gt = _tile_stream(g, c, sg)
     for r0 in range(start, stop, R):
         nr = min(R, stop - r0)
         xs = xf[r0 * c:(r0 + nr) * c]
@@ -556,12 +593,7 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
         if eps != 0.0:
             # the smoothing sums sum_j w_j (m - x_j) (a term 0 where w_j =
             # 0, also at x_j = -inf), per lane class by class
-            for k in range(cr):
-                wk = np.float64(wt[k])
-                dt[k] = 0.0 if wk == 0.0 else wk * (np.float64(fa[k]) - np.float64(xt[k]))
-            lane_sums_skip(dt, c, np.nan, sl, cl, R)
-            for r in range(R):
-                lv[_SS + r] = sl[r]
+            _lane_gap_sums(wt, xt, fa, dt, sl, cl, lv, c)
         # 5. the row scalars, the lanes side by side (``ce_row32``'s)
         if options:
             for r in range(R):
@@ -579,11 +611,7 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
         #    step 7 completes and streaming stores copy out (TILE_STREAM_BYTES)
         if sg:
             if options:
-                for r in range(R):
-                    fd[r] = lv[_FH + r]
-                _spread(fd, c)
-                for k in range(cr):
-                    et[k] = grad_less(et[k], fd[k], wt[k], ecg)
+                _lane_grad_less(et, fd, wt, ecg, lv, c)
             else:
                 for r in range(R):
                     fa[r] = np.float32(lv[_FH + r])
@@ -613,9 +641,7 @@ def lane_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g, 
                 else:
                     gr[gb + lab[r0 + r]] = lv[_GY + r]
             v = 0.0 if mode == 2.0 else lv[_RV + r]
-            if store_vals:
-                vals[r0 + r] = v
-            s, comp = neumaier_add(s, comp, v)
+            s, comp = keep_and_add(vals, r0 + r, store_vals, s, comp, v)
         if g_stream:
             stream_copy(gf, r0 * c, gt, nr * c)
     if g_stream:
@@ -632,25 +658,15 @@ def _lane_targets_grad(bt, xt, et, fa, fd, sl, cl, lv, c, z, gdiv, ginv, sg):
     and with a gradient (sg) E_j F - b_j / gdiv into et, each rounded once
     from float64 (fd: scratch of the tile's size)."""
     R = LANE_ROWS
-    cr = c * R
-    for k in range(cr):
-        b = np.float64(bt[k])
-        fd[k] = 0.0 if b == 0.0 else b * (np.float64(fa[k]) - np.float64(xt[k]))
     lane_sums_skip(bt, c, np.nan, sl, cl, R)
     for r in range(R):
         lv[_XY + r] = sl[r]
-    lane_sums_skip(fd, c, np.nan, sl, cl, R)
-    for r in range(R):
-        lv[_SS + r] = sl[r]
+    _lane_gap_sums(bt, xt, fa, fd, sl, cl, lv, c)
     for r in range(R):
         lv[_RV + r], lv[_FH + r] = _probs_scalars(lv[_MX + r], lv[_SM + r], lv[_KC + r],
                                                   lv[_XY + r], lv[_SS + r], z, gdiv)
     if sg:
-        for r in range(R):
-            fd[r] = lv[_FH + r]
-        _spread(fd, c)
-        for k in range(cr):
-            et[k] = grad_less(et[k], fd[k], bt[k], ginv)
+        _lane_grad_less(et, fd, bt, ginv, lv, c)
 
 
 @njit(**JIT)
@@ -679,26 +695,18 @@ def lane_probs(x, t, w, eps, z, p2, p3, gdiv, g, sg, buf, start, stop, vals, sto
     ``cross_entropy_probs`` from its transposed copies, after the tile's
     gradient is written (g may be x, and t may be x)."""
     wide_vectors()
-    R = LANE_ROWS
     c = x.shape[1]
-    n = np.float64(c)
+    # per lane (lv): _XY holds T, _SS S, _MX the maximum, _SM and _KC the
+    # terms' sum and count, _RV the value, _FH the factor, _MD the mode; fa:
+    # m in every class
+    rb, lv, xt, et, fa, ml, sl, cl, xrow = _tile_buffers(buf, c)
+    R = LANE_ROWS
     cr = c * R
-    o = _scratch_size(c)
-    rb = buf[:o]
-    # per lane: _XY holds T, _SS S, _MX the maximum, _SM and _KC the terms'
-    # sum and count, _RV the value, _FH the factor, _MD the mode
-    lv = buf[o:o + _LANE_VECTORS * R]
-    xt = np.empty(cr, np.float32)  # the logits
+    n = np.float64(c)
     tt = np.empty(cr, np.float32)  # the targets
-    et = np.empty(cr, np.float32)  # the terms E, then the gradient
-    fa = np.empty(cr, np.float32)  # m in every class
     fd = np.empty(cr, np.float64)  # b_j (m - x_j), then F in every class
-    ml = np.empty(R, np.float32)  # per lane: the maximum,
-    tl = np.empty(R, np.float32)  # the largest target,
-    sl = np.empty(R, np.float64)  # sums,
-    cl = np.empty(R, np.float32)  # counts
-    xrow = np.empty(c, np.float32)  # a row for the row formula
-    trow = np.empty(c, np.float32)
+    tl = np.empty(R, np.float32)  # per lane: the largest target
+    trow = np.empty(c, np.float32)  # a row of targets for the row formula
     plain = eps == 0.0 and p3 == 1.0
     bt = np.empty(0 if plain else cr, np.float64)  # b_j (t_j itself if plain)
     om = 1.0 - eps
@@ -711,8 +719,7 @@ def lane_probs(x, t, w, eps, z, p2, p3, gdiv, g, sg, buf, start, stop, vals, sto
     xf = x.reshape(-1)
     tf = t.reshape(-1)
     gf = g.reshape(-1)
-    g_stream = _tile_stream(g, c, sg)
-    gt = np.empty(cr if g_stream else 0, np.float32)
+    g_stream, gt = _tile_stream(g, c, sg)
     for r0 in range(start, stop, R):
         nr = min(R, stop - r0)
         _tile_transpose(xt, xf[r0 * c:(r0 + nr) * c], c, nr, True)
@@ -743,9 +750,7 @@ def lane_probs(x, t, w, eps, z, p2, p3, gdiv, g, sg, buf, start, stop, vals, sto
                 lv[_RV + r] = cross_entropy_probs(xrow, 0, trow, w, eps, z, p2, p3, gdiv, grow,
                                                   sg, rb)
             v = lv[_RV + r]
-            if store_vals:
-                vals[r0 + r] = v
-            s, comp = neumaier_add(s, comp, v)
+            s, comp = keep_and_add(vals, r0 + r, store_vals, s, comp, v)
         if g_stream:
             stream_copy(gf, r0 * c, gt, nr * c)
     if g_stream:
@@ -886,7 +891,5 @@ def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g,
                 else:
                     scale_terms(gr, np.float32(lv[_FH + r]), np.float32(lv[_FL + r]))
                     gr[lab[r0 + r]] = lv[_GY + r]
-            if store_vals:
-                vals[r0 + r] = v
-            s, comp = neumaier_add(s, comp, v)
+            s, comp = keep_and_add(vals, r0 + r, store_vals, s, comp, v)
     return s, comp

@@ -22,7 +22,7 @@ from fastloss.cpu.dispatch import LiteralDispatch
 from fastloss.cpu.rowlanes import ce_probs_row32, ce_row32
 from fastloss.cpu.rowtiles import tile_pass
 from fastloss.math._intrin import borrow, f32_bits, f64_bits, keep_alive, prefetch, wide_vectors
-from fastloss.reduce import neumaier_add
+from fastloss.reduce import keep_and_add, neumaier_add
 from fastloss.scalar.multiclass import (
     ROW_FORMULAS,
     cross_entropy,
@@ -131,9 +131,7 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
             else:
                 v = row_apply(fid, bx[r], y, bt[r], bw, p0, p1, p2, p3, gdiv, bg[r], store_grad,
                               buf)
-            if store_vals:
-                vals[r] = v
-            s, comp = neumaier_add(s, comp, v)
+            s, comp = keep_and_add(vals, r, store_vals, s, comp, v)
         if tcheck:
             bad = 0
             for r in range(start, stop):
