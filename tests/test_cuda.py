@@ -95,8 +95,8 @@ def float32_rows_close(got, want):
 
 def float32_lanes_close(got, want):
     """Two float32 cross_entropy losses (float64 sums of float64 row values)
-    where the CPU computed the rows' terms on float32 lanes (float32 data
-    with labels: ``fastloss.cpu.rowtiles`` and
+    where the CPU computed the rows' terms on float32 lanes (float32 data,
+    with labels or probability targets: ``fastloss.cpu.rowtiles`` and
     ``rowlanes``; each term within 0.69 ULP of float32): each row value is
     within 2 float32 ULP of the exact one on either side, so the losses
     agree to a few 2^-24 relative (2^-22 allowed); an infinite loss (label

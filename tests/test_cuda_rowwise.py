@@ -134,14 +134,15 @@ def _case(kind, params, dtype, n=N, c=C, seed=0):
 
 
 def _cpu_lanes(name, kind, params, dtype):
-    """Whether the CPU computes this case's rows on float32 lanes
-    (``fastloss.cpu.rowtiles`` below 256 classes: float32 cross_entropy with
-    labels, with or without smoothing and z-loss), not by the row formula
-    that the thread-per-row kernel runs: then the two agree within the
-    lanes' accuracy (2 ULP each way; with smoothing or z-loss 2 ULP x the
-    condition number of a gradient entry), not bitwise. Per-element results
-    are then checked against ``_reference``."""
-    return dtype == np.float32 and name == "cross_entropy" and kind.startswith("labels")
+    """Whether the CPU computes this case's rows on float32 lanes (float32
+    cross_entropy: with labels, with or without smoothing and z-loss,
+    ``fastloss.cpu.rowtiles`` below 256 classes; with probability targets,
+    ``rowtiles.lane_probs`` below 64), not by the row formula that the
+    thread-per-row kernel runs: then the two agree within the lanes'
+    accuracy (2 ULP each way; with smoothing, z-loss or probability targets
+    2 ULP x the condition number of a gradient entry), not bitwise.
+    Per-element results are then checked against ``_reference``."""
+    return dtype == np.float32 and name == "cross_entropy"
 
 
 def _reference(name, x, t, kc, lanes, **kw):
@@ -154,7 +155,8 @@ def _reference(name, x, t, kc, lanes, **kw):
     if not lanes:
         return fl.value_and_grad(name, x, t, **kc, **kw)
     kc64 = {k: v.astype(np.float64) if isinstance(v, np.ndarray) else v for k, v in kc.items()}
-    v, g = fl.value_and_grad(name, x.astype(np.float64), t, **kc64, **kw)
+    t64 = t.astype(np.float64) if t.dtype.kind == "f" else t  # probability targets
+    v, g = fl.value_and_grad(name, x.astype(np.float64), t64, **kc64, **kw)
     return (v.astype(np.float32) if isinstance(v, np.ndarray) else v), g.astype(np.float32)
 
 
