@@ -151,7 +151,9 @@ forward + backward in the same processes): 1 thread, C = 2 169-170 -> 18
 (44-46), 10 239-240 -> 34 (249-283), 32 274-275 -> 108-136 (103-124), 63
 386-391 -> 219-230 (212-226); 2 threads: C = 2 85 -> 9-12 (20-25), 10
 118-119 -> 16-23 (120-122), 32 135-138 -> 42-47 (39-45), 63 190-195 ->
-99-103 (72-90). From C ~ 16 still not faster than PyTorch: in cache a
+99-103 (72-90) (measured before the shared tile helpers of b01cc1b,
+after which ``lane_rows`` measured ~10% slower at C = 2 and 10: README,
+Stop 41). From C ~ 16 still not faster than PyTorch: in cache a
 row of 32 classes costs ~55-65 ns, ~8 more than ``lane_rows``' with
 labels (the targets' transpose, maximum and two sums, the float64
 gradient).
