@@ -98,6 +98,12 @@ SOFTWARE_PREFETCH = (_os.environ.get("FASTLOSS_PREFETCH") or
 #: always; a huge number: never). Results never depend on it.
 STREAM_BYTES = int(_os.environ.get("FASTLOSS_STREAM_BYTES") or 32 << 20)
 
+#: bytes of gradient from which the row driver writes the gradient of a
+#: formula that is zero but at the label (nll) by streaming stores, the
+#: label entries inserted into the streamed lines (``cpu.rowwise.entry_rows``).
+#: ``FASTLOSS_ENTRY_STREAM_BYTES`` overrides it. Results never depend on it.
+ENTRY_STREAM_BYTES = int(_os.environ.get("FASTLOSS_ENTRY_STREAM_BYTES") or 8 << 20)
+
 #: elements per reduction chunk. The loss is summed per chunk, then the chunk
 #: partials are combined in index order; the chunk size does not depend on the
 #: thread count or the GPU launch, which makes every reduction bitwise
@@ -117,6 +123,7 @@ def _source_keyed_cache_dir() -> None:
     h.update(f"vector-width={VECTOR_WIDTH}".encode())  # in the generated code
     h.update(f"prefetch={SOFTWARE_PREFETCH}".encode())
     h.update(f"stream={STREAM_BYTES}".encode())
+    h.update(f"entry-stream={ENTRY_STREAM_BYTES}".encode())
     for p in sorted(root.rglob("*.py")):
         h.update(p.relative_to(root).as_posix().encode())
         h.update(p.read_bytes())

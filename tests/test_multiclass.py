@@ -1074,6 +1074,49 @@ def test_lane_rows_streamed_gradient(c, opts, kind):
     np.testing.assert_array_equal(v2, v)
 
 
+@pytest.mark.parametrize("dtype, c", [(np.float32, 1), (np.float32, 3), (np.float32, 1000),
+                                      (np.float64, 17)])
+@pytest.mark.parametrize("weighted", [False, True], ids=["plain", "weight"])
+def test_nll_gradient_zeros_and_label_entries(dtype, c, weighted):
+    """nll's gradient is zero but at the label, -w_y / gdiv (exactly -w_y
+    with reduction "sum"), and its value -w_y x_y: checked element for
+    element against that identity on a gradient of ENTRY_STREAM_BYTES or
+    more (zeros by streaming stores, the label entries after: rows of 1 and
+    3 classes put several labels in one line, 17 and 1000 start rows off
+    the lines) and on a small one (ordinary stores), into a buffer of NaNs
+    that starts off a cache line, out of place and in place; ignored rows
+    (ignore_index) have zero gradients and values."""
+    from fastloss._config import ENTRY_STREAM_BYTES
+
+    item = np.dtype(dtype).itemsize
+    rng = np.random.default_rng(c)
+    for n in (ENTRY_STREAM_BYTES // (item * c) + 37, 300):
+        x = rng.normal(size=(n, c)).astype(dtype)
+        y = rng.integers(0, c, n)
+        y[::7] = -100
+        y[1::13] = 0
+        y[2::11] = c - 1
+        w = rng.uniform(0.5, 2.0, c).astype(dtype) if weighted else np.ones(c, dtype)
+        kw = {"weight": w} if weighted else {}
+        keep = np.nonzero(y != -100)[0]
+        eg = np.zeros((n, c), dtype)
+        eg[keep, y[keep]] = -w[y[keep]]
+        ev = np.zeros(n)  # float64: the products of float32 data exact
+        ev[keep] = -(w[y[keep]].astype(np.float64) * x[keep, y[keep]])
+        raw = np.full(n * c + 1, np.nan, dtype)
+        out = raw[1:].reshape(n, c)  # off the cache lines of raw
+        v, g = fl.value_and_grad("nll", x, y, reduction="none", out=out, **kw)
+        assert g is out or np.shares_memory(g, out)
+        np.testing.assert_array_equal(g, eg)
+        np.testing.assert_array_equal(v, ev.astype(dtype))
+        s, _ = fl.value_and_grad("nll", x, y, reduction="sum", **kw)
+        assert s == pytest.approx(math.fsum(ev), rel=4e-16, abs=0)
+        xi = x.copy()
+        vi, gi = fl.value_and_grad("nll", xi, y, reduction="sum", out=xi, **kw)
+        np.testing.assert_array_equal(gi, eg)
+        assert vi == s
+
+
 def test_z_loss_value_at_large_logits():
     """z lse^2 from the pair lse = m + log1p(others): from the rounded lse
     the value was 3 ULP off in float64 for this row (logits near 1e4, found

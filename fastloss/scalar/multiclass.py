@@ -1287,17 +1287,25 @@ def _probs_rest(x, t, w, eps, z, gdiv, g, sg, buf, m, s0, c0, k0, plain):
     return val
 
 
+@njit(**{**JIT, "forceinline": True})
+def nll_entry(x, y, w, gdiv):
+    """nll's value -w_y x_y and the one entry of its gradient that is not
+    zero, -w_y / gdiv at the label. (The CPU's row driver writes large
+    gradients of nll from it with streaming stores: ``cpu.rowwise``.)"""
+    wy = np.float64(w[y])
+    return -xmul(wy, np.float64(x[y])), -wy / gdiv
+
+
 @njit(**JIT)
 def nll(x, y, t, w, p0, p1, p2, p3, gdiv, g, sg, buf):
     """Negative log-likelihood of log-probabilities x: -w_y x_y; gradient
     -w_y at the label, 0 elsewhere (PyTorch's nll_loss)."""
     wide_vectors()
-    wy = np.float64(w[y])
-    val = -xmul(wy, np.float64(x[y]))
+    val, gy = nll_entry(x, y, w, gdiv)
     if sg:
         for j in range(x.size):
             g[j] = 0.0
-        g[y] = -wy / gdiv
+        g[y] = gy
     return val
 
 
