@@ -17,7 +17,14 @@ from numba import njit, prange
 from numba.core import types
 from numba.extending import overload
 
-from fastloss._config import CHUNK, ENTRY_STREAM_BYTES, JIT, KERNEL_JIT, PARALLEL_JIT, SOFTWARE_PREFETCH
+from fastloss._config import (
+    CHUNK,
+    ENTRY_STREAM_BYTES,
+    JIT,
+    KERNEL_JIT,
+    PARALLEL_JIT,
+    SOFTWARE_PREFETCH,
+)
 from fastloss.cpu.dispatch import LiteralDispatch
 from fastloss.cpu.rowlanes import ce_probs_row32, ce_row32
 from fastloss.cpu.rowtiles import tile_pass
@@ -42,7 +49,6 @@ from fastloss.scalar.multiclass import (
     nll_entry,
     row_dead,
 )
-
 
 #: formulas that read one entry of a row, x[y], and whose gradient is zero
 #: but at that entry: the formula of that entry (value, gradient entry)
@@ -165,16 +171,17 @@ def _entry_kernel(entry):
         for b in prange(nblk):
             b0 = h + b * _ENTRY_BLOCK  # on a line boundary
             b1 = min(b0 + _ENTRY_BLOCK, gf.size)
+            b2 = b0 + (b1 - b0) // lanes * lanes if stream else b0  # [b0, b2): lines
+            for i in range(b0, b2, lanes):
+                stream_line(gf, i, zeros, 0)
+            # a slice indexed from 0: LLVM vectorizes its loop (from b0 it
+            # kept Numba's wraparound test, and the loop scalar: 3.2-3.9 ms
+            # at (8192, 1000) float32)
+            rest = gf[b2:b1]
+            for i in range(rest.size):
+                rest[i] = 0.0
             if stream:
-                e = b0 + (b1 - b0) // lanes * lanes
-                for i in range(b0, e, lanes):
-                    stream_line(gf, i, zeros, 0)
-                for i in range(e, b1):
-                    gf[i] = 0.0
                 store_fence()  # the streamed lines before the join
-            else:
-                for i in range(b0, b1):
-                    gf[i] = 0.0
         for r in prange(n):
             y = lab[r]
             if not (use_ignore and y == ignore):
