@@ -181,7 +181,9 @@ class Case:
         if self.family == "multiclass":
             rows = self.shape[0]
             tb = n * self.itemsize if self.target == "probs" else 8 * rows
-            return 2 * n * self.itemsize + tb
+            # nll reads the label's entry of a row only
+            xb = rows * self.itemsize if self.loss == "nll" else n * self.itemsize
+            return xb + n * self.itemsize + tb
         return 3 * n * self.itemsize
 
     @property

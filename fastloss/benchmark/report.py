@@ -220,7 +220,7 @@ def markdown(doc: dict, machine_name: str, plots: list[str], notes: list[str]) -
           "Kernels are compiled and warmed up before timing. Times are the minimum over the timed "
           "rounds (the JSON also has the median). G elem/s counts input elements; GB/s counts "
           "compulsory traffic (elementwise: read x, y, write the gradient = 3 × itemsize per element; "
-          "row-wise: read x, write the gradient, read the labels or targets). "
+          "row-wise: read x, write the gradient, read the labels or targets; nll reads one entry of x a row). "
           "\"of triad\" is GB/s over the STREAM triad (`a = b + s·c`, `@njit(parallel=True)`, 24 "
           "bytes per element) measured at the same thread count on arrays of the same size class "
           "(\"dram\": each array ≥ 4× the last-level cache; \"cache\": 3 × 256 KiB). "

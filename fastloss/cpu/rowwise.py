@@ -38,6 +38,7 @@ from fastloss.math._intrin import (
     prefetch,
     store_fence,
     stream_line,
+    stream_line_one,
     wide_vectors,
 )
 from fastloss.reduce import keep_and_add, neumaier_add
@@ -105,6 +106,59 @@ def _entry_pass(fid, x, lab, w, ignore, use_ignore, gdiv, g, vals, hi, lo, rpc, 
 _ENTRY_BLOCK = 1 << 18
 
 
+@njit(**{**JIT, "forceinline": True})
+def _next_entry(lab, ignore, use_ignore, c, r, rend):
+    """(r', f): the first row r' >= r below rend that is not ignored, and
+    the flat index f = r' c + y_r' of its label entry (rend and the largest
+    int64 when there is none)."""
+    while r < rend and use_ignore and lab[r] == ignore:
+        r += 1
+    if r >= rend:
+        return rend, np.iinfo(np.int64).max
+    return r, r * c + lab[r]
+
+
+@njit(**JIT)
+def _entry_span(gf, b0, b2, b1, lab, ignore, use_ignore, gy, c, lanes):
+    """gf[b0:b1] (gf: the gradient flattened, rows of c; b0 and b2 on line
+    boundaries) written: zeros but the label entries gy[r] at r c + y_r;
+    the whole lines of [b0, b2) by streaming stores, a line with label
+    entries filled in a small buffer first, [b2, b1) by ordinary stores."""
+    zeros = np.zeros(2 * lanes, dtype=gf.dtype)  # zeros, and a line to fill
+    ln = zeros[lanes:]
+    rend = min(gy.size, -(-b1 // c))  # rows after rend - 1 start at or after b1
+    r, f = _next_entry(lab, ignore, use_ignore, c, b0 // c, rend)
+    while f < b0:
+        r, f = _next_entry(lab, ignore, use_ignore, c, r + 1, rend)
+    i = b0
+    while i < b2:
+        # zeros up to the line of the next label entry (a tight loop: a
+        # line's streaming store takes ~2 cycles), then that line
+        at = b0 + (f - b0) // lanes * lanes if f < b2 else b2
+        for k in range(i, at, lanes):
+            stream_line(gf, k, zeros, 0)
+        i = at
+        if i < b2:
+            k, v = f - i, gy[r]
+            r, f = _next_entry(lab, ignore, use_ignore, c, r + 1, rend)
+            if f >= i + lanes:  # the line's one entry: formed in a register
+                stream_line_one(gf, i, k, v)
+            else:  # entries of several rows: the line filled in memory
+                ln[k] = v
+                while f < i + lanes:
+                    ln[f - i] = gy[r]
+                    r, f = _next_entry(lab, ignore, use_ignore, c, r + 1, rend)
+                stream_line(gf, i, zeros, lanes)
+                for j in range(lanes):
+                    ln[j] = 0.0
+            i += lanes
+    for i in range(b2, b1):
+        gf[i] = 0.0
+    while f < b1:
+        gf[f] = gy[r]
+        r, f = _next_entry(lab, ignore, use_ignore, c, r + 1, rend)
+
+
 def _entry_kernel(entry):
     """``entry_kernel`` for the ``ROW_ENTRIES`` function entry (a global of
     the compiled function: a function passed as an argument would make the
@@ -120,11 +174,12 @@ def _entry_kernel(entry):
         1. by chunks of rpc rows, as ``fused``: each row's value (the sum
            of a chunk into hi/lo; into vals when store_vals) and its label
            entry, into a float64 array, reading x[r, y_r] only;
-        2. g filled with zeros in blocks of ``_ENTRY_BLOCK`` elements: when
-           stream (a gradient of ``ENTRY_STREAM_BYTES`` or more), its whole
-           cache lines by streaming stores and the partial lines at its
-           ends by ordinary stores; else by ordinary stores;
-        3. the label entries stored into g.
+        2. g filled with zeros in blocks of ``_ENTRY_BLOCK`` elements by
+           ordinary stores, then 3. the label entries stored into it; or,
+           when stream (a gradient of ``ENTRY_STREAM_BYTES`` or more), 2
+           and 3 in one: its whole cache lines by streaming stores, a line
+           with label entries filled in a small buffer first, the partial
+           lines at its ends by ordinary stores (``_entry_span``).
 
         Ordinary stores read each line of g into the cache before they
         write it (read-for-ownership); 8192 label entries stored into lines
@@ -162,30 +217,27 @@ def _entry_kernel(entry):
         if not store_grad:
             return
         gf = g.reshape(g.size)
+        if not stream:
+            for b in prange(-(-gf.size // _ENTRY_BLOCK)):
+                blk = gf[b * _ENTRY_BLOCK:min((b + 1) * _ENTRY_BLOCK, gf.size)]
+                for i in range(blk.size):  # (indexed from 0: vectorized)
+                    blk[i] = 0.0
+            for r in prange(n):
+                y = lab[r]
+                if not (use_ignore and y == ignore):
+                    gf[r * c + y] = gy[r]
+            return
         lanes = LINE_BYTES // gf.itemsize
-        zeros = np.zeros(lanes, dtype=gf.dtype)
         h = min(gf.size, to_line(gf.ctypes.data, gf.itemsize))
-        for i in range(h):
-            gf[i] = 0.0
-        nblk = -(-(gf.size - h) // _ENTRY_BLOCK)
-        for b in prange(nblk):
+        if gf.size == 0:
+            return
+        _entry_span(gf, 0, 0, h, lab, ignore, use_ignore, gy, c, lanes)
+        for b in prange(-(-(gf.size - h) // _ENTRY_BLOCK)):
             b0 = h + b * _ENTRY_BLOCK  # on a line boundary
             b1 = min(b0 + _ENTRY_BLOCK, gf.size)
-            b2 = b0 + (b1 - b0) // lanes * lanes if stream else b0  # [b0, b2): lines
-            for i in range(b0, b2, lanes):
-                stream_line(gf, i, zeros, 0)
-            # a slice indexed from 0: LLVM vectorizes its loop (from b0 it
-            # kept Numba's wraparound test, and the loop scalar: 3.2-3.9 ms
-            # at (8192, 1000) float32)
-            rest = gf[b2:b1]
-            for i in range(rest.size):
-                rest[i] = 0.0
-            if stream:
-                store_fence()  # the streamed lines before the join
-        for r in prange(n):
-            y = lab[r]
-            if not (use_ignore and y == ignore):
-                gf[r * c + y] = gy[r]
+            _entry_span(gf, b0, b0 + (b1 - b0) // lanes * lanes, b1, lab, ignore, use_ignore, gy,
+                        c, lanes)
+            store_fence()  # the streamed lines before the join
 
     return entry_kernel
 

@@ -247,6 +247,42 @@ def stream_line(typingctx, dst, di, src, si):
 
 
 @intrinsic
+def stream_line_one(typingctx, dst, di, k, v):
+    """Store a cache line of zeros but element k, which is v (converted to
+    dst's dtype), at element di of the 1-D array dst with a non-temporal
+    store, as ``stream_line`` (di on a 64-byte boundary, 0 <= k < the
+    line's elements). The line is formed in a vector register (a compare
+    with k and a select): a line filled in memory by a scalar store and
+    read back by ``stream_line`` waited on the store (no forwarding of a
+    4-byte store into a 64-byte load)."""
+    if not (isinstance(dst, types.Array) and dst.ndim == 1
+            and dst.dtype in (types.float32, types.float64)
+            and isinstance(di, types.Integer) and isinstance(k, types.Integer)
+            and isinstance(v, (types.Float, types.Integer))):
+        return None
+    sig = types.none(dst, di, k, v)
+    lanes = LINE_BYTES // (4 if dst.dtype == types.float32 else 8)
+
+    def codegen(context, builder, signature, args):
+        dty, dity, kty, vty = signature.args
+        da = context.make_array(dty)(context, builder, value=args[0])
+        di_ = context.cast(builder, args[1], dity, types.intp)
+        k32 = context.cast(builder, args[2], kty, types.int32)
+        val = context.cast(builder, args[3], vty, dty.dtype)
+        dp = cgutils.get_item_pointer(context, builder, dty, da, [di_], wraparound=False)
+        vt = ir.VectorType(_IR[dty.dtype], lanes)
+        it = ir.VectorType(ir.IntType(32), lanes)
+        at_k = builder.icmp_unsigned("==", ir.Constant(it, list(range(lanes))),
+                                     _splat(builder, k32, it))
+        line = builder.select(at_k, _splat(builder, val, vt), ir.Constant(vt, None))
+        st = builder.store(line, builder.bitcast(dp, vt.as_pointer()), align=LINE_BYTES)
+        st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
 def store_fence(typingctx):
     """A sequentially consistent fence (x86: MFENCE), which also orders the
     weakly ordered ``stream_line`` stores before the thread's later ones."""
