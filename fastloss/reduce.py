@@ -55,7 +55,7 @@ def _round_as(a, v):
     return lambda a, v: v
 
 
-@njit(**JIT)
+@njit(**{**JIT, "forceinline": True})
 def neumaier_add(s, c, v):
     """Add v to the compensated sum (s, c); returns the new (s, c)."""
     t = s + v
@@ -66,11 +66,14 @@ def neumaier_add(s, c, v):
     return t, c
 
 
-@njit(**JIT)
+@njit(**{**JIT, "forceinline": True})
 def keep_and_add(vals, i, store, s, c, v):
     """A row's (or box's) value v: into vals[i] when ``store`` (rounded once
     to vals' dtype), and added to the compensated sum (s, c); returns the
-    new (s, c). The row and box drivers' step for each value, in order."""
+    new (s, c). The row and box drivers' step for each value, in order.
+    Inlined, with ``neumaier_add``: as two calls a row they cost nll's value
+    pass (``cpu.rowwise.entry_kernel``) at (65536, 10) float32, 2 threads,
+    0.38-0.39 against 0.26 ms for the whole call with the gradient."""
     if store:
         vals[i] = v
     return neumaier_add(s, c, v)
