@@ -211,6 +211,17 @@ def keep_alive(typingctx, arr):
 LINE_BYTES = 64
 
 
+def _store_line(context, builder, aty, ary, ity, i, v):
+    """The vector v (one cache line) stored at element i of the 1-D array
+    ary with a non-temporal store: ``stream_line``'s and
+    ``stream_line_one``'s store."""
+    a = context.make_array(aty)(context, builder, value=ary)
+    i_ = context.cast(builder, i, ity, types.intp)
+    p = cgutils.get_item_pointer(context, builder, aty, a, [i_], wraparound=False)
+    st = builder.store(v, builder.bitcast(p, v.type.as_pointer()), align=LINE_BYTES)
+    st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+
+
 @intrinsic
 def stream_line(typingctx, dst, di, src, si):
     """Copy the 64 bytes (one cache line) at element si of the 1-D array
@@ -230,17 +241,13 @@ def stream_line(typingctx, dst, di, src, si):
     lanes = LINE_BYTES // (4 if dst.dtype == types.float32 else 8)
 
     def codegen(context, builder, signature, args):
-        dty, _, sty, _ = signature.args
-        da = context.make_array(dty)(context, builder, value=args[0])
+        dty, dity, sty, sity = signature.args
         sa = context.make_array(sty)(context, builder, value=args[2])
-        di_ = context.cast(builder, args[1], signature.args[1], types.intp)
-        si_ = context.cast(builder, args[3], signature.args[3], types.intp)
-        dp = cgutils.get_item_pointer(context, builder, dty, da, [di_], wraparound=False)
+        si_ = context.cast(builder, args[3], sity, types.intp)
         sp = cgutils.get_item_pointer(context, builder, sty, sa, [si_], wraparound=False)
         vt = ir.VectorType(_IR[dty.dtype], lanes).as_pointer()
         v = builder.load(builder.bitcast(sp, vt), align=dty.dtype.bitwidth // 8)
-        st = builder.store(v, builder.bitcast(dp, vt), align=LINE_BYTES)
-        st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        _store_line(context, builder, dty, args[0], dity, args[1], v)
         return context.get_dummy_value()
 
     return sig, codegen
@@ -265,18 +272,14 @@ def stream_line_one(typingctx, dst, di, k, v):
 
     def codegen(context, builder, signature, args):
         dty, dity, kty, vty = signature.args
-        da = context.make_array(dty)(context, builder, value=args[0])
-        di_ = context.cast(builder, args[1], dity, types.intp)
         k32 = context.cast(builder, args[2], kty, types.int32)
         val = context.cast(builder, args[3], vty, dty.dtype)
-        dp = cgutils.get_item_pointer(context, builder, dty, da, [di_], wraparound=False)
         vt = ir.VectorType(_IR[dty.dtype], lanes)
         it = ir.VectorType(ir.IntType(32), lanes)
         at_k = builder.icmp_unsigned("==", ir.Constant(it, list(range(lanes))),
                                      _splat(builder, k32, it))
         line = builder.select(at_k, _splat(builder, val, vt), ir.Constant(vt, None))
-        st = builder.store(line, builder.bitcast(dp, vt.as_pointer()), align=LINE_BYTES)
-        st.set_metadata("nontemporal", builder.module.add_metadata([ir.IntType(32)(1)]))
+        _store_line(context, builder, dty, args[0], dity, args[1], line)
         return context.get_dummy_value()
 
     return sig, codegen
