@@ -134,7 +134,8 @@ def _entry_span(gf, b0, b2, b1, lab, ignore, use_ignore, gy, c, lanes):
     while i < b2:
         # zeros up to the line of the next label entry (a tight loop: a
         # line's streaming store takes ~2 cycles), then that line
-        at = b0 + (f - b0) // lanes * lanes if f < b2 else b2
+        # (lanes a power of 2: a mask, not a division by a variable)
+        at = f - ((f - b0) & (lanes - 1)) if f < b2 else b2
         for k in range(i, at, lanes):
             stream_line(gf, k, zeros, 0)
         i = at
