@@ -9,6 +9,11 @@ that depends on the data's shape only, so the reduction is bitwise the same
 on any number of threads. The formula is chosen by ``fid``, an index into
 ``ROW_FORMULAS`` that Numba treats as a compile-time literal (one cached
 kernel per loss and dtype).
+
+A formula whose gradient is zero but at the label (``ROW_ENTRIES``: nll)
+takes a kernel of its own, ``entry_kernel``: its values from the label
+entries alone, then the gradient's zeros and entries, by streaming stores
+when the gradient is large (``_config.ENTRY_STREAM_BYTES``).
 """
 
 import numba
@@ -122,8 +127,9 @@ def _next_entry(lab, ignore, use_ignore, c, r, rend):
 def _entry_span(gf, b0, b2, b1, lab, ignore, use_ignore, gy, c, lanes):
     """gf[b0:b1] (gf: the gradient flattened, rows of c; b0 and b2 on line
     boundaries) written: zeros but the label entries gy[r] at r c + y_r;
-    the whole lines of [b0, b2) by streaming stores, a line with label
-    entries filled in a small buffer first, [b2, b1) by ordinary stores."""
+    the whole lines of [b0, b2) by streaming stores (a line with one label
+    entry formed in a register, ``stream_line_one``; with several, filled
+    in a small buffer first), [b2, b1) by ordinary stores."""
     zeros = np.zeros(2 * lanes, dtype=gf.dtype)  # zeros, and a line to fill
     ln = zeros[lanes:]
     rend = min(gy.size, -(-b1 // c))  # rows after rend - 1 start at or after b1
@@ -183,13 +189,13 @@ def _entry_kernel(entry):
            lines at its ends by ordinary stores (``_entry_span``).
 
         Ordinary stores read each line of g into the cache before they
-        write it (read-for-ownership); 8192 label entries stored into lines
-        already in memory cost far less. Writing each row's label entry
-        right after streaming its line made the store wait for the line to
-        reach memory and come back: row by row, streamed, took 1.6 ms
+        write it (read-for-ownership). A label entry stored by an ordinary
+        store right after its line was streamed waits for that line to
+        reach memory and come back (a row-by-row version took 1.6 ms
         against 0.65 with ordinary stores at (8192, 1000) float32, 2
-        threads. Every x entry is read in pass 1, before g is written: g
-        may be x. The values' chunks are ``fused``'s: the same sums.
+        threads): the entries go out inside the streamed lines. Every x
+        entry is read in pass 1, before g is written: g may be x. The
+        values' chunks are ``fused``'s: the same sums.
 
         Pass 1 calls the entry inlined: ``fused``'s row loop called the
         whole formula with a dozen arguments (five arrays) per row, ~40 ns a
@@ -203,6 +209,9 @@ def _entry_kernel(entry):
             comp = 0.0
             for r in range(start, stop):
                 if r + LABEL_AHEAD < n:
+                    # x[r, y_r]: a cache miss that no hardware prefetcher
+                    # can predict. The label clamped into the row: an
+                    # ignored row's may be any integer
                     ra = r + LABEL_AHEAD
                     prefetch(x[ra], min(max(lab[ra], 0), c - 1), False)
                 y = lab[r]
@@ -228,10 +237,10 @@ def _entry_kernel(entry):
                 if not (use_ignore and y == ignore):
                     gf[r * c + y] = gy[r]
             return
-        lanes = LINE_BYTES // gf.itemsize
-        h = min(gf.size, to_line(gf.ctypes.data, gf.itemsize))
         if gf.size == 0:
             return
+        lanes = LINE_BYTES // gf.itemsize
+        h = min(gf.size, to_line(gf.ctypes.data, gf.itemsize))
         _entry_span(gf, 0, 0, h, lab, ignore, use_ignore, gy, c, lanes)
         for b in prange(-(-(gf.size - h) // _ENTRY_BLOCK)):
             b0 = h + b * _ENTRY_BLOCK  # on a line boundary
@@ -281,7 +290,8 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
     gradient. With ``tcheck``, tbad[chunk] (int8, one per chunk) is set to 1
     where a target of the chunk's rows is negative or +inf (the caller's
     deferred check, ``fastloss.rows``), 0 elsewhere; the chunk's rows of t
-    are read again for it while they are in cache.
+    are read again for it while they are in cache. A ``ROW_ENTRIES``
+    formula's call is ``entry_kernel``'s (``entry_pass``).
     """
     numba.literally(fid)
     n = x.shape[0]
@@ -290,7 +300,6 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
     bt = borrow(t)
     bw = borrow(w)
     bg = borrow(grad)
-    ncls = x.shape[1]
     # a gradient of zeros but at the labels (nll): streamed when large
     stream = (store_grad and grad.nbytes >= ENTRY_STREAM_BYTES
               and grad.ctypes.data % grad.itemsize == 0)
@@ -315,12 +324,6 @@ def fused(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, grad, val
         for r in range(start, stop if not tiled else start):
             if PREFETCH_BYTES > 0 and r + 1 < stop:
                 _prefetch_row(bx, bg, r + 1, store_grad, reads_row(fid))
-            if not reads_row(fid) and r + LABEL_AHEAD < n:
-                # nll reads one entry per row, x[r, y_r]: a cache miss that
-                # no hardware prefetcher can predict. The label clamped into
-                # the row: an ignored row's may be any integer
-                ra = r + LABEL_AHEAD
-                prefetch(bx[ra], min(max(lab[ra], 0), ncls - 1), False)
             y = lab[r]
             if use_ignore and y == ignore:
                 v = 0.0
