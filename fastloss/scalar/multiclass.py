@@ -1290,8 +1290,9 @@ def _probs_rest(x, t, w, eps, z, gdiv, g, sg, buf, m, s0, c0, k0, plain):
 @njit(**{**JIT, "forceinline": True})
 def nll_entry(x, y, w, gdiv):
     """nll's value -w_y x_y and the one entry of its gradient that is not
-    zero, -w_y / gdiv at the label. (The CPU's row driver writes large
-    gradients of nll from it with streaming stores: ``cpu.rowwise``.)"""
+    zero, -w_y / gdiv at the label. (The CPU's row driver computes nll from
+    it alone, and writes the gradient's zeros apart: ``cpu.rowwise``'s
+    ``entry_kernel``.)"""
     wy = np.float64(w[y])
     return -xmul(wy, np.float64(x[y])), -wy / gdiv
 
