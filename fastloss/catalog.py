@@ -128,6 +128,19 @@ class LossSpec:
     #: ``Float32In`` condition, which fixes nothing (huber: delta a float32
     #: number in [1, 2^64])
     fixed: tuple[tuple[tuple[int, float | Float32In], ...], ...] = ()
+    #: elementwise losses whose CPU kernel is bound by memory, not by its
+    #: formula: a gradient of ``_config.STREAM_BYTES`` or more is written by
+    #: streaming stores (``cpu.elementwise``), which skip each line's read.
+    #: Elsewhere the kernel is bound by its arithmetic, and the stores'
+    #: round trip through a block buffer costs more than the saved reads
+    #: give back (float32, N = 2^24, 2 threads, plain call, ns/elem, four
+    #: rounds alternating processes, streamed / ordinary: log_cosh
+    #: 1.41-1.86 / 1.33-1.39, poisson_nll 1.35-1.92 / 1.30-1.40,
+    #: binary_cross_entropy 2.33-2.73 / 2.29-2.32, msle 1.54-1.78 /
+    #: 1.48-1.71, soft_margin 1.24-1.29 / 1.22-1.25; BCE with logits in
+    #: float64 2.94-3.00 / 2.92-2.98, and in float32 0.89-1.02 / 0.88-1.03,
+    #: another six rounds 1.06-1.08 / 1.13-1.14 G elem/s)
+    streams: bool = False
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -144,11 +157,11 @@ _LOG1P_DOMAIN = Interval(-1.0, math.inf, lo_open=True)
 
 SPECS: tuple[LossSpec, ...] = (
     # --- regression -------------------------------------------------------
-    LossSpec("mse", "regression", R.mse, "squared error (x - y)^2"),
-    LossSpec("mae", "regression", R.mae, "absolute error |x - y|"),
+    LossSpec("mse", "regression", R.mse, "squared error (x - y)^2", streams=True),
+    LossSpec("mae", "regression", R.mae, "absolute error |x - y|", streams=True),
     LossSpec(
         "rmse", "regression", R.mse, "root mean squared error sqrt(mean (x - y)^2)",
-        reductions=("mean",),
+        reductions=("mean",), streams=True,
     ),
     LossSpec(
         "msle", "regression", R.msle, "squared log error (log1p(x) - log1p(y))^2",
@@ -158,12 +171,12 @@ SPECS: tuple[LossSpec, ...] = (
         "huber", "regression", R.huber, "Huber loss (quadratic within delta, linear outside)",
         params=(Param("delta", 1.0, check=_positive),), pack=_pack1("delta"),
         reference="Huber, Ann. Math. Statist. 35 (1964)",
-        fixed=(((0, Float32In(1.0, 2.0**64)),),),
+        fixed=(((0, Float32In(1.0, 2.0**64)),),), streams=True,
     ),
     LossSpec(
         "smooth_l1", "regression", R.smooth_l1, "smooth L1 (Huber / beta); beta = 0 is mae",
         params=(Param("beta", 1.0, check=_nonnegative),), pack=_pack1("beta"),
-        reference="Girshick, Fast R-CNN, ICCV 2015",
+        reference="Girshick, Fast R-CNN, ICCV 2015", streams=True,
     ),
     LossSpec(
         "pseudo_huber", "regression", R.pseudo_huber, "pseudo-Huber delta^2 (sqrt(1 + (d/delta)^2) - 1)",
@@ -174,7 +187,7 @@ SPECS: tuple[LossSpec, ...] = (
     LossSpec(
         "quantile", "regression", R.quantile, "pinball loss max(tau r, (tau - 1) r), r = y - x",
         params=(Param("tau", 0.5, check=_unit_open),), pack=_pack1("tau"),
-        reference="Koenker & Bassett, Econometrica 46 (1978)",
+        reference="Koenker & Bassett, Econometrica 46 (1978)", streams=True,
     ),
     LossSpec(
         "poisson_nll", "regression", R.poisson_nll,
@@ -221,10 +234,11 @@ SPECS: tuple[LossSpec, ...] = (
         fixed=(((1, 2.0),),),
         reference="Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
     ),
-    LossSpec("hinge", "binary", B.hinge, "hinge max(0, 1 - y x)", target_domain=_HINGE),
+    LossSpec("hinge", "binary", B.hinge, "hinge max(0, 1 - y x)", target_domain=_HINGE,
+             streams=True),
     LossSpec(
         "squared_hinge", "binary", B.squared_hinge, "squared hinge max(0, 1 - y x)^2",
-        target_domain=_HINGE,
+        target_domain=_HINGE, streams=True,
     ),
     LossSpec(
         "soft_margin", "binary", B.soft_margin, "logistic loss softplus(-y x)", target_domain=_HINGE,

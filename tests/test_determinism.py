@@ -182,9 +182,12 @@ def test_compile_settings_do_not_change_results(tmp_path, setting):
 
 
 @pytest.mark.parametrize("name, params", [("mse", {}), ("huber", {}), ("mae", {}),
+                                          ("quantile", {"tau": 0.3}),
                                           ("binary_cross_entropy_with_logits", {})])
 def test_streaming_stores_same_bits(name, params):
-    """A gradient of at least ``_config.STREAM_BYTES`` leaves the kernel by
+    """A gradient of at least ``_config.STREAM_BYTES`` of a memory-bound
+    loss (``LossSpec.streams``; BCE with logits is not one, and keeps its
+    ordinary stores at every size) leaves the kernel by
     streaming stores (``cpu.stream.stream_copy``): whole cache lines of
     the gradient, the partial ones at either end of each window by
     ordinary stores. Into a buffer one element off x's cache-line offset

@@ -52,7 +52,8 @@ fast as before.
 
 The gradient of "mean" is g/n without a division per element (``_div``; for
 float32 gradients a multiply by 1/n, ``_scaled``), and
-the unweighted case has its own loop (no weight products). A gradient of
+the unweighted case has its own loop (no weight products). For the losses
+bound by memory (``LossSpec.streams``: mse, mae, huber, ...) a gradient of
 ``_config.STREAM_BYTES`` or more goes through the block buffer and out by
 streaming stores (``cpu.stream``), which skip the read of each line that
 an ordinary store makes (float32, N = 2^24, out=, 2 threads, the machine
@@ -213,6 +214,27 @@ def _domain_checked_impl(fid):
     if index in _interval_formulas():
         return lambda fid: True
     return lambda fid: False
+
+
+def _streams(fid):  # pragma: no cover - replaced by the overload
+    """True (a compile-time constant) when kernel ``fid``'s formula is that
+    of a loss marked ``LossSpec.streams`` (bound by memory): only its
+    kernel writes a large gradient by streaming stores (``fused``)."""
+    raise NotImplementedError
+
+
+@overload(_streams, jit_options={**JIT, "forceinline": True})
+def _streams_impl(fid):
+    from fastloss import catalog
+
+    if not isinstance(fid, types.IntegerLiteral):
+        raise numba.errors.TypingError("_streams: the formula id must be a literal")
+    index = fid.literal_value
+    if index >= len(FORMULAS):
+        index = FIXED[index - len(FORMULAS)][0]
+    flag = any(s.streams for s in catalog.SPECS
+               if s.family in ("regression", "binary") and catalog.formula_id(s) == index)
+    return lambda fid: flag
 
 
 @njit(**{**JIT, "forceinline": True})
@@ -407,9 +429,10 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
     # the gradient goes straight to grad unless grad overlaps an input
     # (out=input): then through a block buffer (keeps the loop vectorized)
     g_direct = store_grad and not (_overlap(grad, x) or _overlap(grad, y))
-    # a large gradient: through the block buffer, then out by streaming
-    # stores (``cpu.stream``, ``fastloss._config.STREAM_BYTES``)
-    g_stream = (g_direct and grad.nbytes >= STREAM_BYTES
+    # a large gradient of a memory-bound loss (``LossSpec.streams``):
+    # through the block buffer, then out by streaming stores (``cpu.stream``,
+    # ``fastloss._config.STREAM_BYTES``)
+    g_stream = (_streams(fid) and g_direct and grad.nbytes >= STREAM_BYTES
                 and grad.ctypes.data % grad.itemsize == 0)
     g_into = g_direct and not g_stream
     v_direct = store_vals and not (_overlap(vals, x) or _overlap(vals, y))
