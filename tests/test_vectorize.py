@@ -16,7 +16,7 @@ import pytest
 from llvmlite import binding as llvm
 
 from fastloss import catalog
-from fastloss._config import CHUNK, PARALLEL_JIT
+from fastloss._config import CHUNK, JIT, PARALLEL_JIT
 from fastloss.cpu import elementwise
 
 _HAS_AVX2 = "avx2" in llvm.get_host_cpu_features().flatten()
@@ -31,7 +31,14 @@ _LIBM = re.compile(rf"(?:\bcall\w*\s+{_LIBM_NAMES}\b|\bmovabsq\s+\${_LIBM_NAMES}
 
 @pytest.fixture(scope="module")
 def fresh_kernel():
-    return numba.njit(**{**PARALLEL_JIT, "cache": False})(elementwise.fused.py_func)
+    """``fused`` compiled afresh, and with it a fresh ``_span_formula``, the
+    formula loop of the arithmetic-bound losses' plain case, which ``fused``
+    calls (its machine code is inspected with the kernel's)."""
+    mp = pytest.MonkeyPatch()
+    mp.setattr(elementwise, "_span_formula",
+               numba.njit(**{**JIT, "cache": False})(elementwise._span_formula.py_func))
+    yield numba.njit(**{**PARALLEL_JIT, "cache": False})(elementwise.fused.py_func)
+    mp.undo()
 
 
 def _asm(kern, name, dtype, fid=None):
@@ -46,8 +53,11 @@ def _asm(kern, name, dtype, fid=None):
     lo = np.empty(2)
     kern(fid, x, y, one, 1, one, 1, 0.0, 0.0, 0.0, 1.0, grad, grad, hi, lo, True, False,
          np.array([-np.inf, np.inf] * 2, dtype=dtype), np.zeros(hi.size, np.uint8))
-    sig = [s for s in kern.signatures if s[0].literal_value == fid and s[1].dtype == numba.from_dtype(dtype)]
-    return kern.inspect_asm(sig[0])
+    like = numba.from_dtype(dtype)
+    sig = [s for s in kern.signatures if s[0].literal_value == fid and s[1].dtype == like]
+    span = elementwise._span_formula
+    spans = [s for s in span.signatures if s[0].literal_value == fid and s[1].dtype == like]
+    return kern.inspect_asm(sig[0]) + "".join(span.inspect_asm(s) for s in spans)
 
 
 @pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
@@ -113,6 +123,24 @@ def test_large_gradients_have_streaming_stores(fresh_kernel):
     VMOVNTPD: the same 64 bytes), taken at run time for large gradients
     (tests/test_determinism.py::test_streaming_stores_same_bits)."""
     assert re.search(r"vmovntp[sd]\s[^\n]*%[yz]mm", _asm(fresh_kernel, "mse", np.float32))
+
+
+@pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
+def test_span_formula_is_packed(fresh_kernel):
+    """An arithmetic-bound loss's plain formula loop runs in a function of
+    its own (``elementwise._span_formula``): for BCE with logits' defaults
+    kernel in float32 that function alone holds packed float32 fma and
+    division, and no libm call."""
+    spec = catalog.get("binary_cross_entropy_with_logits")
+    fid = catalog.kernel_id(spec, (0.0, 0.0, 0.0), np.ones(1))
+    _asm(fresh_kernel, spec.name, np.float32, fid)
+    span = elementwise._span_formula
+    sigs = [s for s in span.signatures if s[0].literal_value == fid]
+    assert sigs
+    packed = _PACKED.findall(span.inspect_asm(sigs[0]))
+    assert any(op.startswith("vfmadd") and op.endswith("ps") for op in packed)
+    assert "vdivps" in packed
+    assert not _LIBM.search(span.inspect_asm(sigs[0]))
 
 
 @pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
