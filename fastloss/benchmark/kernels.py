@@ -5,9 +5,10 @@ Bandwidth and Machine Balance in Current High Performance Computers", IEEE
 TCCA Newsletter, 1995), ``@njit(parallel=True)``, counted as STREAM counts it:
 3 x 8 bytes per element (read b, read c, write a; the write-allocate read is
 not counted, as it is not counted for the losses either). Ordinary stores,
-as STREAM compiled without streaming stores: the elementwise losses write
-large gradients by streaming stores (``fastloss.cpu.stream``), which skip
-that read, and can exceed 100% of this figure. Arrays that must not fit in
+as STREAM compiled without streaming stores: the memory-bound elementwise
+losses (``LossSpec.streams``) write large gradients by streaming stores
+(``fastloss.cpu.stream``), which skip that read, and can exceed 100% of
+this figure. Arrays that must not fit in
 cache are at least 4 x the last-level cache each (STREAM's rule).
 
 GPU: a device-to-device copy (``cudaMemcpy``), 2 x bytes per copy, timed with

@@ -1,8 +1,9 @@
 """Streaming (non-temporal) stores for the elementwise driver's large
 gradients.
 
-A gradient of ``fastloss._config.STREAM_BYTES`` or more is written with
-stores that send whole 64-byte cache lines to memory: an ordinary store
+A gradient of ``fastloss._config.STREAM_BYTES`` or more of a memory-bound
+loss (``LossSpec.streams``) is written with stores that send whole 64-byte
+cache lines to memory: an ordinary store
 first reads the line it writes into the cache (read-for-ownership), a
 third more traffic for a kernel that reads two arrays and writes one, and
 the output displaces cached data although it will not be read from the
