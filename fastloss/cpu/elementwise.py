@@ -62,6 +62,13 @@ of the triad timed beside it, mae 88-101% -> 101-112%, huber 87-99% -> 88-95%;
 in the fast state mse 76-78% -> 72-79%, huber 65-68% -> 62-68%,
 mae 82-87% -> 82-90%).
 
+The losses bound by their arithmetic (not ``LossSpec.streams``) write
+their gradient directly at every size, and in the plain case (unit
+weights) evaluate their formula ahead of the windows, by spans of ``SPAN``
+elements in a function of its own (``_span_formula``): inlined into this
+driver's window loop, the formula's loop reloaded its constants on every
+iteration (see ``SPAN``).
+
 The parallel loop runs over groups of ``GROUP`` chunks, whose scratch buffers
 are allocated once per group (``numba.get_num_threads()`` inside the kernel
 would make it uncacheable: a dynamic global). The partition does not change any chunk's partial sum, so results are bitwise
@@ -225,14 +232,18 @@ def _interval_formulas():
                  or isinstance(s.target_domain, catalog.Interval))}
 
 
+def _formula_index(fid, what):
+    """The index into ``FORMULAS`` of kernel ``fid`` (a literal type: the
+    formula's own index, or an entry of ``FIXED``)."""
+    if not isinstance(fid, types.IntegerLiteral):
+        raise numba.errors.TypingError(f"{what}: the formula id must be a literal")
+    index = fid.literal_value
+    return FIXED[index - len(FORMULAS)][0] if index >= len(FORMULAS) else index
+
+
 @overload(_domain_checked, jit_options={**JIT, "forceinline": True})
 def _domain_checked_impl(fid):
-    if not isinstance(fid, types.IntegerLiteral):
-        raise numba.errors.TypingError("_domain_checked: the formula id must be a literal")
-    index = fid.literal_value
-    if index >= len(FORMULAS):
-        index = FIXED[index - len(FORMULAS)][0]
-    if index in _interval_formulas():
+    if _formula_index(fid, "_domain_checked") in _interval_formulas():
         return lambda fid: True
     return lambda fid: False
 
@@ -248,11 +259,7 @@ def _streams(fid):  # pragma: no cover - replaced by the overload
 def _streams_impl(fid):
     from fastloss import catalog
 
-    if not isinstance(fid, types.IntegerLiteral):
-        raise numba.errors.TypingError("_streams: the formula id must be a literal")
-    index = fid.literal_value
-    if index >= len(FORMULAS):
-        index = FIXED[index - len(FORMULAS)][0]
+    index = _formula_index(fid, "_streams")
     flag = any(s.streams for s in catalog.SPECS
                if s.family in ("regression", "binary") and catalog.formula_id(s) == index)
     return lambda fid: flag
@@ -421,14 +428,13 @@ def _scaled_impl(g, d, dinv, out):
     return lambda g, d, dinv, out: _div(_wide(g), d, dinv)
 
 
-@njit(**JIT)
-def _span_formula(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):
-    """``fused``'s plain formula loop over a span (``SPAN``), compiled as a
-    function of its own: vs[j] = f(x[off + j], y[off + j]) and ga[goff + j]
-    = f'(...) / gdiv for j < mu. Returns whether an x or y lies outside the
+@njit(**{**JIT, "forceinline": True})
+def _plain_loop(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):
+    """The formula loop of ``fused``'s plain case (unit weights, g/gdiv by
+    ``_scaled``): vs[j] = f(x[off + j], y[off + j]) and ga[goff + j] =
+    f'(...) / gdiv for j < mu. Returns whether an x or y lies outside the
     loss's domain (``_outside``)."""
     numba.literally(fid)
-    wide_vectors()
     dchk = _domain_checked(fid)
     out_of_domain = False
     for j in range(mu):
@@ -439,6 +445,14 @@ def _span_formula(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, 
         if dchk:
             out_of_domain |= _outside(xv, yv, dom)
     return out_of_domain
+
+
+@njit(**JIT)
+def _span_formula(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):
+    """``_plain_loop`` over a span (``SPAN``), in a function of its own."""
+    numba.literally(fid)
+    wide_vectors()
+    return _plain_loop(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom)
 
 
 @njit(**PARALLEL_JIT)
@@ -567,13 +581,8 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                         if dchk:
                             out_of_domain |= _outside(xv, yv, dom)
                 elif plain:
-                    for j in range(mu):
-                        xv, yv = x[off + j], y[off + j]
-                        v, g = apply(fid, xv, yv, qv, p0, p1, p2)
-                        vs[j] = v
-                        ga[goff + j] = _scaled(g, gdiv, ginv, ga)
-                        if dchk:
-                            out_of_domain |= _outside(xv, yv, dom)
+                    out_of_domain = _plain_loop(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1,
+                                                p2, gdiv, ginv, dom)
                 else:
                     for j in range(mu):
                         xv, yv = x[off + j], y[off + j]
