@@ -138,8 +138,9 @@ class LossSpec:
     #: 1.41-1.86 / 1.33-1.39, poisson_nll 1.35-1.92 / 1.30-1.40,
     #: binary_cross_entropy 2.33-2.73 / 2.29-2.32, msle 1.54-1.78 /
     #: 1.48-1.71, soft_margin 1.24-1.29 / 1.22-1.25; BCE with logits in
-    #: float64 2.94-3.00 / 2.92-2.98, and in float32 0.89-1.02 / 0.88-1.03,
-    #: another six rounds 1.06-1.08 / 1.13-1.14 G elem/s)
+    #: float64 2.94-3.00 / 2.92-2.98, and in float32 0.89-1.02 / 0.88-1.03;
+    #: another six rounds, G elem/s: four 1.06-1.08 / 1.13-1.14, two
+    #: disturbed 0.81 / 0.81 and 0.77 / 1.14)
     streams: bool = False
 
     @property

@@ -129,13 +129,13 @@ GROUP = 4
 #: elements per call of ``_span_formula``: the formula loop of the losses
 #: bound by their arithmetic (not ``LossSpec.streams``) runs in a function
 #: of its own over spans of SPAN elements (whole windows), its values into
-#: a span buffer (4 KiB of float32, in L1) that the windows then sum. Inside
+#: a span buffer (4 KiB in float32, 8 in float64) that the windows sum. Inside
 #: ``fused``'s window loop LLVM kept the formula's constants out of the
 #: registers and reloaded them in the loop (BCE with logits, float32: 17
 #: ``movabsq`` and 10 broadcasts in the 16-lane loop, against none in a
 #: loop of its own, with 22 of the 32 zmm registers in use); a call per
 #: window cost more than that (float32, 1 thread, in cache, 1.80 -> 2.0
-#: ns/elem), and a whole chunk a call (8192, the span buffer out of L1) lost
+#: ns/elem), and a whole chunk a call (8192: a 32 KiB span buffer) lost
 #: at 2^24 elements, 2 threads (0.88-0.89 -> 0.89-0.91 ns/elem, five rounds).
 #: With 1024, float32, public call, ns/elem, alternating processes: in
 #: cache (2^16 -> 2^18), 1 thread, two rounds, BCE with logits 1.64 ->
