@@ -255,13 +255,17 @@ def _streams(fid):  # pragma: no cover - replaced by the overload
     raise NotImplementedError
 
 
-@overload(_streams, jit_options={**JIT, "forceinline": True})
-def _streams_impl(fid):
+def _streamed(index):
+    """Whether formula ``index`` is that of a loss marked ``LossSpec.streams``."""
     from fastloss import catalog
 
-    index = _formula_index(fid, "_streams")
-    flag = any(s.streams for s in catalog.SPECS
+    return any(s.streams for s in catalog.SPECS
                if s.family in ("regression", "binary") and catalog.formula_id(s) == index)
+
+
+@overload(_streams, jit_options={**JIT, "forceinline": True})
+def _streams_impl(fid):
+    flag = _streamed(_formula_index(fid, "_streams"))
     return lambda fid: flag
 
 
@@ -455,6 +459,26 @@ def _span_formula(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, 
     return _plain_loop(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom)
 
 
+def _span(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):  # pragma: no cover
+    """``_span_formula`` for a loss bound by its arithmetic; for a loss marked
+    ``LossSpec.streams`` (whose kernel never takes the spans) nothing: its
+    kernel does not compile ``_span_formula`` at all (a second copy of the
+    formula's loop to compile)."""
+    raise NotImplementedError
+
+
+@overload(_span, jit_options={**JIT, "forceinline": True})
+def _span_impl(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):
+    if _streamed(_formula_index(fid, "_span")):
+        def none(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):
+            return False
+        return none
+
+    def impl(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):
+        return _span_formula(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom)
+    return impl
+
+
 @njit(**PARALLEL_JIT)
 def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
           store_grad, store_vals, dom, bad):
@@ -555,9 +579,9 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                         s0 = b0
                         s1 = b0 + m if b0 == start and peel > 0 else min(b0 + SPAN, stop)
                         su = np.uint64(s0)
-                        if _span_formula(fid, x, y, su, np.uint64(s1 - s0), vc,
-                                         grad if g_into else gc, su if g_into else _U0, qv,
-                                         p0, p1, p2, gdiv, ginv, dom):
+                        if _span(fid, x, y, su, np.uint64(s1 - s0), vc,
+                                 grad if g_into else gc, su if g_into else _U0, qv, p0,
+                                 p1, p2, gdiv, ginv, dom):
                             bad[c] = 1
                     w0 = np.uint64(b0 - s0)
                     for j in range(k1):
