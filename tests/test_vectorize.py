@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from llvmlite import binding as llvm
 
+import fastloss as fl
 from fastloss import catalog
 from fastloss._config import CHUNK, JIT, PARALLEL_JIT
 from fastloss.cpu import elementwise
@@ -31,14 +32,7 @@ _LIBM = re.compile(rf"(?:\bcall\w*\s+{_LIBM_NAMES}\b|\bmovabsq\s+\${_LIBM_NAMES}
 
 @pytest.fixture(scope="module")
 def fresh_kernel():
-    """``fused`` compiled afresh, and with it a fresh ``_span_formula``, the
-    formula loop of the arithmetic-bound losses' plain case, which ``fused``
-    calls (its machine code is inspected with the kernel's)."""
-    mp = pytest.MonkeyPatch()
-    mp.setattr(elementwise, "_span_formula",
-               numba.njit(**{**JIT, "cache": False})(elementwise._span_formula.py_func))
-    yield numba.njit(**{**PARALLEL_JIT, "cache": False})(elementwise.fused.py_func)
-    mp.undo()
+    return numba.njit(**{**PARALLEL_JIT, "cache": False})(elementwise.fused.py_func)
 
 
 def _asm(kern, name, dtype, fid=None):
@@ -53,11 +47,8 @@ def _asm(kern, name, dtype, fid=None):
     lo = np.empty(2)
     kern(fid, x, y, one, 1, one, 1, 0.0, 0.0, 0.0, 1.0, grad, grad, hi, lo, True, False,
          np.array([-np.inf, np.inf] * 2, dtype=dtype), np.zeros(hi.size, np.uint8))
-    like = numba.from_dtype(dtype)
-    sig = [s for s in kern.signatures if s[0].literal_value == fid and s[1].dtype == like]
-    span = elementwise._span_formula
-    spans = [s for s in span.signatures if s[0].literal_value == fid and s[1].dtype == like]
-    return kern.inspect_asm(sig[0]) + "".join(span.inspect_asm(s) for s in spans)
+    sig = [s for s in kern.signatures if s[0].literal_value == fid and s[1].dtype == numba.from_dtype(dtype)]
+    return kern.inspect_asm(sig[0])
 
 
 @pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
@@ -126,21 +117,30 @@ def test_large_gradients_have_streaming_stores(fresh_kernel):
 
 
 @pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
-def test_span_formula_is_packed(fresh_kernel):
+def test_span_formula_is_packed():
     """An arithmetic-bound loss's plain formula loop runs in a function of
-    its own (``elementwise._span_formula``): for BCE with logits' defaults
-    kernel in float32 that function alone holds packed float32 fma and
+    its own (``elementwise._span_formula``, compiled here afresh): for BCE
+    with logits' defaults kernel in float32 it holds packed float32 fma and
     division, and no libm call."""
     spec = catalog.get("binary_cross_entropy_with_logits")
     fid = catalog.kernel_id(spec, (0.0, 0.0, 0.0), np.ones(1))
-    _asm(fresh_kernel, spec.name, np.float32, fid)
-    span = elementwise._span_formula
-    sigs = [s for s in span.signatures if s[0].literal_value == fid]
-    assert sigs
-    packed = _PACKED.findall(span.inspect_asm(sigs[0]))
+    span = numba.njit(**{**JIT, "cache": False})(elementwise._span_formula.py_func)
+    n = 256
+    x = np.linspace(-3.0, 3.0, n).astype(np.float32)
+    y = np.full(n, 0.5, np.float32)
+    vs = np.empty_like(x)
+    ga = np.empty_like(x)
+    dom = np.array([-np.inf, np.inf, 0.0, 1.0], np.float32)
+    u0 = np.uint64(0)
+    span(fid, x, y, u0, np.uint64(n), vs, ga, u0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, dom)
+    asm = span.inspect_asm(span.signatures[0])
+    packed = _PACKED.findall(asm)
     assert any(op.startswith("vfmadd") and op.endswith("ps") for op in packed)
     assert "vdivps" in packed
-    assert not _LIBM.search(span.inspect_asm(sigs[0]))
+    assert not _LIBM.search(asm)
+    # the span's values and gradient are the public call's ("sum": g / 1)
+    _, g = fl.value_and_grad(spec.name, x, y, reduction="sum")
+    np.testing.assert_array_equal(ga.view(np.uint32), g.view(np.uint32))
 
 
 @pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
