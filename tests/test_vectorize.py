@@ -138,7 +138,7 @@ def test_span_formula_is_packed():
     assert any(op.startswith("vfmadd") and op.endswith("ps") for op in packed)
     assert "vdivps" in packed
     assert not _LIBM.search(asm)
-    # the span's values and gradient are the public call's ("sum": g / 1)
+    # the span's gradient is the public call's ("sum": g / 1)
     _, g = fl.value_and_grad(spec.name, x, y, reduction="sum")
     np.testing.assert_array_equal(ga.view(np.uint32), g.view(np.uint32))
 
