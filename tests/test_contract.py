@@ -167,6 +167,43 @@ def test_pos_weight_broadcasts_over_last_axis():
     np.testing.assert_array_equal(v3, fl.binary_cross_entropy_with_logits(x, y, reduction="none"))
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_pos_weight_vector_is_each_column_with_its_scalar(dtype, reduction):
+    """A last-axis pos_weight (read per element from a buffer, by spans of
+    the formula without weights: ``cpu.elementwise``'s ``qplain``) gives,
+    column by column, the bits of the same loss with that column's
+    pos_weight as a scalar (the plain kernel): the same formula and q on
+    the same elements. Rows long enough for several chunks and spans; the
+    gradient in place too."""
+    rng = np.random.default_rng(11)
+    n, c = 5000, 7
+    x = (rng.standard_normal((n, c)) * 4).astype(dtype)
+    y = rng.random((n, c)).astype(dtype)
+    y[::3] = np.round(y[::3])
+    # (not 1: a scalar 1 takes the kernel of the defaults, float32 lanes)
+    pw = np.array([0.25, 1.5, 3.0, 1e-3, 17.5, 0.0, 2.0], dtype)
+    name = "binary_cross_entropy_with_logits"
+    v, g = fl.value_and_grad(name, x, y, reduction="none" if reduction == "none" else "sum",
+                             pos_weight=pw)
+    for j in range(c):
+        xj, yj = np.ascontiguousarray(x[:, j]), np.ascontiguousarray(y[:, j])
+        vj, gj = fl.value_and_grad(name, xj, yj, reduction="none", pos_weight=float(pw[j]))
+        np.testing.assert_array_equal(g[:, j], gj)
+        if reduction == "none":
+            np.testing.assert_array_equal(v[:, j], vj)
+    # "mean": the gradient divided by n c as the plain kernel divides it;
+    # in place (out=x) the same bits
+    gm = fl.value_and_grad(name, x, y, reduction=reduction, pos_weight=pw)[1]
+    xi = x.copy()
+    gi = fl.value_and_grad(name, xi, y, reduction=reduction, pos_weight=pw, out=xi)[1]
+    np.testing.assert_array_equal(gi, gm)
+    if reduction == "mean":
+        for j in range(c):
+            gj = fl.value_and_grad(name, x, y, reduction="mean", pos_weight=float(pw[j]))[1]
+            np.testing.assert_array_equal(gm[:, j], gj[:, j])
+
+
 def test_identities_between_losses():
     x, y = sample("mse", (50,), np.float64)
     # smooth_l1 with beta = 0 is mae; huber(delta) = delta * smooth_l1(beta=delta)
