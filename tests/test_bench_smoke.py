@@ -8,6 +8,7 @@ import json
 import pathlib
 import sys
 
+import numpy as np
 import pytest
 
 from fastloss.benchmark import cases, compare, derive
@@ -100,6 +101,44 @@ def test_out_variant_planned_and_judged_separately():
     assert got["mse float32 ≥ 70% of triad, out= a reused buffer (2 thr)"] == \
         (f"{100 * out:.0f}%", "met")
     assert not any("huber" in t and "out=" in t for t in got)  # not measured: not reported
+
+
+def test_option_variants_planned_under_their_own_key():
+    """BCE with logits is also measured with a last-axis pos_weight and a
+    weight (``cases.ELEMENTWISE_VARIANTS``) when selected or with --full,
+    never in the default run: rows of VARIANT_C, the option an array of
+    VARIANT_C values in the data's dtype, keys of their own, beside
+    PyTorch only; speed-ups pair each with its own peer, and the issue
+    targets judge the defaults only."""
+    from fastloss.benchmark import report
+
+    name = "binary_cross_entropy_with_logits"
+    assert not [c for c in cases.plan("elementwise", cases.Options(threads=(2,))) if c.variant]
+    sel = cases.Options(threads=(2,), sizes=("dram",), losses=(name,), dtypes=("float64",))
+    got = {(c.variant, c.impl): c for c in cases.plan("elementwise", sel)}
+    assert set(got) == {("", "fastloss"), ("", "torch"), ("", "numpy"),
+                        ("pos_weight", "fastloss"), ("pos_weight", "torch"),
+                        ("weight", "fastloss"), ("weight", "torch")}
+    base, pw = got["", "fastloss"], got["pos_weight", "fastloss"]
+    assert base.key == f"cpu/elementwise/{name}/float64/{base.shape[0]}/t2/fastloss"
+    assert pw.key == (f"cpu/elementwise/{name}[pos_weight]/float64/"
+                      f"{base.shape[0] // cases.VARIANT_C}x{cases.VARIANT_C}/t2/fastloss")
+    x, y = cases.make_data(pw)
+    kw = cases.variant_kwargs(pw)
+    assert x.shape == y.shape == pw.shape and x.dtype == np.float64
+    assert set(kw) == {"pos_weight"} and kw["pos_weight"].shape == (cases.VARIANT_C,)
+    assert kw["pos_weight"].dtype == np.float64 and np.all(kw["pos_weight"] > 0)
+    assert cases.variant_kwargs(base) == {}
+    times = {("", "fastloss"): 0.010, ("", "torch"): 0.050, ("pos_weight", "fastloss"): 0.020,
+             ("pos_weight", "torch"): 0.030}
+    doc = {"benchmarks": [{"name": got[k].id, "stats": {"min": t, "median": t},
+                           "extra_info": got[k].info()} for k, t in times.items()]}
+    e = {x["extra_info"]["key"]: x["extra_info"] for x in derive.annotate(doc)["benchmarks"]}
+    assert e[base.key]["speedup"]["torch"] == pytest.approx(5.0)
+    assert e[pw.key]["speedup"]["torch"] == pytest.approx(1.5)
+    tg = {t: (m, v) for t, m, v in report.targets(report._entries(doc))}
+    assert tg[f"{name} float64 ≥ 2× PyTorch (2 thr)"] == ("5.00×", "met")
+    assert not any("pos_weight" in t for t in tg)
 
 
 def test_cross_entropy_probability_targets_planned_under_their_own_key():

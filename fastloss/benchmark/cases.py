@@ -75,6 +75,16 @@ DEFAULT_BOXES = ("iou_loss", "ciou_loss")
 DEFAULT_DTYPES = ("float32",)
 #: multiclass DRAM shapes of the default selection
 DEFAULT_MULTICLASS_DRAM = MULTICLASS_DRAM[:1]
+#: elementwise losses also measured with an option off their defaults (not in
+#: the default selection: with --full, or the loss selected by name): a
+#: last-axis pos_weight or weight of VARIANT_C values on rows of VARIANT_C
+#: (a multi-label batch), the data otherwise the loss's own. The kernel of a
+#: loss's defaults may be another (BCE with logits': float32 lanes) than
+#: the one its options take. Each is its own case (``Case.variant``,
+#: ``loss[variant]`` in ids, keys and reports) beside PyTorch with the same
+#: option; not counted in the issue targets.
+ELEMENTWISE_VARIANTS = {"binary_cross_entropy_with_logits": ("pos_weight", "weight")}
+VARIANT_C = 1024
 
 
 @dataclass(frozen=True)
@@ -162,6 +172,7 @@ class Case:
     size_class: str  # "cache" | "dram"
     target: str = ""  # multiclass: "labels" | "probs"
     params: dict = field(default_factory=dict, compare=False, hash=False)
+    variant: str = ""  # an option off the defaults (ELEMENTWISE_VARIANTS)
 
     @property
     def elements(self) -> int:
@@ -199,6 +210,8 @@ class Case:
         if self.family == "multiclass" and self.target and \
                 self.target != multiclass_target(catalog.get(self.loss)):
             return f"{self.loss}({self.target})"
+        if self.variant:
+            return f"{self.loss}[{self.variant}]"
         return self.loss
 
     @property
@@ -328,6 +341,13 @@ def plan_elementwise(opts: Options) -> list[Case]:
                     # first-touch page faults
                     cases += _expand(bases, opts,
                                      with_out=backend == "cpu" and spec.name in BANDWIDTH_LOSSES)
+                    if backend != "cpu" or opts.default_selection:
+                        continue
+                    for variant in ELEMENTWISE_VARIANTS.get(spec.name, ()):
+                        shape = (max(n // VARIANT_C, 1), VARIANT_C)
+                        cases += _expand([Case("elementwise", spec.name, dtype, shape, t, backend,
+                                               "fastloss", size, params=_defaults(spec),
+                                               variant=variant) for t in threads], opts)
     return cases
 
 
@@ -438,10 +458,10 @@ def _data(family: str, loss: str, dtype: str, shape: tuple[int, ...], target: st
     rng = np.random.default_rng(20240607)
     dt = np.dtype(dtype)
     if family == "elementwise":
-        n = shape[0]
+        n = int(np.prod(shape))
         x = _sample(rng, spec.input_domain, n, dt)
         y = _sample(rng, spec.target_domain, n, dt, hard_unit=spec.family == "binary")
-        return x, y
+        return x.reshape(shape), y.reshape(shape)
     rows, c = shape
     z = rng.standard_normal((rows, c)).astype(dt)
     x = _softmax(z).astype(dt) if spec.input_domain is not None else z
@@ -456,3 +476,18 @@ def make_data(case: Case):
     """(x, y) of a case, inside the loss's domains, fixed seed. Consecutive
     cases of one (loss, dtype, shape) share them: nothing may write to them."""
     return _data(case.family, case.loss, case.dtype, case.shape, case.target)
+
+
+@functools.lru_cache(maxsize=4)
+def _variant_arrays(variant: str, dtype: str, c: int) -> dict:
+    rng = np.random.default_rng(20240608)
+    lo, hi = {"pos_weight": (0.5, 4.0), "weight": (0.5, 1.5)}[variant]
+    return {variant: (lo + (hi - lo) * rng.random(c)).astype(np.dtype(dtype))}
+
+
+def variant_kwargs(case: Case) -> dict:
+    """The keyword arguments of the case's option (``Case.variant``): a
+    last-axis array of the data's dtype, fixed seed; {} for the defaults."""
+    if not case.variant:
+        return {}
+    return _variant_arrays(case.variant, case.dtype, case.shape[-1])

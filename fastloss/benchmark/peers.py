@@ -22,7 +22,9 @@ import numpy as np
 # PyTorch (reduction="mean", forward + backward)
 
 
-def _torch_elementwise(F, torch, p):
+def _torch_elementwise(F, torch, p, kw):
+    """The losses' PyTorch calls; kw: the case's option as tensors
+    (``cases.variant_kwargs``), passed to the loss that takes it."""
     return {
         "mse": lambda x, y: F.mse_loss(x, y),
         "mae": lambda x, y: F.l1_loss(x, y),
@@ -32,7 +34,8 @@ def _torch_elementwise(F, torch, p):
         "poisson_nll": lambda x, y: F.poisson_nll_loss(
             x, y, log_input=p.get("log_input", True), full=False),
         "binary_cross_entropy": lambda x, y: F.binary_cross_entropy(x, y),
-        "binary_cross_entropy_with_logits": lambda x, y: F.binary_cross_entropy_with_logits(x, y),
+        "binary_cross_entropy_with_logits":
+            lambda x, y: F.binary_cross_entropy_with_logits(x, y, **kw),
         "soft_margin": lambda x, y: F.soft_margin_loss(x, y),
     }
 
@@ -72,6 +75,8 @@ def _torchvision():
 
 
 def torch_supports(case) -> bool:
+    if case.family == "elementwise" and case.variant:
+        return case.loss == "binary_cross_entropy_with_logits"  # pos_weight, weight
     if case.family == "elementwise":
         if case.loss in TORCHVISION_ELEMENTWISE:
             return torch_missing() is None and _torchvision() is not None
@@ -91,8 +96,9 @@ def torch_missing() -> str | None:
     return None
 
 
-def torch_loss(case):
-    """f(x_tensor, y_tensor) -> scalar tensor for the case's loss."""
+def torch_loss(case, kw=None):
+    """f(x_tensor, y_tensor) -> scalar tensor for the case's loss; kw: its
+    option as tensors (``cases.variant_kwargs``)."""
     import torch
     import torch.nn.functional as F
 
@@ -101,7 +107,7 @@ def torch_loss(case):
 
         focal = torchvision_focal(case.params.get("alpha", 0.25), case.params.get("gamma", 2.0))
         return lambda x, y: focal(x, y, reduction="mean")
-    table = (_torch_elementwise(F, torch, case.params) if case.family == "elementwise"
+    table = (_torch_elementwise(F, torch, case.params, kw or {}) if case.family == "elementwise"
              else _torch_multiclass(F, torch, case.params, case.target))
     return table[case.loss]
 
@@ -150,6 +156,8 @@ def _elementwise_formulas() -> dict:
 
 
 def numpy_supports(case) -> bool:
+    if case.variant:  # the textbook formulas take the defaults only
+        return False
     if case.family == "elementwise":
         return case.loss == "rmse" or case.loss in _elementwise_formulas()
     if case.family == "multiclass":

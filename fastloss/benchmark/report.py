@@ -116,7 +116,7 @@ def targets(entries) -> list[tuple[str, str, str]]:
         return "met" if ok else "NOT met"
 
     for e in at:
-        if e["family"] != "elementwise":
+        if e["family"] != "elementwise" or e.get("variant"):  # (options: no target)
             continue
         sp = e.get("speedup", {}).get("torch")
         if e["loss"] == "binary_cross_entropy_with_logits" and e["dtype"] == "float32":

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastloss.benchmark import peers
-from fastloss.benchmark.cases import Case, make_data
+from fastloss.benchmark.cases import Case, make_data, variant_kwargs
 
 #: fastloss's result for the current (backend, loss, dtype, shape), to check peers against
 _REF: dict = {}
@@ -73,22 +73,24 @@ def check_close(what: str, value, grad, ref_value, ref_grad, dtype) -> None:
 def _fastloss_cpu(case: Case, x, y):
     import fastloss as fl
 
+    kw = variant_kwargs(case)
     if case.impl == "fastloss_out":  # a gradient buffer allocated once (cases.py)
         out = np.zeros_like(x)  # touched now, outside the timed region
 
         def fn():
-            return fl.value_and_grad(case.loss, x, y, out=out)
+            return fl.value_and_grad(case.loss, x, y, out=out, **kw)
 
         return fn
 
     def fn():
-        return fl.value_and_grad(case.loss, x, y)
+        return fl.value_and_grad(case.loss, x, y, **kw)
 
     return fn
 
 
 def _prefix(case: Case, x, y):
-    k = min(4096, x.shape[0]) if case.family == "elementwise" else min(8, x.shape[0])
+    """A few thousand elements of the data: the leading elements, or rows."""
+    k = min(4096, x.shape[0]) if x.ndim == 1 else min(8, x.shape[0])
     return x[:k], y[:k]
 
 
@@ -98,7 +100,7 @@ def _warm_fastloss(case: Case, x, y) -> None:
     import fastloss as fl
 
     xs, ys = _prefix(case, x, y)
-    v, g = fl.value_and_grad(case.loss, xs, ys)
+    v, g = fl.value_and_grad(case.loss, xs, ys, **variant_kwargs(case))
     assert g.shape == xs.shape and g.dtype == xs.dtype, "fastloss: gradient shape or dtype"
     if peers.numpy_supports(case):
         x64 = xs.astype(np.float64)
@@ -112,7 +114,7 @@ def _torch_cpu(case: Case, x, y):
     import torch
 
     torch.set_num_threads(case.threads)
-    f = peers.torch_loss(case)
+    f = peers.torch_loss(case, {k: torch.from_numpy(v) for k, v in variant_kwargs(case).items()})
     xt = torch.from_numpy(np.array(x)).requires_grad_(True)
     yt = torch.from_numpy(np.array(y))
     xs, ys = _prefix(case, xt.detach(), yt)
@@ -326,7 +328,7 @@ def run(benchmark, case: Case, budget: Budget | None = None):
         check(result)
         return result
     value, grad = to_numpy(result) if to_numpy else result
-    ref_key = (case.backend, case.loss, case.dtype, case.shape, case.target)
+    ref_key = (case.backend, case.name, case.dtype, case.shape, case.target)
     if case.impl == "fastloss":
         grad = np.asarray(grad)
         assert grad.shape == case.shape, f"gradient shape {grad.shape} != {case.shape}"
@@ -339,7 +341,7 @@ def run(benchmark, case: Case, budget: Budget | None = None):
             import fastloss as fl
 
             x, y = make_data(case)
-            rv, rg = fl.value_and_grad(case.loss, x, y)
+            rv, rg = fl.value_and_grad(case.loss, x, y, **variant_kwargs(case))
             ref = (float(rv), rg)
         if case.impl == "fastloss_out":  # the same kernel: the same bits
             assert float(value) == ref[0] and np.array_equal(np.asarray(grad), ref[1]), \
