@@ -237,7 +237,7 @@ def markdown(doc: dict, machine_name: str, plots: list[str], notes: list[str]) -
           "`triad_beside_gb_s`), the fraction taken of the higher of the two: this shared "
           "machine's bandwidth moves between states within a run (2-thread triad ~36-40 or ~60 "
           "GB/s), and the run's one triad case may meet another state than a kernel timed "
-          "minutes later.", ""]
+          "minutes later." + _variants_text(entries), ""]
     bt = _bandwidth_table(entries)
     if bt:
         L += ["## Bandwidth limit (measured in this run)", "", *bt, ""]
@@ -255,6 +255,20 @@ def markdown(doc: dict, machine_name: str, plots: list[str], notes: list[str]) -
     if plots:
         L += ["## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(L)
+
+
+def _variants_text(entries) -> str:
+    """The method's sentence on the option rows (``cases.ELEMENTWISE_VARIANTS``),
+    when the run has them."""
+    from fastloss.benchmark.cases import VARIANT_C
+
+    names = sorted({e["variant"] for e in entries if e.get("variant")})
+    if not names:
+        return ""
+    return (f" A row `loss[option]` ({', '.join(names)}) is the same call with that option: an "
+            f"array of {VARIANT_C} values in the data's dtype along the last axis of rows of "
+            f"{VARIANT_C} (pos_weight in [0.5, 4), weight in [0.5, 1.5)), PyTorch with the same "
+            "tensor; not counted in the targets.")
 
 
 def plot(doc: dict, out_dir: pathlib.Path, stem: str) -> tuple[list[str], str | None]:
