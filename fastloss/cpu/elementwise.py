@@ -587,8 +587,9 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
     unit = (wper == 1 and np.float64(w[0]) == 1.0 and abs(gdiv) >= 2.0**-1000
             and abs(gdiv) <= 2.0**1000)
     plain = unit and qper == 1
-    # a per-element q (pos_weight) with unit weights: the plain loop with q
-    # from a block buffer in the data's dtype (``_q_window``)
+    # a per-element q (pos_weight) with unit weights: the plain loop, and the
+    # spans, with q from a buffer in the data's dtype (``_q_window``,
+    # ``_q_span``)
     qplain = unit and qper > 1
     peel = _peel(x)
     # an arithmetic-bound loss's plain case: the formula by spans (``SPAN``)
