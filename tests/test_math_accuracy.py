@@ -65,6 +65,16 @@ def _ld_sigmoid(z):
         return 1 / (1 + np.exp(-z))
 
 
+@njit
+def _sum_pair(p):
+    return p[0] + p[1]
+
+
+@njit
+def _minus_one(p):
+    return (p[0] - 1.0) + p[1]
+
+
 _LOGISTIC_REFS = [
     (_ld_softplus, _mp_softplus),
     (lambda z: _ld_softplus(-z), lambda z: _mp_softplus(-z)),
@@ -92,6 +102,13 @@ FUNCS = {
        for k in range(4)},
     **{f"logistic32_wide[{k}]": (_component(_cpu.logistic32_wide, k), 1, *_LOGISTIC_REFS[k], (-750.0, 750.0))
        for k in range(4)},
+    # float32 data's exp_pair (F32_VARIANTS): e^x as hi + lo, and e^x - 1 as
+    # (hi - 1) + lo (poisson_nll's e^x - y at y = 1: the pair keeps expm1's
+    # relative accuracy at tiny x)
+    "exp_pair32[sum]": (njit(lambda z: _sum_pair(_cpu.exp_pair32(z))), 1, np.exp, mpmath.exp,
+                        (-750.0, 712.0)),
+    "exp_pair32[-1]": (njit(lambda z: _minus_one(_cpu.exp_pair32(z))), 1, np.expm1,
+                       mpmath.expm1, (-40.0, 90.0)),
     "tanh": (_cpu.tanh, 1, np.tanh, mpmath.tanh, (-20.0, 20.0)),
     "sinh": (_cpu.sinh, 1, np.sinh, mpmath.sinh, (-712.0, 712.0)),
     "hypot": (_cpu.hypot, 2, np.hypot, mpmath.hypot, (-4.0, 4.0)),
@@ -181,7 +198,7 @@ def _errors(got, ref, dtype):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("name", list(FUNCS))
 def test_within_one_ulp(name, dtype):
-    if name.startswith("logistic32") and dtype == np.float64:
+    if name.startswith(("logistic32", "exp_pair32")) and dtype == np.float64:
         pytest.skip("float32-grade variant: used for float32 data only")
     f, arity, ld_ref, mp_ref, (lo, hi) = FUNCS[name]
     pts = _points(dtype, lo, hi, arity, seed=zlib.crc32(f"{name}-{dtype.__name__}".encode()))

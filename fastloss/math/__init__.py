@@ -93,6 +93,13 @@ def exp_pair(x):
     return hi, (expm1(x) - (hi - 1.0)) if 0.5 <= hi <= 2.0 else 0.0
 
 
+def exp_pair32(x):
+    """``exp_pair`` to float32 grade: (e^x, 0) with e^x within a relative
+    2^-34 (CPU and CUDA: ``_cpu.exp_pair32``); float32 data's ``exp_pair``
+    (``F32_VARIANTS``)."""
+    return exp(x), 0.0
+
+
 def exp32(x):
     """e^x for x <= 0 with a relative error below 2^-34 (enough for float32
     data evaluated in float64: invisible after rounding to float32); 0 for
@@ -221,6 +228,7 @@ def _cpu_log_sigmoid(z):
 _targets(exp, _cpu.exp)
 _targets(exp32, _cpu.exp32)
 _targets(exp_pair, _cpu.exp_pair)
+_targets(exp_pair32, _cpu.exp_pair32)
 _targets(expm1, _cpu.expm1)
 _targets(log, _cpu.log)
 _targets(log1p, _cpu.log1p)
@@ -252,7 +260,7 @@ _targets(pow_pos, _cpu.pow_pos)
 #: huber's float32 loop was ~100 instructions per 16 elements, most of them
 #: for its overflow guard.
 F64_DATA = True
-F32_VARIANTS = {"logistic": logistic32, "F64_DATA": False}
+F32_VARIANTS = {"logistic": logistic32, "exp_pair": exp_pair32, "F64_DATA": False}
 
 #: ``FIXED_KERNEL`` is a compile-time flag too: False in the formulas' own
 #: globals, True in the copy that a CPU kernel with parameters fixed

@@ -248,6 +248,38 @@ def exp32(x):
 
 
 @njit(**CPU_JIT)
+def exp_pair32(x):
+    """``exp_pair`` to float32 grade, for float32 data's formulas
+    (``F32_VARIANTS``: poisson_nll's e^x - y, which cancels at x = log y):
+    (hi, lo), e^x = 2^k (1 + q) with ``exp32``'s reduction and polynomial
+    without its 1 (q = e^r - 1 = r + r^2 P(r), accurate relative to q
+    itself: r exact at k = 0, the fit's error scaled by r^2), then 1 + q
+    as a pair by Fast2Sum (|q| < 1/2), scaled by 2^k. hi + lo is e^x within
+    a relative 2^-34 (the polynomial's fit) and, at k = 0, 1 + q with q's
+    own relative error: e^x - 1 at tiny x is x (tests/test_oracle.py,
+    ``test_poisson_gradient_near_its_zero_is_accurate``). +inf (lo 0) above
+    EXP_OVF, 0 below -708 (results below 2^-1021.5), NaN for NaN. ``exp_pair``'s double-double
+    costs about twice as much: poisson_nll float32, 2^18 elements, 1 thread,
+    2.65 -> 1.58 ns/elem with ``exp32``'s plain value."""
+    big = x > EXP_OVF
+    xc = 0.0 if big else (-746.0 if x < -746.0 else x)  # NaN stays NaN
+    kf = fma(xc, INVLN2, SHIFT)  # SHIFT + k, k = round(x / ln2)
+    k = kf - SHIFT
+    r = fma(-k, LN2, xc)
+    r2 = r * r
+    r4 = r2 * r2
+    q = fma(r4, fma(r2, fma(r, X7, X6), fma(r, X5, X4)), fma(r2, fma(r, X3, X2), r))
+    h = 1.0 + q
+    lo1 = q - (h - 1.0)  # exact (Fast2Sum: |q| < 1)
+    # 2^(k - 1), then 2: k reaches 1024 below EXP_OVF (2^k itself would be
+    # inf there); k - 1 <= -1023 flushes to +0 (results below 2^-1021.5,
+    # invisible in float32)
+    b = (f64_bits(kf) - (SHIFT_BITS - 1022)) << 52
+    s = bits_f64(b if b > 0 else 0)
+    return (INF if big else (h * s) * 2.0), (0.0 if big else (lo1 * s) * 2.0)
+
+
+@njit(**CPU_JIT)
 def expm1_dd(x):
     """e^x - 1 as a double-double (hi, lo), for x <= EXP_OVF (not NaN)."""
     k, r, rl, h, hl, p3 = _reduce(x, -60.0, 711.0, True)
