@@ -178,6 +178,7 @@ SPECS: tuple[LossSpec, ...] = (
         "smooth_l1", "regression", R.smooth_l1, "smooth L1 (Huber / beta); beta = 0 is mae",
         params=(Param("beta", 1.0, check=_nonnegative),), pack=_pack1("beta"),
         reference="Girshick, Fast R-CNN, ICCV 2015", streams=True,
+        fixed=(((0, 1.0),),),
     ),
     LossSpec(
         "pseudo_huber", "regression", R.pseudo_huber, "pseudo-Huber delta^2 (sqrt(1 + (d/delta)^2) - 1)",

@@ -204,6 +204,25 @@ def test_pos_weight_vector_is_each_column_with_its_scalar(dtype, reduction):
             np.testing.assert_array_equal(gm[:, j], gj[:, j])
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_smooth_l1_at_beta_1_is_huber_at_delta_1(dtype):
+    """smooth_l1(beta=1) and huber(delta=1) are the same function, value and
+    gradient (float32: both kernels huber's float32 lanes, ``LossSpec.fixed``;
+    float64: both formulas' products in the same order): the same bits,
+    every reduction, |x - y| at 1 exactly included."""
+    rng = np.random.default_rng(12)
+    n = 20000
+    x = (rng.standard_normal(n) * 10.0 ** rng.uniform(-4, 3, n)).astype(dtype)
+    y = rng.standard_normal(n).astype(dtype)
+    x[:100] = y[:100] + dtype(1.0)
+    x[100:200] = y[100:200] - dtype(1.0)
+    for red in ("none", "mean", "sum"):
+        vs, gs = fl.value_and_grad("smooth_l1", x, y, reduction=red)
+        vh, gh = fl.value_and_grad("huber", x, y, reduction=red)
+        np.testing.assert_array_equal(vs, vh)
+        np.testing.assert_array_equal(gs, gh)
+
+
 def test_identities_between_losses():
     x, y = sample("mse", (50,), np.float64)
     # smooth_l1 with beta = 0 is mae; huber(delta) = delta * smooth_l1(beta=delta)

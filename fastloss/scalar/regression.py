@@ -213,7 +213,16 @@ def smooth_l1(x, y, q, beta, p1, p2):
     a vector division costs more than the rest of the formula): within
     2^-52 of d/beta, which the rounding to float32 does not see beyond
     2^-28 ULP. 1/beta is capped at 2^1000: below beta = 2^-1000 only d = 0
-    is in the quadratic branch (float32 data), and 0 times the cap is 0."""
+    is in the quadratic branch (float32 data), and 0 times the cap is 0.
+
+    At beta = 1 (the default) smooth L1 is huber at delta = 1, value and
+    gradient (at |d| = 1 both branches give 1/2 and +-1): the CPU kernel of
+    that beta for float32 data (``LossSpec.fixed``, ``FIXED_KERNEL``) is
+    huber's float32-lane ``_huber32``."""
+    if FIXED_KERNEL and not F64_DATA:
+        # compile-time flags, as in ``huber``
+        v32, g32 = _huber32(np.float32(x), np.float32(y), np.float32(1.0))
+        return np.float64(v32), g32
     d = x - y
     a = abs(d)
     if F64_DATA:
