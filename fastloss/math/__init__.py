@@ -94,10 +94,12 @@ def exp_pair(x):
 
 
 def exp_pair32(x):
-    """``exp_pair`` to float32 grade: (e^x, 0) with e^x within a relative
-    2^-34 (CPU and CUDA: ``_cpu.exp_pair32``); float32 data's ``exp_pair``
-    (``F32_VARIANTS``)."""
-    return exp(x), 0.0
+    """``exp_pair`` to float32 grade, float32 data's ``exp_pair``
+    (``F32_VARIANTS``): CPU and CUDA ``_cpu.exp_pair32`` (hi + lo within a
+    relative 2^-34 of e^x, and e^x - 1 as (hi - 1) + lo within one of
+    expm1); this plain-Python body (the CUDA simulator) is ``exp_pair``'s,
+    which holds both."""
+    return exp_pair(x)
 
 
 def exp32(x):
