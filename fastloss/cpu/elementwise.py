@@ -268,12 +268,19 @@ def _streams(fid):  # pragma: no cover - replaced by the overload
     raise NotImplementedError
 
 
-def _streamed(index):
-    """Whether formula ``index`` is that of a loss marked ``LossSpec.streams``."""
+def _spec_flag(index, attr):
+    """Whether formula ``index`` is that of a loss whose ``LossSpec`` field
+    ``attr`` is set: "streams" (bound by memory), "q_param" (a per-element
+    q: BCE with logits' pos_weight)."""
     from fastloss import catalog
 
-    return any(s.streams for s in catalog.SPECS
+    return any(getattr(s, attr) for s in catalog.SPECS
                if s.family in ("regression", "binary") and catalog.formula_id(s) == index)
+
+
+def _streamed(index):
+    """Whether formula ``index`` is that of a loss marked ``LossSpec.streams``."""
+    return _spec_flag(index, "streams")
 
 
 @overload(_streams, jit_options={**JIT, "forceinline": True})
@@ -486,63 +493,36 @@ def _span_formula(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, 
 
 
 def _span(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):  # pragma: no cover
-    """``_span_formula`` for a loss bound by its arithmetic; for a loss marked
-    ``LossSpec.streams`` (whose kernel never takes the spans) nothing: its
-    kernel does not compile ``_span_formula`` at all (a second copy of the
-    formula's loop to compile)."""
-    raise NotImplementedError
-
-
-@overload(_span, jit_options={**JIT, "forceinline": True})
-def _span_impl(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):
-    if _streamed(_formula_index(fid, "_span")):
-        def none(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):
-            return False
-        return none
-
-    def impl(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):
-        return _span_formula(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom)
-    return impl
-
-
-def _takes_q(index):
-    """Whether formula ``index`` is that of a loss with a per-element q
-    (``LossSpec.q_param``: BCE with logits' pos_weight)."""
-    from fastloss import catalog
-
-    return any(s.q_param for s in catalog.SPECS
-               if s.family in ("regression", "binary") and catalog.formula_id(s) == index)
-
-
-def _q_span(fid, x, y, off, mu, vs, ga, goff, qb, p0, p1, p2, gdiv, ginv, dom):  # pragma: no cover
-    """``_span_formula`` with the per-element q of a span buffer qb, for a
-    loss with a q (``LossSpec.q_param``) bound by its arithmetic; for the
-    others nothing (``_q_loops``)."""
+    """``_span_formula``, q a scalar or a span buffer of per-element q; a
+    no-op where the kernel never takes the spans (``_path``)."""
     raise NotImplementedError
 
 
 def _q_window(fid, x, y, off, mu, vs, ga, goff, qb, p0, p1, p2, gdiv, ginv, dom):  # pragma: no cover
-    """``_plain_loop`` with the per-element q of a block buffer qb, for a
-    loss with a q; for the others nothing (``_q_loops``)."""
+    """``_plain_loop`` with the per-element q of a block buffer qb; a no-op
+    for a loss without a q (``_path``)."""
     raise NotImplementedError
 
 
-def _q_loops(stub, loop, streamed_too):
-    """The overload of ``_q_span`` or ``_q_window``: ``loop`` for a formula
-    with a q (and, unless ``streamed_too``, not marked ``LossSpec.streams``),
-    else a no-op returning False: the other losses' q is never periodic, and
-    their kernels do not compile a second copy of the loop."""
-    def typer(fid, x, y, off, mu, vs, ga, goff, qb, p0, p1, p2, gdiv, ginv, dom):
+def _path(stub, loop, spans):
+    """The overload of ``_span`` (``spans``) or ``_q_window``: ``loop``, or a
+    no-op returning False where the kernel never takes that path, so that
+    it does not compile another copy of the formula's loop: the spans of a
+    loss marked ``LossSpec.streams``, and a q buffer (an array qv) for a
+    loss without a per-element q (``LossSpec.q_param``: its q is never
+    periodic)."""
+    def typer(fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom):
         index = _formula_index(fid, stub.__name__)
-        if not _takes_q(index) or (_streamed(index) and not streamed_too):
-            return lambda fid, x, y, off, mu, vs, ga, goff, qb, p0, p1, p2, gdiv, ginv, dom: False
-        return lambda fid, x, y, off, mu, vs, ga, goff, qb, p0, p1, p2, gdiv, ginv, dom: loop(
-            fid, x, y, off, mu, vs, ga, goff, qb, p0, p1, p2, gdiv, ginv, dom)
+        if (spans and _streamed(index)) or \
+                (isinstance(qv, types.Array) and not _spec_flag(index, "q_param")):
+            return lambda fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom: False
+        return lambda fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom: loop(
+            fid, x, y, off, mu, vs, ga, goff, qv, p0, p1, p2, gdiv, ginv, dom)
     overload(stub, jit_options={**JIT, "forceinline": True})(typer)
 
 
-_q_loops(_q_span, _span_formula, False)
-_q_loops(_q_window, _plain_loop, True)
+_path(_span, _span_formula, True)
+_path(_q_window, _plain_loop, False)
 
 
 @njit(**PARALLEL_JIT)
@@ -589,7 +569,7 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
     plain = unit and qper == 1
     # a per-element q (pos_weight) with unit weights: the plain loop, and the
     # spans, with q from a buffer in the data's dtype (``_q_window``,
-    # ``_q_span``)
+    # ``_span``)
     qplain = unit and qper > 1
     peel = _peel(x)
     # an arithmetic-bound loss's plain case: the formula by spans (``SPAN``)
@@ -653,9 +633,9 @@ def fused(fid, x, y, q, qper, w, wper, p0, p1, p2, gdiv, grad, vals, hi, lo,
                         su = np.uint64(s0)
                         if qplain:
                             _fill(qb, s1 - s0, q, qper, s0 % qper)
-                            span_bad = _q_span(fid, x, y, su, np.uint64(s1 - s0), vc,
-                                               grad if g_into else gc, su if g_into else _U0,
-                                               qb, p0, p1, p2, gdiv, ginv, dom)
+                            span_bad = _span(fid, x, y, su, np.uint64(s1 - s0), vc,
+                                             grad if g_into else gc, su if g_into else _U0, qb,
+                                             p0, p1, p2, gdiv, ginv, dom)
                         else:
                             span_bad = _span(fid, x, y, su, np.uint64(s1 - s0), vc,
                                              grad if g_into else gc, su if g_into else _U0, qv,
