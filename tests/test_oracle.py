@@ -481,6 +481,40 @@ def test_sigmoid_focal_float64_worst_points(x, y, params):
     assert ug[0] <= GOAL * max(cg, 1.0), (g[0], eg, ug[0], cg)
 
 
+#: logits around ``binary._focal2_dd``'s scaling (D < 2^-250 from |x| ~
+#: 173.3), where its results reach the subnormals (|x| ~ 236-250 for hard
+#: targets) and vanish (|x| ~ 248-358), and its clamp of +-inf; targets hard,
+#: soft, below and above the scaling's 2^-250, and so small (2^-600) that
+#: D^2 underflows where the value, y^3 |x|, does not (|x| = 1e300)
+_FOCAL2_X = [0.0, 1e-300, 36.0, 170.0, 173.2, 173.4, 174.0, 200.0, 236.0, 240.0, 245.0,
+             248.0, 249.0, 250.0, 300.0, 357.0, 358.0, 360.0, 372.0, 700.0, 745.0, 1000.0,
+             1e300, np.inf]
+_FOCAL2_Y = [0.0, 1.0, 0.5, 0.9, 1e-300, 2.0**-251, 2.0**-249, 1e-10, 2.0**-600, 2.0**-650]
+
+
+@pytest.mark.parametrize("alpha", [0.25, None, 1.0])
+def test_sigmoid_focal_float64_gamma2_tails(alpha):
+    """float64 sigmoid_focal at gamma = 2 (``_focal2_dd``: D^2 as a product,
+    D and D' scaled where D < 2^-250) within GOAL ULP (x condition) of the
+    oracle across the scaling's threshold, the subnormal results and
+    infinite logits, both signs."""
+    xs = np.array([s * v for v in _FOCAL2_X for s in (1.0, -1.0)])
+    x, y = G.cross(xs, _FOCAL2_Y, np.float64)
+    params = {"alpha": alpha, "gamma": 2.0}
+    v, g = fl.value_and_grad("sigmoid_focal", x, y, reduction="none", **params)
+    bad = []
+    for i in range(x.size):
+        ev, eg = ref.value_and_grad("sigmoid_focal", float(x[i]), float(y[i]), 1.0, **params)
+        cv, cg = ref.condition("sigmoid_focal", float(x[i]), float(y[i]), 1.0, **params)
+        ue = _error(v[i:i + 1], np.array([round_to_dtype(ev, np.float64)]), np.array([cv]),
+                    np.float64)[0]
+        ug = _error(g[i:i + 1], np.array([round_to_dtype(eg, np.float64)]), np.array([cg]),
+                    np.float64)[0]
+        if not (ue <= GOAL * max(cv, 1.0) and ug <= GOAL * max(cg, 1.0)):
+            bad.append((x[i], y[i], v[i], float(ev), ue, g[i], float(eg), ug))
+    assert not bad, bad[:8]
+
+
 # --- pseudo_huber and log_cosh, float64: rounded once from pairs ---
 
 

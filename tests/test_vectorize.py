@@ -102,6 +102,23 @@ def test_huber_float32_kernel_is_float32_lanes(fresh_kernel):
 
 
 @pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
+def test_sigmoid_focal_float64_gamma2_is_packed(fresh_kernel):
+    """float64 sigmoid_focal's kernel of gamma = 2 (the default;
+    ``binary._focal2_dd``: the factor D^2 as a double-double product) is
+    packed float64 fma arithmetic without libm calls; the double-double
+    exponential and logarithm of other gamma run scalar (libm's pow)."""
+    spec = catalog.get("sigmoid_focal")
+    fid = catalog.kernel_id(spec, spec.pack({"alpha": 0.25, "gamma": 2.0}))
+    assert fid != catalog.formula_id(spec)
+    asm = _asm(fresh_kernel, "sigmoid_focal", np.float64, fid)
+    packed = _PACKED.findall(asm)
+    assert sum(op.startswith(("vfmadd", "vfmsub", "vfnmadd")) and op.endswith("pd")
+               for op in packed) >= 8, packed[:20]
+    calls = [line.strip() for line in asm.splitlines() if _LIBM.search(line)]
+    assert not calls, calls[:3]
+
+
+@pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
 def test_mae_float32_is_float32_lanes(fresh_kernel):
     """mae's float32 kernel subtracts in packed float32 (``regression.mae``:
     |fl(x - y)| is already the correctly rounded value)."""

@@ -30,7 +30,8 @@ from fastloss.math import (
     relu,
     xmul,
 )
-from fastloss.math._cpu import exp_dd, log_dd, logistic_dd, logistic_loss32
+from fastloss.math._cpu import CPU_JIT, exp_dd, log_dd, logistic_dd, logistic_loss32
+from fastloss.math._intrin import fma
 from fastloss.scalar.multiclass import dd_add, dd_mul, dd_recip, dd_round
 
 _TINY = 2.0**-960  # below this, pow(D, gamma) may lose D to underflow
@@ -282,6 +283,112 @@ def _focal_dd(x, y, alpha, gamma, use_alpha):
     return v, g, ok
 
 
+#: ``_focal2_dd`` scales D and D' by 2^300 where D < 2^-250, and the
+#: results by 2^-600, so that D^2 stays normal where the value D^2 BCE does
+#: not underflow: a soft target y below 2^-511 with x below -2^500 (D ~ y,
+#: BCE ~ y |x|, value ~ y^3 |x|; y = 2^-600, x = -1e300: D^2 = 2^-1200
+#: but the value ~2^-803). For hard targets BCE, BCE' and D' are ~D where D
+#: is small, every product stays normal down to the last one (value and
+#: gradient ~D^3), and the scaling changes nothing. BCE and BCE' are not
+#: scaled: with a soft target below 2^-250 BCE may be as large as y |x|
+_F2_SMALL = 2.0**-250
+_F2_UP = 2.0**300
+_F2_DOWN = 2.0**-600
+#: ``_focal2_dd`` evaluates infinite logits at +-_F2_CLAMP (``logistic_dd``
+#: takes finite z; e^-1000 is 0 in float64, so every pair there equals its
+#: limit but softplus(|x|), whose infinity a select restores in the value)
+_F2_CLAMP = 1000.0
+
+
+# unnormalized double-double pieces for ``_focal2_dd``, whose operands and
+# products are finite: multiclass's ``dd_mul``/``dd_add`` less their
+# ``dd_fix`` (a renormalization and an infinity select per operation). A
+# pair (h, l) here has |l| within a few ulp(h); the error of each operation
+# stays ~2^-104 relative, and the result is rounded once (``dd_round``)
+
+
+@njit(**CPU_JIT)
+def _pmul(ah, al, bh, bl):
+    """(ah + al)(bh + bl) as a pair (fma for the heads' exact product)."""
+    p = ah * bh
+    return p, fma(ah, bh, -p) + (ah * bl + al * bh)
+
+
+@njit(**CPU_JIT)
+def _pmul1(a, bh, bl):
+    """a (bh + bl) as a pair, for a double a."""
+    p = a * bh
+    return p, fma(a, bh, -p) + a * bl
+
+
+@njit(**CPU_JIT)
+def _padd(ah, al, bh, bl):
+    """(ah + al) + (bh + bl) as a pair (TwoSum of the heads)."""
+    t = ah + bh
+    z = t - ah
+    return t, ((ah - (t - z)) + (bh - z)) + (al + bl)
+
+
+@njit(**JIT)
+def _focal2_dd(x, y, alpha, use_alpha):
+    """sigmoid_focal at gamma = 2 for float64 data: the factor (1 - p_t)^2 =
+    D^2 as a product, without the exponential and logarithm of ``_focal_dd``
+    (whose e^(gamma L) holds for any gamma), from D = y sigma(-x) + (1 - y)
+    sigma(x) and its derivative D' = (1 - 2y) sigma(x) sigma(-x):
+
+        v = alpha_t D^2 BCE,    g = alpha_t D (2 D' BCE + D BCE'),
+
+    with BCE = (1 - y) softplus(x) + y softplus(-x) and BCE' = (1 - y)
+    sigma(x) - y sigma(-x). Every intermediate is a double-double pair
+    (``logistic_dd``, fma products, TwoSum sums), each result rounded once
+    (and once more where it is subnormal); hard and soft targets alike,
+    branch-free, so that the kernel's loop vectorizes. Where D < 2^-250
+    D and D' are scaled by 2^300 and the results by 2^-600 (``_F2_UP``:
+    D^2 then stays normal where the value does not underflow). +-inf logits take the pairs at
+    +-1000 (their limits), and the value is +inf where that gives a positive
+    one (BCE infinite); NaN propagates."""
+    xc = math.copysign(_F2_CLAMP, x) if abs(x) == math.inf else x
+    pph, ppl, pnh, pnl, sph, spl, snh, snl = logistic_dd(xc)
+    oh, ol = _two_diff(1.0, y)  # 1 - y, exact
+    ah, al = _pmul(oh, ol, pph, ppl)
+    ch, cl = _pmul1(y, pnh, pnl)
+    ceh, cel = _padd(ah, al, ch, cl)  # BCE
+    ah, al = _pmul1(y, snh, snl)
+    ch, cl = _pmul(oh, ol, sph, spl)
+    dh, dl = _padd(ah, al, ch, cl)  # D = 1 - p_t
+    bh, bl = _padd(ch, cl, -ah, -al)  # BCE'
+    uh, ul = _two_diff(1.0, 2.0 * y)
+    th, tl = _pmul(sph, spl, snh, snl)
+    th, tl = _pmul(uh, ul, th, tl)  # D'
+    small = abs(dh) < _F2_SMALL
+    s = _F2_UP if small else 1.0
+    dh, dl = dh * s, dl * s
+    th, tl = (2.0 * s) * th, (2.0 * s) * tl  # 2 D'
+    mh, ml = _pmul(dh, dl, dh, dl)
+    vh, vl = _pmul(mh, ml, ceh, cel)
+    th, tl = _pmul(th, tl, ceh, cel)
+    ph, pl = _pmul(dh, dl, bh, bl)
+    th, tl = _padd(th, tl, ph, pl)
+    gh, gl = _pmul(dh, dl, th, tl)
+    pos = True  # alpha_t > 0
+    if use_alpha != 0.0:
+        qh, ql = _two_diff(1.0, alpha)
+        ah, al = _pmul(qh, ql, oh, ol)
+        ch, cl = _pmul1(alpha, y, 0.0)
+        ah, al = _padd(ah, al, ch, cl)  # alpha_t
+        vh, vl = _pmul(ah, al, vh, vl)
+        gh, gl = _pmul(ah, al, gh, gl)
+        pos = ah > 0.0
+    down = _F2_DOWN if small else 1.0
+    v = dd_round(vh, vl) * down
+    g = dd_round(gh, gl) * down
+    # x = +-inf: BCE = (1 - y) inf or y inf, D = 1 - y or y: v = +inf
+    # where that coefficient and alpha_t are positive (D^2 BCE may have
+    # underflowed at x = +-1000: y = 1e-300)
+    c = oh if x > 0.0 else y
+    return (math.inf if abs(x) == math.inf and c > 0.0 and pos else v), g
+
+
 @njit(**JIT)
 def focal_exact(x, y, gamma):
     """Whether sigmoid_focal takes the double-double path (``_focal_dd``):
@@ -298,9 +405,12 @@ def sigmoid_focal(x, y, q, alpha, gamma, use_alpha):
     2017): alpha_t (1 - p_t)^gamma BCE(x, y), with 1 - p_t = y sigma(-x) +
     (1 - y) sigma(x) (torchvision's definition, soft targets included).
 
-    float64 data: ``_focal_dd`` (double-double intermediates, each result
-    rounded about once); float32 data, gamma = 0, infinite logits and
-    targets outside [0, 1]: ``_focal_plain``."""
+    float64 data: at gamma = 2 (the default) ``_focal2_dd``, else
+    ``_focal_dd`` (double-double intermediates, each result rounded about
+    once); float32 data, gamma = 0, infinite logits and targets outside
+    [0, 1]: ``_focal_plain``."""
+    if F64_DATA and gamma == 2.0:
+        return _focal2_dd(x, y, alpha, use_alpha)
     if F64_DATA and focal_exact(x, y, gamma):
         v, g, ok = _focal_dd(x, y, alpha, gamma, use_alpha)
         if ok:
