@@ -228,16 +228,22 @@ def lanes_scope(m, wy, gdiv, n):
 @njit(**JIT)
 def scale_terms(g, fh, fl):
     """g[j] = fma(g[j], fh, g[j] fl), the terms E_j times the factor's
-    float32 pair rounded once, for a row of n >= _MAIN: the main loop a
-    multiple of _MAIN, then the row's last _MAIN (a slice, indexed from 0)
-    with the entries already scaled kept by a select (no scalar epilogue:
-    ``_terms``)."""
+    float32 pair rounded once, for a row of n >= _MAIN: ``scale_tail``,
+    then ``scale_main``."""
+    scale_tail(g, fh, fl)
+    scale_main(g, fh, fl)
+
+
+@njit(**JIT)
+def scale_tail(g, fh, fl):
+    """``scale_terms``' entries from the last multiple of _MAIN on: the
+    row's last _MAIN (a slice, indexed from 0) with the entries before it
+    kept by a select (no scalar epilogue: ``_terms``). It runs before
+    ``scale_main``: after it, the tail's loads straddled the main loop's
+    last stores (n % 16 != 0) and waited for them (store forwarding)."""
     wide_vectors()
     n = g.size
     nm = n - n % _MAIN
-    for j in range(nm):
-        e = g[j]
-        g[j] = fma32(e, fh, e * fl)
     if nm < n:
         gt = g[n - _MAIN:]
         b = nm - (n - _MAIN)
@@ -245,6 +251,16 @@ def scale_terms(g, fh, fl):
             e = gt[i]
             v = fma32(e, fh, e * fl)
             gt[i] = v if i >= b else e
+
+
+@njit(**JIT)
+def scale_main(g, fh, fl):
+    """``scale_terms``' entries below the last multiple of _MAIN."""
+    wide_vectors()
+    nm = g.size - g.size % _MAIN
+    for j in range(nm):
+        e = g[j]
+        g[j] = fma32(e, fh, e * fl)
 
 
 @njit(**{**JIT, "forceinline": True})

@@ -178,7 +178,8 @@ from fastloss.cpu.rowlanes import (
     probs_scalars,
     probs_scope,
     row_scope,
-    scale_terms,
+    scale_main,
+    scale_tail,
 )
 from fastloss.cpu.stream import stream_copy
 from fastloss.math._cpu import exp_gap32, f32_pair
@@ -878,7 +879,13 @@ def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g,
                     lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r], lv[_WY + r], wsum, n,
                     gdiv)
                 lv[_RV + r] = v if lv[_MD + r] == 0.0 else lv[_RV + r]
-        # 3. per row: the gradient, the label's entry; values in row order
+        # 3. per row: the gradient, the label's entry; values in row order.
+        # The tails first, each row's well before its main loop (whose
+        # loads straddled the tail's stores right after them: C = 100)
+        if sg and not options:
+            for r in range(nr):
+                if lv[_MD + r] == 0.0:
+                    scale_tail(g[r0 + r], np.float32(lv[_FH + r]), np.float32(lv[_FL + r]))
         for r in range(nr):
             mode = lv[_MD + r]
             v = 0.0 if mode == 2.0 else lv[_RV + r]
@@ -891,7 +898,7 @@ def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g,
                     _probs_grad(gr, w, lv[_FH + r], ecg)
                     gr[lab[r0 + r]] = lv[_GY + r]
                 else:
-                    scale_terms(gr, np.float32(lv[_FH + r]), np.float32(lv[_FL + r]))
+                    scale_main(gr, np.float32(lv[_FH + r]), np.float32(lv[_FL + r]))
                     gr[lab[r0 + r]] = lv[_GY + r]
             s, comp = keep_and_add(vals, r0 + r, store_vals, s, comp, v)
     return s, comp
