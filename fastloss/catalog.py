@@ -123,7 +123,10 @@ class LossSpec:
     #: the per-element q when it is one scalar. A vectorized loop evaluates
     #: both sides of a runtime branch as selects; with the constant LLVM
     #: folds the branch and drops the dead side. poisson_nll: either
-    #: log_input; sigmoid_focal: gamma = 2; BCE with logits: no label
+    #: log_input; sigmoid_focal: gamma = 2, and gamma = 0 without alpha
+    #: (BCE itself; its float64 kernel of the other parameters then holds
+    #: one path: ``math.CPU_GENERIC``);
+    #: BCE with logits: no label
     #: smoothing and no pos_weight (the defaults). A value may also be a
     #: ``Float32In`` condition, which fixes nothing (huber: delta a float32
     #: number in [1, 2^64])
@@ -233,7 +236,7 @@ SPECS: tuple[LossSpec, ...] = (
             0.0 if p["alpha"] is None else 1.0,
         ),
         weight_param="weight",
-        fixed=(((1, 2.0),),),
+        fixed=(((1, 2.0),), ((1, 0.0), (2, 0.0))),
         reference="Lin et al., Focal Loss for Dense Object Detection, ICCV 2017",
     ),
     LossSpec("hinge", "binary", B.hinge, "hinge max(0, 1 - y x)", target_domain=_HINGE,

@@ -492,15 +492,17 @@ _FOCAL2_X = [0.0, 1e-300, 36.0, 170.0, 173.2, 173.4, 174.0, 200.0, 236.0, 240.0,
 _FOCAL2_Y = [0.0, 1.0, 0.5, 0.9, 1e-300, 2.0**-251, 2.0**-249, 1e-10, 2.0**-600, 2.0**-650]
 
 
-@pytest.mark.parametrize("alpha", [0.25, None, 1.0])
-def test_sigmoid_focal_float64_gamma2_tails(alpha):
-    """float64 sigmoid_focal at gamma = 2 (``_focal2_dd``: D^2 as a product,
-    D and D' scaled where D < 2^-250) within GOAL ULP (x condition) of the
-    oracle across the scaling's threshold, the subnormal results and
-    infinite logits, both signs."""
+@pytest.mark.parametrize("alpha, gamma", [(0.25, 2.0), (None, 2.0), (1.0, 2.0), (0.25, 0.5),
+                                          (None, 5.0), (0.25, 0.0)])
+def test_sigmoid_focal_float64_tails(alpha, gamma):
+    """float64 sigmoid_focal within GOAL ULP (x condition) of the oracle
+    across the scaling thresholds, the subnormal results and infinite
+    logits, both signs: at gamma = 2 ``_focal2_dd`` (D^2 as a product, D
+    and D' scaled where D < 2^-250), else ``_focal_gdd`` (a soft target's D
+    scaled below 2^-900; with alpha at gamma = 0 too)."""
     xs = np.array([s * v for v in _FOCAL2_X for s in (1.0, -1.0)])
-    x, y = G.cross(xs, _FOCAL2_Y, np.float64)
-    params = {"alpha": alpha, "gamma": 2.0}
+    x, y = G.cross(xs, _FOCAL2_Y + ([] if gamma == 2.0 else [5e-320]), np.float64)
+    params = {"alpha": alpha, "gamma": gamma}
     v, g = fl.value_and_grad("sigmoid_focal", x, y, reduction="none", **params)
     bad = []
     for i in range(x.size):

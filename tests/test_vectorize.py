@@ -102,14 +102,17 @@ def test_huber_float32_kernel_is_float32_lanes(fresh_kernel):
 
 
 @pytest.mark.skipif(not _HAS_AVX2, reason="needs a CPU with AVX2")
-def test_sigmoid_focal_float64_gamma2_is_packed(fresh_kernel):
-    """float64 sigmoid_focal's kernel of gamma = 2 (the default;
-    ``binary._focal2_dd``: the factor D^2 as a double-double product) is
-    packed float64 fma arithmetic without libm calls; the double-double
-    exponential and logarithm of other gamma run scalar (libm's pow)."""
+@pytest.mark.parametrize("gamma", [2.0, 0.5])
+def test_sigmoid_focal_float64_is_packed(fresh_kernel, gamma):
+    """float64 sigmoid_focal's kernels of gamma = 2 (the default,
+    ``binary._focal2_dd``: the factor D^2 as a double-double product) and
+    of other gamma (``_focal_gdd``: its double-double exponential and
+    logarithm, alone in that kernel: ``math.CPU_GENERIC``) are packed
+    float64 fma arithmetic without libm calls (libm's pow kept the latter
+    scalar, ~50 ns/elem)."""
     spec = catalog.get("sigmoid_focal")
-    fid = catalog.kernel_id(spec, spec.pack({"alpha": 0.25, "gamma": 2.0}))
-    assert fid != catalog.formula_id(spec)
+    fid = catalog.kernel_id(spec, spec.pack({"alpha": 0.25, "gamma": gamma}))
+    assert (fid != catalog.formula_id(spec)) == (gamma == 2.0)
     asm = _asm(fresh_kernel, "sigmoid_focal", np.float64, fid)
     packed = _PACKED.findall(asm)
     assert sum(op.startswith(("vfmadd", "vfmsub", "vfnmadd")) and op.endswith("pd")
@@ -211,7 +214,7 @@ def _fixed_case(case, dtype):
         hard = (rng.random(3 * CHUNK) < 0.5).astype(np.float64)
         y = np.concatenate([ys, np.where(rng.random(3 * CHUNK) < 0.5, hard, rng.random(3 * CHUNK))])
         return "binary_cross_entropy_with_logits", (0.0, 0.0, 0.0), x.astype(dtype), y.astype(dtype)
-    # sigmoid_focal, gamma = 2 (alpha = 0.25): hard and soft targets, logits
+    # sigmoid_focal, gamma = 2 (alpha = 0.25) or 0 (no alpha): hard and soft targets, logits
     # of every size, the infinities (where D^2 meets 0 * inf) and NaN
     special = [0.0, -0.0, 1e-30, 1.0, -1.0, 17.0, -17.0, 88.0, -104.0, 372.0, -373.0, 745.0,
                -746.0, 1e30, -1e38, np.inf, -np.inf, np.nan]
@@ -220,11 +223,13 @@ def _fixed_case(case, dtype):
     x = np.concatenate([xs, rng.normal(0.0, 8.0, 3 * CHUNK)])
     hard = (rng.random(3 * CHUNK) < 0.5).astype(np.float64)
     y = np.concatenate([ys, np.where(rng.random(3 * CHUNK) < 0.5, hard, rng.random(3 * CHUNK))])
-    return "sigmoid_focal", (0.25, 2.0, 1.0), x.astype(dtype), y.astype(dtype)
+    p = (0.0, 0.0, 0.0) if case == "focal_gamma0" else (0.25, 2.0, 1.0)  # (no alpha)
+    return "sigmoid_focal", p, x.astype(dtype), y.astype(dtype)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda v: v.__name__)
-@pytest.mark.parametrize("case", ["poisson_log_input", "poisson_rate", "focal_gamma2", "bce_defaults"])
+@pytest.mark.parametrize("case", ["poisson_log_input", "poisson_rate", "focal_gamma2", "focal_gamma0",
+                                  "bce_defaults"])
 def test_fixed_kernel_is_the_formula(dtype, case):
     """Kernels compiled with parameters as compile-time constants
     (``LossSpec.fixed``, ``catalog.kernel_id``; in a vectorized loop a runtime
@@ -280,6 +285,21 @@ def test_fixed_kernel_is_the_formula(dtype, case):
         close = np.abs(fg.astype(np.float64) - rg) <= 3 * np.spacing(scale.astype(dtype))
         assert np.all(np.where(np.isnan(rg), np.isnan(fg), close))
         np.testing.assert_allclose(fs, rs, rtol=1e-6)
+        return
+    if case.startswith("focal") and dtype == np.float64:
+        # the float64 kernel that reads gamma holds ``_focal_gdd`` alone
+        # (``math.CPU_GENERIC``: gamma = 0 and 2 have kernels of their own),
+        # another algorithm than the fixed kernels' (``_focal2_dd``,
+        # ``_focal_plain``); each is within 1 ULP of the exact value (x
+        # condition for the gradient, tests/test_oracle.py)
+        (rv, rg, rs), (fv, fg, fs) = out
+        fin = np.isfinite(rv)
+        np.testing.assert_array_equal(fv[~fin], rv[~fin])
+        np.testing.assert_array_max_ulp(fv[fin], rv[fin], maxulp=2)
+        scale = np.maximum(np.abs(rg), np.abs(y))
+        close = np.abs(fg - rg) <= 3 * np.spacing(scale)
+        assert np.all(np.where(np.isnan(rg), np.isnan(fg), close))
+        np.testing.assert_allclose(fs, rs, rtol=1e-14)
         return
     for a, b in zip(out[0], out[1], strict=True):
         np.testing.assert_array_equal(a.view(np.uint8), b.view(np.uint8))

@@ -118,7 +118,7 @@ from fastloss._config import (
 from fastloss.catalog import FIXED, FORMULAS, Float32In, Q
 from fastloss.cpu.dispatch import LiteralDispatch as _LiteralDispatch
 from fastloss.cpu.stream import stream_copy, to_line
-from fastloss.math import with_f32_variants, with_fixed_kernel, xmul
+from fastloss.math import with_f32_variants, with_kernel_flags, xmul
 from fastloss.math._cpu import f32_pair
 from fastloss.math._intrin import fma, fma32, prefetch, store_fence, wide_vectors
 from fastloss.reduce import block_sum
@@ -186,14 +186,14 @@ def _inlined(fid, f32, fixed):
     globals in which the primitives of ``fastloss.math.F32_VARIANTS`` are
     rebound to their float32-grade versions: one formula text, two
     precisions. For a kernel with parameters fixed (``fixed``), the
-    formula's ``FIXED_KERNEL`` flag is True (``fastloss.math``)."""
+    formula's ``FIXED_KERNEL`` flag is True, for the others its
+    ``CPU_GENERIC`` flag (``fastloss.math.with_kernel_flags``)."""
     key = (fid, f32, fixed)
     if key not in _INLINED:
         py = FORMULAS[fid].py_func
         if f32:
             py = with_f32_variants(py)
-        if fixed:
-            py = with_fixed_kernel(py)
+        py = with_kernel_flags(py, fixed)
         _INLINED[key] = njit(**INLINE_COPY)(py)
     return _INLINED[key]
 

@@ -37,7 +37,7 @@ LN2_HI = 6.93147180369123816490e-01  # ln 2 = LN2_HI + LN2_LO (fdlibm split)
 LN2_LO = 1.90821492927058770002e-10
 
 __all__ = [
-    "F64_DATA", "FIXED_KERNEL", "LN2_HI", "LN2_LO", "exp", "exp_pair", "exp32", "expm1", "log", "log1p", "softplus", "log_sigmoid",
+    "CPU_GENERIC", "F64_DATA", "FIXED_KERNEL", "LN2_HI", "LN2_LO", "exp", "exp_pair", "exp32", "expm1", "log", "log1p", "softplus", "log_sigmoid",
     "sigmoid", "logistic", "logistic32", "logistic32_wide", "tanh", "sinh", "hypot", "pow_pos", "logaddexp", "xmul", "relu", "sign",
 ]
 
@@ -273,6 +273,17 @@ F32_VARIANTS = {"logistic": logistic32, "exp_pair": exp_pair32, "F64_DATA": Fals
 #: by the other kernels of the formula too.
 FIXED_KERNEL = False
 
+#: ``CPU_GENERIC``: False in the formulas' own globals (which the CUDA
+#: kernels compile), True in the copy that a CPU kernel compiles with no
+#: parameter fixed (``with_kernel_flags``). Such a kernel never meets the
+#: parameter values that ``LossSpec.fixed`` lists (``catalog.kernel_id``
+#: gives them kernels of their own), so a formula may leave their paths out
+#: of it: float64 ``sigmoid_focal``'s kernel for gamma other than 0 and 2
+#: holds its double-double path alone, whose loop vectorizes; with the
+#: paths of gamma = 0 and 2 beside it as selects, every element would
+#: evaluate all three.
+CPU_GENERIC = False
+
 
 def with_f32_variants(py):
     """The Python function ``py`` (a formula's ``py_func``) with the names of
@@ -287,14 +298,17 @@ def with_f32_variants(py):
     return _pytypes.FunctionType(py.__code__, env, py.__name__, py.__defaults__, py.__closure__)
 
 
-def with_fixed_kernel(py):
-    """``py`` with ``FIXED_KERNEL`` rebound to True in its globals (the
-    formula of a CPU kernel with parameters fixed, ``cpu.elementwise``);
-    ``py`` itself when it does not use the flag. Compile without
-    ``cache=True``, as ``with_f32_variants``."""
-    if "FIXED_KERNEL" not in py.__code__.co_names:
+def with_kernel_flags(py, fixed: bool):
+    """``py`` with the CPU kernels' flags rebound in its globals:
+    ``FIXED_KERNEL`` to ``fixed`` (a kernel with parameters fixed,
+    ``cpu.elementwise``) and ``CPU_GENERIC`` to ``not fixed``; ``py``
+    itself when it uses neither. Compile without ``cache=True``, as
+    ``with_f32_variants``."""
+    flags = {"FIXED_KERNEL": fixed, "CPU_GENERIC": not fixed}
+    names = set(py.__code__.co_names) & set(flags)
+    if not names:
         return py
-    env = {**py.__globals__, "FIXED_KERNEL": True}
+    env = {**py.__globals__, **{k: flags[k] for k in names}}
     return _pytypes.FunctionType(py.__code__, env, py.__name__, py.__defaults__, py.__closure__)
 
 

@@ -18,9 +18,11 @@ from numba import njit
 
 from fastloss._config import JIT
 from fastloss.math import (
+    CPU_GENERIC,
     F64_DATA,
     FIXED_KERNEL,
-    exp,
+    LN2_HI,
+    LN2_LO,
     exp32,
     log,
     log1p,
@@ -32,9 +34,7 @@ from fastloss.math import (
 )
 from fastloss.math._cpu import CPU_JIT, exp_dd, log_dd, logistic_dd, logistic_loss32
 from fastloss.math._intrin import fma
-from fastloss.scalar.multiclass import dd_add, dd_mul, dd_recip, dd_round
-
-_TINY = 2.0**-960  # below this, pow(D, gamma) may lose D to underflow
+from fastloss.scalar.multiclass import dd_round
 
 
 @njit(**JIT)
@@ -178,18 +178,14 @@ def _focal_plain(x, y, alpha, gamma, use_alpha, f64):
         m = big_d * big_d
         g = big_d * (xmul(2.0 * ((1.0 - 2.0 * y) * sp * sn), ce) + big_d * dce)
     else:
-        # float64 data: pow of the accurately computed D is accurate;
-        # exp(gamma L) only where D underflows (gamma L is then
-        # ill-conditioned, cond ~ |gamma L|). float32 data: exp(gamma L)
-        # (L's rounding, 2^-53 |gamma L|, matters only where m < 2^-150),
-        # which vectorizes where libm's pow does not, by ``exp32`` (gamma L
-        # <= 0; 2^-34, and flushed below 2^-1022, where m ce and m (...)
-        # round to 0 in float32: |ce| < 2^129): 8.8 -> 7.0-7.6 ns/elem against
-        # the full-range ``exp`` (N = 2^22, 1 thread, gamma = 2.5)
-        if f64:
-            m = math.pow(big_d, gamma) if big_d > _TINY else exp(gamma * big_l)
-        else:
-            m = exp32(gamma * big_l)
+        # float32 data (float64 data comes here with gamma = 0 only:
+        # ``sigmoid_focal``): exp(gamma L) (L's rounding, 2^-53 |gamma L|,
+        # matters only where m < 2^-150), which vectorizes where libm's pow
+        # does not, by ``exp32`` (gamma L <= 0; 2^-34, and flushed below
+        # 2^-1022, where m ce and m (...) round to 0 in float32: |ce| <
+        # 2^129): 8.8 -> 7.0-7.6 ns/elem against the full-range ``exp`` (N =
+        # 2^22, 1 thread, gamma = 2.5)
+        m = exp32(gamma * big_l)
         g = m * (xmul(gamma * dl, ce) + dce)
     v = m * ce
     if use_alpha != 0.0:
@@ -205,82 +201,6 @@ def _two_diff(a, b):
     s = a - b
     z = s - a
     return s, (a - (s - z)) - (b + z)
-
-
-@njit(**JIT)
-def _focal_dd(x, y, alpha, gamma, use_alpha):
-    """sigmoid_focal's value and gradient for float64 data (finite x,
-    0 <= y <= 1, or +-inf x with 0 < y < 1; gamma != 0), every intermediate a double-double pair
-    (``logistic_dd``, fma products, TwoSum sums) so that each result is
-    rounded about once: the modulating factor e^(gamma L) is the
-    double-double exponential of the pair gamma L (its rounding would be
-    amplified by |gamma L|, and pow(D, gamma)'s by gamma), BCE, alpha_t,
-    1 - y and the gradient's bracket gamma L' BCE + BCE' are pairs. The
-    2^k of e^(gamma L) is applied last (products below 2^-1022 are not
-    rounded early). Returns (v, g, ok); ok is False where the pair
-    arithmetic overflows (|x| near the float64 maximum): the caller then
-    uses the plain formula."""
-    fin = abs(x) < math.inf
-    if fin:
-        pph, ppl, pnh, pnl, sph, spl, snh, snl = logistic_dd(x)
-    else:  # soft targets only (``focal_exact``)
-        up = x > 0.0
-        pph, ppl = (math.inf if up else 0.0), 0.0
-        pnh, pnl = (0.0 if up else math.inf), 0.0
-        sph, spl = (1.0 if up else 0.0), 0.0
-        snh, snl = (0.0 if up else 1.0), 0.0
-    oh, ol = _two_diff(1.0, y)
-    if y == 1.0:
-        lh, ll = -pph, -ppl
-        ceh, cel = pnh, pnl
-        th, tl = dd_mul(gamma, 0.0, sph, spl)
-        th, tl = dd_mul(th, tl, ceh, cel)
-        bh, bl = dd_add(th, tl, snh, snl)
-        bh, bl = -bh, -bl
-    elif y == 0.0:
-        lh, ll = -pnh, -pnl
-        ceh, cel = pph, ppl
-        th, tl = dd_mul(gamma, 0.0, snh, snl)
-        th, tl = dd_mul(th, tl, ceh, cel)
-        bh, bl = dd_add(th, tl, sph, spl)
-    else:
-        ah, al = dd_mul(oh, ol, pph, ppl)
-        ch, cl = dd_mul(y, 0.0, pnh, pnl)
-        ceh, cel = dd_add(ah, al, ch, cl)
-        ah, al = dd_mul(y, 0.0, snh, snl)
-        ch, cl = dd_mul(oh, ol, sph, spl)  # (1 - y) sigma(x)
-        dh, dl = dd_add(ah, al, ch, cl)  # D = 1 - p_t
-        if not dh > _TINY:
-            return 0.0, 0.0, False
-        lh, ll = log_dd(dh)
-        lh, ll = dd_add(lh, ll, dl / dh, 0.0)
-        uh, ul = _two_diff(1.0, 2.0 * y)
-        th, tl = dd_mul(uh, ul, sph, spl)
-        th, tl = dd_mul(th, tl, snh, snl)
-        rh, rl = dd_recip(dh, dl)
-        th, tl = dd_mul(th, tl, rh, rl)  # L' = (1 - 2y) sigma(x) sigma(-x) / D
-        th, tl = dd_mul(gamma, 0.0, th, tl)
-        th, tl = dd_mul(th, tl, ceh, cel) if fin else (0.0, 0.0)  # L' BCE -> 0
-        bh, bl = dd_add(th, tl, ch, cl)
-        bh, bl = dd_add(bh, bl, -ah, -al)  # + BCE' = (1 - y) sigma(x) - y sigma(-x)
-    ph, pl = dd_mul(gamma, 0.0, lh, ll)
-    yh, yl, s1, s2 = exp_dd(ph, 0.0)
-    if not ph >= -745.0:  # e^(gamma L) < 2^-1075: the factor is 0
-        return 0.0, 0.0, ph == ph
-    mh, ml = dd_mul(yh, yl, 1.0, pl)  # e^(ph + pl) / 2^k
-    vh, vl = dd_mul(mh, ml, ceh, cel)
-    gh, gl = dd_mul(mh, ml, bh, bl)
-    if use_alpha != 0.0:
-        qh, ql = _two_diff(1.0, alpha)
-        ah, al = dd_mul(qh, ql, oh, ol)
-        ch, cl = dd_mul(alpha, 0.0, y, 0.0)
-        ah, al = dd_add(ah, al, ch, cl)
-        vh, vl = dd_mul(ah, al, vh, vl)
-        gh, gl = dd_mul(ah, al, gh, gl)
-    v = (dd_round(vh, vl) * s1) * s2
-    g = (dd_round(gh, gl) * s1) * s2
-    ok = (abs(vh) < math.inf or ceh == math.inf) and abs(gh) < math.inf
-    return v, g, ok
 
 
 #: ``_focal2_dd`` scales D and D' by 2^300 where D < 2^-250, and the
@@ -329,34 +249,64 @@ def _padd(ah, al, bh, bl):
     return t, ((ah - (t - z)) + (bh - z)) + (al + bl)
 
 
+@njit(**CPU_JIT)
+def _focal_pairs(x, y):
+    """The pairs both double-double focal paths start from, at x (+-inf
+    taken at +-_F2_CLAMP): 1 - y (exact), BCE = (1 - y) softplus(x) + y
+    softplus(-x), D = 1 - p_t = y sigma(-x) + (1 - y) sigma(x), BCE' = (1 -
+    y) sigma(x) - y sigma(-x), and ``logistic_dd``'s softplus(+-x),
+    sigma(+-x)."""
+    xc = math.copysign(_F2_CLAMP, x) if abs(x) == math.inf else x
+    pph, ppl, pnh, pnl, sph, spl, snh, snl = logistic_dd(xc)
+    oh, ol = _two_diff(1.0, y)
+    ah, al = _pmul(oh, ol, pph, ppl)
+    ch, cl = _pmul1(y, pnh, pnl)
+    ceh, cel = _padd(ah, al, ch, cl)
+    ah, al = _pmul1(y, snh, snl)
+    ch, cl = _pmul(oh, ol, sph, spl)
+    dh, dl = _padd(ah, al, ch, cl)
+    bh, bl = _padd(ch, cl, -ah, -al)
+    return oh, ol, ceh, cel, dh, dl, bh, bl, pph, ppl, pnh, pnl, sph, spl, snh, snl
+
+
+@njit(**CPU_JIT)
+def _focal_end(x, y, oh, ol, vh, vl, gh, gl, alpha, use_alpha, s1, s2, s3):
+    """alpha_t times the pairs v and g (use_alpha), each rounded once, then
+    scaled by s1, s2 and s3 in turn. At x = +-inf BCE = (1 - y) inf or y inf: the value is
+    +inf where that coefficient and alpha_t are positive (the pairs, taken
+    at +-_F2_CLAMP, hold a finite value, or 0 where D^gamma BCE underflowed
+    there: y = 1e-300)."""
+    pos = True
+    if use_alpha != 0.0:
+        qh, ql = _two_diff(1.0, alpha)
+        ah, al = _pmul(qh, ql, oh, ol)
+        ch, cl = _pmul1(alpha, y, 0.0)
+        ah, al = _padd(ah, al, ch, cl)  # alpha_t
+        vh, vl = _pmul(ah, al, vh, vl)
+        gh, gl = _pmul(ah, al, gh, gl)
+        pos = ah > 0.0
+    v = ((dd_round(vh, vl) * s1) * s2) * s3
+    g = ((dd_round(gh, gl) * s1) * s2) * s3
+    c = oh if x > 0.0 else y
+    return (math.inf if abs(x) == math.inf and c > 0.0 and pos else v), g
+
+
 @njit(**JIT)
 def _focal2_dd(x, y, alpha, use_alpha):
     """sigmoid_focal at gamma = 2 for float64 data: the factor (1 - p_t)^2 =
-    D^2 as a product, without the exponential and logarithm of ``_focal_dd``
-    (whose e^(gamma L) holds for any gamma), from D = y sigma(-x) + (1 - y)
-    sigma(x) and its derivative D' = (1 - 2y) sigma(x) sigma(-x):
+    D^2 as a product, without the exponential and logarithm of
+    ``_focal_gdd`` (whose e^(gamma L) holds for any gamma), from D and its
+    derivative D' = (1 - 2y) sigma(x) sigma(-x) (``_focal_pairs``):
 
-        v = alpha_t D^2 BCE,    g = alpha_t D (2 D' BCE + D BCE'),
+        v = alpha_t D^2 BCE,    g = alpha_t D (2 D' BCE + D BCE').
 
-    with BCE = (1 - y) softplus(x) + y softplus(-x) and BCE' = (1 - y)
-    sigma(x) - y sigma(-x). Every intermediate is a double-double pair
-    (``logistic_dd``, fma products, TwoSum sums), each result rounded once
-    (and once more where it is subnormal); hard and soft targets alike,
-    branch-free, so that the kernel's loop vectorizes. Where D < 2^-250
-    D and D' are scaled by 2^300 and the results by 2^-600 (``_F2_UP``:
-    D^2 then stays normal where the value does not underflow). +-inf logits take the pairs at
-    +-1000 (their limits), and the value is +inf where that gives a positive
-    one (BCE infinite); NaN propagates."""
-    xc = math.copysign(_F2_CLAMP, x) if abs(x) == math.inf else x
-    pph, ppl, pnh, pnl, sph, spl, snh, snl = logistic_dd(xc)
-    oh, ol = _two_diff(1.0, y)  # 1 - y, exact
-    ah, al = _pmul(oh, ol, pph, ppl)
-    ch, cl = _pmul1(y, pnh, pnl)
-    ceh, cel = _padd(ah, al, ch, cl)  # BCE
-    ah, al = _pmul1(y, snh, snl)
-    ch, cl = _pmul(oh, ol, sph, spl)
-    dh, dl = _padd(ah, al, ch, cl)  # D = 1 - p_t
-    bh, bl = _padd(ch, cl, -ah, -al)  # BCE'
+    Every intermediate is a double-double pair (``logistic_dd``, fma
+    products, TwoSum sums), each result rounded once (and once more where
+    it is subnormal); hard and soft targets alike, branch-free, so that the
+    kernel's loop vectorizes. Where D < 2^-250 D and D' are scaled by 2^300
+    and the results by 2^-600 (``_F2_UP``: D^2 then stays normal where the
+    value does not underflow). NaN propagates."""
+    oh, ol, ceh, cel, dh, dl, bh, bl, pph, ppl, pnh, pnl, sph, spl, snh, snl = _focal_pairs(x, y)
     uh, ul = _two_diff(1.0, 2.0 * y)
     th, tl = _pmul(sph, spl, snh, snl)
     th, tl = _pmul(uh, ul, th, tl)  # D'
@@ -370,33 +320,81 @@ def _focal2_dd(x, y, alpha, use_alpha):
     ph, pl = _pmul(dh, dl, bh, bl)
     th, tl = _padd(th, tl, ph, pl)
     gh, gl = _pmul(dh, dl, th, tl)
-    pos = True  # alpha_t > 0
-    if use_alpha != 0.0:
-        qh, ql = _two_diff(1.0, alpha)
-        ah, al = _pmul(qh, ql, oh, ol)
-        ch, cl = _pmul1(alpha, y, 0.0)
-        ah, al = _padd(ah, al, ch, cl)  # alpha_t
-        vh, vl = _pmul(ah, al, vh, vl)
-        gh, gl = _pmul(ah, al, gh, gl)
-        pos = ah > 0.0
-    down = _F2_DOWN if small else 1.0
-    v = dd_round(vh, vl) * down
-    g = dd_round(gh, gl) * down
-    # x = +-inf: BCE = (1 - y) inf or y inf, D = 1 - y or y: v = +inf
-    # where that coefficient and alpha_t are positive (D^2 BCE may have
-    # underflowed at x = +-1000: y = 1e-300)
-    c = oh if x > 0.0 else y
-    return (math.inf if abs(x) == math.inf and c > 0.0 and pos else v), g
+    return _focal_end(x, y, oh, ol, vh, vl, gh, gl, alpha, use_alpha,
+                      _F2_DOWN if small else 1.0, 1.0, 1.0)
+
+
+#: ``_focal_gdd`` takes log D of a soft target's D below 2^-900 as log(D
+#: 2^600) - 600 ln 2 (a subnormal D, y below 2^-1022, is not in
+#: ``log_dd``'s domain), and D'/D as (D' 2^600) / (D 2^600)
+_G_SMALL = 2.0**-900
+_G_UP = 2.0**600
+_G_K = 600.0
+#: ``_focal_gdd``'s factor e^(gamma L) below e^-700 is taken times
+#: 2^_G_FAR (exp_dd's range ends at -790) and the results times _G_DOWN
+#: last; below e^(_G_ZERO + _G_FAR ln 2) it is 0 (results < 2^-1126)
+_G_FAR = 1024.0
+_G_DOWN = 2.0**-1024
+_G_ZERO = -790.0
 
 
 @njit(**JIT)
-def focal_exact(x, y, gamma):
-    """Whether sigmoid_focal takes the double-double path (``_focal_dd``):
-    finite x, y in [0, 1] and gamma != 0 (float64 data only: the caller
-    tests ``F64_DATA`` first; float32 data's plain float64 evaluation is
-    already within 1 ULP after rounding to float32, and keeps its speed)."""
-    soft = y > 0.0 and y < 1.0
-    return gamma != 0.0 and (abs(x) < math.inf and (soft or y == 0.0 or y == 1.0) or soft and x == x)
+def _focal_gdd(x, y, alpha, gamma, use_alpha):
+    """sigmoid_focal for float64 data and any gamma != 0: the factor
+    e^(gamma L), L = log D, as the double-double exponential of the pair
+    gamma L (its rounding would be amplified by |gamma L|, and pow(D,
+    gamma)'s by gamma), and
+
+        v = alpha_t e^(gamma L) BCE,    g = alpha_t e^(gamma L) (gamma L' BCE + BCE'),
+
+    L' = D'/D = (1 - 2y) sigma(x) sigma(-x) / D. Hard targets: L =
+    -softplus(x) (y = 1) or -softplus(-x) (y = 0), L' = -sigma(x) or
+    sigma(-x), from ``logistic_dd`` (D may underflow where L does not);
+    soft targets: L = log D + dl/D (``log_dd`` of the pair's head, D scaled
+    into the normal range below 2^-900) and L' by the pair reciprocal of D.
+    Both are computed and one is selected, branch-free, so that the
+    kernel's loop vectorizes (``_focal2_dd``'s pairs and rounding). The
+    2^k of e^(gamma L) is applied last (products below 2^-1022 are not
+    rounded early; ``_G_FAR``). NaN propagates."""
+    oh, ol, ceh, cel, dh, dl, bh, bl, pph, ppl, pnh, pnl, sph, spl, snh, snl = _focal_pairs(x, y)
+    # soft targets
+    sub = dh < _G_SMALL
+    sc = _G_UP if sub else 1.0
+    ds = dh * sc
+    lh, ll = log_dd(ds if ds > 0.0 else 1.0)  # (a hard target's D may be 0)
+    k = _G_K if sub else 0.0
+    lh, ll = _padd(lh, ll, -(k * LN2_HI), -(k * LN2_LO))
+    lh, ll = _padd(lh, ll, dl / dh, 0.0)  # L = log(dh + dl)
+    uh, ul = _two_diff(1.0, 2.0 * y)
+    th, tl = _pmul(sph, spl, snh, snl)
+    th, tl = _pmul(uh, ul, sc * th, sc * tl)  # D' sc
+    rh = 1.0 / ds
+    rl = (fma(-rh, ds, 1.0) - rh * (dl * sc)) * rh  # 1 / (D sc)
+    th, tl = _pmul(th, tl, rh, rl)  # L'
+    # hard targets
+    if y == 1.0:
+        lh, ll, th, tl = -pph, -ppl, -sph, -spl
+    elif y == 0.0:
+        lh, ll, th, tl = -pnh, -pnl, snh, snl
+    ph, pl = _pmul1(gamma, lh, ll)
+    # below -700, e^(gamma L) 2^1024 (gamma L + 1024 ln 2 in exp_dd's
+    # range), times 2^-1024 last: BCE may be as large as 2^1024
+    far = ph < -700.0
+    k = _G_FAR if far else 0.0
+    ph, pl = _padd(ph, pl, k * LN2_HI, k * LN2_LO)
+    h = ph + pl  # renormalized: e^pl is taken as 1 + pl (pl ~ 2^-44 here)
+    ph, pl = h, pl - (h - ph)
+    yh, yl, s1, s2 = exp_dd(ph, 0.0)
+    mh, ml = _pmul(yh, yl, 1.0, pl)  # e^(ph + pl) / 2^k
+    vh, vl = _pmul(mh, ml, ceh, cel)
+    th, tl = _pmul1(gamma, th, tl)
+    th, tl = _pmul(th, tl, ceh, cel)  # gamma L' BCE
+    th, tl = _padd(th, tl, bh, bl)
+    gh, gl = _pmul(mh, ml, th, tl)
+    # gamma L < -1499.8 (-790 after the shift): value and gradient < 2^-1126
+    s1 = 0.0 if ph < _G_ZERO else s1
+    return _focal_end(x, y, oh, ol, vh, vl, gh, gl, alpha, use_alpha, s1, s2,
+                      _G_DOWN if far else 1.0)
 
 
 @njit(**JIT)
@@ -405,16 +403,19 @@ def sigmoid_focal(x, y, q, alpha, gamma, use_alpha):
     2017): alpha_t (1 - p_t)^gamma BCE(x, y), with 1 - p_t = y sigma(-x) +
     (1 - y) sigma(x) (torchvision's definition, soft targets included).
 
-    float64 data: at gamma = 2 (the default) ``_focal2_dd``, else
-    ``_focal_dd`` (double-double intermediates, each result rounded about
-    once); float32 data, gamma = 0, infinite logits and targets outside
-    [0, 1]: ``_focal_plain``."""
+    float64 data: at gamma = 2 (the default) ``_focal2_dd``, at gamma = 0
+    without alpha ``_focal_plain`` (BCE with logits itself, the same bits),
+    else ``_focal_gdd`` (double-double intermediates, each result rounded
+    about once; with alpha at gamma = 0 too: alpha_t times BCE, each
+    rounded, was up to 3 ULP off); float32 data: ``_focal_plain``. The CPU
+    compiles those two cases as kernels of their own (``LossSpec.fixed``),
+    so its kernel of the other parameters holds ``_focal_gdd`` alone
+    (``CPU_GENERIC``): with the three paths as selects its loop would
+    evaluate all of them."""
+    if F64_DATA and (CPU_GENERIC or gamma != 2.0 and (gamma != 0.0 or use_alpha != 0.0)):
+        return _focal_gdd(x, y, alpha, gamma, use_alpha)
     if F64_DATA and gamma == 2.0:
         return _focal2_dd(x, y, alpha, use_alpha)
-    if F64_DATA and focal_exact(x, y, gamma):
-        v, g, ok = _focal_dd(x, y, alpha, gamma, use_alpha)
-        if ok:
-            return v, g
     return _focal_plain(x, y, alpha, gamma, use_alpha, F64_DATA)
 
 
