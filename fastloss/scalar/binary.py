@@ -214,14 +214,15 @@ def _two_diff(a, b):
 _F2_SMALL = 2.0**-250
 _F2_UP = 2.0**300
 _F2_DOWN = 2.0**-600
-#: ``_focal2_dd`` evaluates infinite logits at +-_F2_CLAMP (``logistic_dd``
-#: takes finite z; e^-1000 is 0 in float64, so every pair there equals its
-#: limit but softplus(|x|), whose infinity a select restores in the value)
+#: the float64 focal paths evaluate infinite logits at +-_F2_CLAMP
+#: (``_focal_pairs``: ``logistic_dd`` takes finite z; e^-1000 is 0 in
+#: float64, so every pair there equals its limit but softplus(|x|), whose
+#: infinity a select restores in the value, ``_focal_end``)
 _F2_CLAMP = 1000.0
 
 
-# unnormalized double-double pieces for ``_focal2_dd``, whose operands and
-# products are finite: multiclass's ``dd_mul``/``dd_add`` less their
+# unnormalized double-double pieces for the float64 focal paths, whose
+# operands and products are finite: multiclass's ``dd_mul``/``dd_add`` less their
 # ``dd_fix`` (a renormalization and an infinity select per operation). A
 # pair (h, l) here has |l| within a few ulp(h); the error of each operation
 # stays ~2^-104 relative, and the result is rounded once (``dd_round``)
@@ -272,10 +273,10 @@ def _focal_pairs(x, y):
 @njit(**CPU_JIT)
 def _focal_end(x, y, oh, ol, vh, vl, gh, gl, alpha, use_alpha, s1, s2, s3):
     """alpha_t times the pairs v and g (use_alpha), each rounded once, then
-    scaled by s1, s2 and s3 in turn. At x = +-inf BCE = (1 - y) inf or y inf: the value is
-    +inf where that coefficient and alpha_t are positive (the pairs, taken
-    at +-_F2_CLAMP, hold a finite value, or 0 where D^gamma BCE underflowed
-    there: y = 1e-300)."""
+    scaled by s1, s2 and s3 in turn. At x = +-inf BCE = (1 - y) inf or y
+    inf: the value is +inf where that coefficient and alpha_t are positive
+    (the pairs, taken at +-_F2_CLAMP, hold a finite value, or 0 where
+    D^gamma BCE underflowed there: y = 1e-300)."""
     pos = True
     if use_alpha != 0.0:
         qh, ql = _two_diff(1.0, alpha)
