@@ -1346,8 +1346,10 @@ def test_lanes_probs_oracle(c):
 @pytest.mark.parametrize("c", [64, 100, 700])
 def test_lanes_probs_same_bits_and_routing(c):
     """The row driver runs ``ce_probs_row32`` for float32 cross_entropy with
-    probability targets (PROBS32_MIN classes or more), with and without
-    class weights, smoothing and
+    probability targets (PROBS32_MIN classes or more; without class weights
+    and smoothing, by groups of rows, ``rowtiles.group_probs``: 42 rows
+    here, groups of 16, 16 and 10, rows out of scope among them), with and
+    without class weights, smoothing and
     z-loss: bitwise its results called row by row, in place (out=x) too, and
     the value without a gradient is the value with one; rows outside its
     scope (a maximum of 2^24 or more, +inf, NaN, C max t_j > 2^20 gdiv)
@@ -1381,13 +1383,14 @@ def test_lanes_probs_same_bits_and_routing(c):
     w1 = np.ones(c, np.float32)
     w = RNG.uniform(0.1, 3.0, c).astype(np.float32)
     buf = np.empty(scratch_size(c))
+    x3, t3 = np.tile(x, (3, 1)), np.tile(t, (3, 1))
     for kw, wk, p3 in (({}, w1, 1.0), ({"weight": w}, w, 0.0),
                        ({"label_smoothing": 0.1}, w1, 1.0), ({"z_loss": 1e-3}, w1, 1.0),
                        ({"weight": w, "label_smoothing": 0.1, "z_loss": 1e-3}, w, 0.0)):
-        want_g = np.empty_like(x)
-        want_v = one_by_one(ce_probs_row32)(x, t, wk, kw.get("label_smoothing", 0.0),
+        want_g = np.empty_like(x3)
+        want_v = one_by_one(ce_probs_row32)(x3, t3, wk, kw.get("label_smoothing", 0.0),
                                             kw.get("z_loss", 0.0), p3, want_g, buf)
-        _assert_public_bits(x, t, kw, want_v, want_g)
+        _assert_public_bits(x3, t3, kw, want_v, want_g)
     # out of scope: the float64 formula's bits; in scope: not throughout
     f64_g = np.empty_like(x)
     f64_v = one_by_one(cross_entropy_probs)(x, t, w1, 0.0, 0.0, 1.0, f64_g, buf)

@@ -170,6 +170,7 @@ from fastloss.cpu.rowlanes import (
     _TOP,
     _UNSCALE,
     ROW32_MIN,
+    _maxes,
     _probs_grad,
     _row_sum,
     _target_sums,
@@ -363,9 +364,14 @@ def _tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, s
     if fid_value == 1:
         def probs(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, sg, buf, start,
                   stop, vals, store_vals, s, comp):
-            if 1 <= x.shape[1] < GROUP_C:
+            c = x.shape[1]
+            if 1 <= c < GROUP_C:
                 s, comp = lane_probs(x, t, w, p0, p1, p2, p3, gdiv, g, sg, buf, start, stop, vals,
                                      store_vals, s, comp)
+                return True, s, comp
+            if GROUP_C <= c < GROUP_MAX and sg and p0 == 0.0 and p3 == 1.0:
+                s, comp = group_probs(x, t, w, p1, p2, gdiv, g, buf, start, stop, vals,
+                                      store_vals, s, comp)
                 return True, s, comp
             return False, s, comp
         return probs
@@ -901,4 +907,70 @@ def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g,
                     scale_main(gr, np.float32(lv[_FH + r]), np.float32(lv[_FL + r]))
                     gr[lab[r0 + r]] = lv[_GY + r]
             s, comp = keep_and_add(vals, r0 + r, store_vals, s, comp, v)
+    return s, comp
+
+
+@njit(**JIT)
+def group_probs(x, t, w, z, p2, gdiv, g, buf, start, stop, vals, store_vals, s, comp):
+    """Rows start..stop-1 of x (float32, GROUP_C <= C < GROUP_MAX,
+    probability targets without class weights or smoothing, a gradient
+    stored) as ``rowlanes.ce_probs_row32`` computes them, its per-row
+    scalars spread over groups of TILE_ROWS rows, as ``group_rows`` does
+    for labels: per row the maxima, the scope, the target sums and the
+    terms (into the gradient row); then the terms' sums, a row's after the
+    group's terms; then the row scalars of the group's rows side by side
+    (``rowlanes.probs_scalars``: vector lanes across rows); then per row the
+    gradient. The same functions in the same order per row as
+    ``ce_probs_row32``'s: each row has its bits. A row outside the scope
+    takes ``multiclass.cross_entropy_probs``, with the row formula's
+    scratch. Returns the compensated sum (s, comp) with the rows' values
+    added in row order."""
+    wide_vectors()
+    R = TILE_ROWS
+    c = x.shape[1]
+    n = np.float64(c)
+    o = _scratch_size(c)
+    rb = buf[:o]
+    # per row: the vectors of one array (``_LANE_VECTORS``): _XY holds T
+    # and _WY S (``_target_sums``), _FH the factor
+    lv = buf[o:o + _LANE_VECTORS * R]
+    ginv = 1.0 / gdiv
+    for r0 in range(start, stop, R):
+        nr = min(R, stop - r0)
+        for r in range(R):
+            # neutral scalars for the rows the side-by-side step computes
+            # and drops
+            lv[_MX + r] = 0.0
+            lv[_SM + r] = 0.0
+            lv[_KC + r] = 1.0
+            lv[_XY + r] = 0.0
+            lv[_WY + r] = 0.0
+            lv[_MD + r] = 2.0
+            if r >= nr:
+                continue
+            xr = x[r0 + r]
+            tr = t[r0 + r]
+            gr = g[r0 + r]
+            m, tmax = _maxes(xr, tr)
+            if not probs_scope(m, tmax, 0.0, p2, True, z, gdiv, n):
+                lv[_MD + r] = 1.0
+                lv[_RV + r] = cross_entropy_probs(xr, 0, tr, w, 0.0, z, p2, 1.0, gdiv, gr, True,
+                                                  rb)
+                continue
+            lv[_MD + r] = 0.0
+            lv[_MX + r] = m
+            lv[_XY + r], lv[_WY + r] = _target_sums(xr, tr, m)  # (before the terms: g may be x)
+            m32 = np.float32(m)
+            _terms(xr, gr, m32, -m32, m32 - _RANGE32, xr.ctypes.data == gr.ctypes.data)
+        for r in range(nr):
+            if lv[_MD + r] == 0.0:
+                lv[_SM + r], lv[_KC + r] = _row_sum(g[r0 + r])
+        for r in range(R):
+            v, lv[_FH + r] = probs_scalars(lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r],
+                                           lv[_WY + r], z, gdiv)
+            lv[_RV + r] = v if lv[_MD + r] == 0.0 else lv[_RV + r]
+        for r in range(nr):
+            if lv[_MD + r] == 0.0:
+                _probs_grad(g[r0 + r], t[r0 + r], lv[_FH + r], ginv)
+            s, comp = keep_and_add(vals, r0 + r, store_vals, s, comp, lv[_RV + r])
     return s, comp
