@@ -132,6 +132,18 @@ smoothing 0.1, alternating processes, ms: (65536, 10) 16.9-17.0 ->
 2.27-2.52 (PyTorch 16.2-16.9), (65536, 32) 18.9-21.7 -> 5.79-5.82
 (4.9-5.2), (8192, 100) 3.73-3.91 -> 1.24 (1.44-1.54).
 
+**Probability targets, rows of GROUP_C to GROUP_MAX - 1 classes, without
+class weights or smoothing** (``group_probs``) are ``ce_probs_row32``'s
+passes per row with its row scalars (``probs_scalars``: log1p and the
+factor's division, scalar code, ~60 ns a row) side by side across groups
+of TILE_ROWS rows, as ``group_rows`` for labels; each row keeps
+``ce_probs_row32``'s bits. Public call, float32, (2^18 / C, C), ``out=``,
+1 thread, three rounds alternating processes, ns a row (PyTorch's
+forward + backward in the same processes): C = 64 233-239 -> 133-154
+(101-116), 100 265-270 -> 173-176 (167-194), 200 398-409 -> 311-342
+(304-346), 256 443-452 -> 352-373 (378-413); (8192, 1000), plain call,
+1 thread, 11.06-11.16 -> 10.36-10.66 ms.
+
 **Probability targets, rows of 1 to GROUP_C - 1 classes** (``lane_probs``)
 are ``rowlanes.ce_probs_row32``'s algorithm with one row per vector lane,
 by ``lane_rows``' tiles: x and t transposed, each lane's maximum and
