@@ -931,7 +931,7 @@ def group_probs(x, t, w, z, p2, gdiv, g, buf, start, stop, vals, store_vals, s, 
     for labels: per row the maxima, the scope, the target sums and the
     terms (into the gradient row); then the terms' sums, a row's after the
     group's terms; then the row scalars of the group's rows side by side
-    (``rowlanes.probs_scalars``: vector lanes across rows); then per row the
+    (``rowlanes.probs_scalars``, inlined: vector lanes across rows); then per row the
     gradient. The same functions in the same order per row as
     ``ce_probs_row32``'s: each row has its bits. A row outside the scope
     takes ``multiclass.cross_entropy_probs``, with the row formula's
@@ -978,8 +978,8 @@ def group_probs(x, t, w, z, p2, gdiv, g, buf, start, stop, vals, store_vals, s, 
             if lv[_MD + r] == 0.0:
                 lv[_SM + r], lv[_KC + r] = _row_sum(g[r0 + r])
         for r in range(R):
-            v, lv[_FH + r] = probs_scalars(lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r],
-                                           lv[_WY + r], z, gdiv)
+            v, lv[_FH + r] = _probs_scalars(lv[_MX + r], lv[_SM + r], lv[_KC + r], lv[_XY + r],
+                                            lv[_WY + r], z, gdiv)
             lv[_RV + r] = v if lv[_MD + r] == 0.0 else lv[_RV + r]
         for r in range(nr):
             if lv[_MD + r] == 0.0:
