@@ -783,6 +783,29 @@ def lane_probs(x, t, w, eps, z, p2, p3, gdiv, g, sg, buf, start, stop, vals, sto
 
 
 @njit(**{**JIT, "forceinline": True})
+def _group_buffers(buf, c):
+    """A group's views of the chunk's scratch: the row formula's (buf's
+    first ``scratch_size(c)``, for the rows out of scope) and after it the
+    per-row vectors _XY ... _SS of one array (``_LANE_VECTORS``)."""
+    o = _scratch_size(c)
+    return buf[:o], buf[o:o + _LANE_VECTORS * TILE_ROWS]
+
+
+@njit(**{**JIT, "forceinline": True})
+def _neutral_scalars(lv, r):
+    """Row r's scalars in a group's vectors lv (``_LANE_VECTORS``) set to
+    neutral values, mode 2: the side-by-side step computes them and drops
+    the result (a row past stop, ignored, or not yet known to be in scope)."""
+    lv[_MX + r] = 0.0
+    lv[_SM + r] = 0.0
+    lv[_KC + r] = 1.0
+    lv[_XY + r] = 0.0
+    lv[_WY + r] = 0.0
+    lv[_MD + r] = 2.0
+    lv[_SS + r] = 0.0
+
+
+@njit(**{**JIT, "forceinline": True})
 def _short_sum(ts):
     """(sum, count) over a row's terms ts (n >= _LANES of them), as
     ``rowlanes._row_sum``: the terms below 2^64 summed in float64, those
@@ -833,11 +856,8 @@ def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g,
     R = TILE_ROWS
     c = x.shape[1]
     n = np.float64(c)
-    o = _scratch_size(c)
-    rb = buf[:o]
-    # per row: the vectors _XY ... _MD of one array (``_LANE_VECTORS``)
-    lv = buf[o:o + _LANE_VECTORS * R]
-    o += _LANE_VECTORS * R
+    rb, lv = _group_buffers(buf, c)
+    o = _scratch_size(c) + _LANE_VECTORS * R
     tsb = buf[o:o + (c + 1) // 2].view(np.float32)[:c]
     options = eps != 0.0 or z != 0.0
     ecg = eps / n / gdiv
@@ -845,14 +865,7 @@ def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g,
         nr = min(R, stop - r0)
         # 1. per row: the maximum, the terms and their sum
         for r in range(R):
-            # neutral scalars for the rows step 2 computes and drops
-            lv[_MX + r] = 0.0
-            lv[_SM + r] = 0.0
-            lv[_KC + r] = 1.0
-            lv[_XY + r] = 0.0
-            lv[_WY + r] = 0.0
-            lv[_MD + r] = 2.0
-            lv[_SS + r] = 0.0
+            _neutral_scalars(lv, r)
             if r >= nr:
                 continue
             y = lab[r0 + r]
@@ -931,33 +944,22 @@ def group_probs(x, t, w, z, p2, gdiv, g, buf, start, stop, vals, store_vals, s, 
     for labels: per row the maxima, the scope, the target sums and the
     terms (into the gradient row); then the terms' sums, a row's after the
     group's terms; then the row scalars of the group's rows side by side
-    (``rowlanes.probs_scalars``, inlined: vector lanes across rows); then per row the
-    gradient. The same functions in the same order per row as
+    (``rowlanes.probs_scalars``, inlined: vector lanes across rows); then
+    per row the gradient. The same functions in the same order per row as
     ``ce_probs_row32``'s: each row has its bits. A row outside the scope
     takes ``multiclass.cross_entropy_probs``, with the row formula's
     scratch. Returns the compensated sum (s, comp) with the rows' values
     added in row order."""
     wide_vectors()
     R = TILE_ROWS
-    c = x.shape[1]
-    n = np.float64(c)
-    o = _scratch_size(c)
-    rb = buf[:o]
-    # per row: the vectors of one array (``_LANE_VECTORS``): _XY holds T
-    # and _WY S (``_target_sums``), _FH the factor
-    lv = buf[o:o + _LANE_VECTORS * R]
+    n = np.float64(x.shape[1])
+    # _XY holds T and _WY S (``_target_sums``), _FH the factor
+    rb, lv = _group_buffers(buf, x.shape[1])
     ginv = 1.0 / gdiv
     for r0 in range(start, stop, R):
         nr = min(R, stop - r0)
         for r in range(R):
-            # neutral scalars for the rows the side-by-side step computes
-            # and drops
-            lv[_MX + r] = 0.0
-            lv[_SM + r] = 0.0
-            lv[_KC + r] = 1.0
-            lv[_XY + r] = 0.0
-            lv[_WY + r] = 0.0
-            lv[_MD + r] = 2.0
+            _neutral_scalars(lv, r)
             if r >= nr:
                 continue
             xr = x[r0 + r]
