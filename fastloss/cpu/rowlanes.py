@@ -441,6 +441,22 @@ def probs_scope(m, tmax, eps, p2, plain, z, gdiv, n):
 
 
 @njit(**JIT)
+def row_targets(t, w, eps, buf):
+    """b_j = w_j t'_j, t'_j = (1 - eps) t_j + eps/C, for the row t
+    (``multiclass._target_plain``) into float64 scratch: buf[o:o + C], o
+    = (C + 1) / 2 (after ``_probs_core``'s float32 terms); returns that
+    view."""
+    n = t.size
+    o = (n + 1) // 2
+    b = buf[o:o + n]
+    om = 1.0 - eps
+    ec = eps / n
+    for j in range(n):
+        b[j] = _target_plain(t[j], w[j], om, ec, False)
+    return b
+
+
+@njit(**JIT)
 def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
     """``multiclass.cross_entropy_probs`` for a float32 row, its softmax terms
     on float32 lanes as ``ce_row32``'s; the same signature and result.
@@ -494,11 +510,5 @@ def ce_probs_row32(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf):
             # b_j = w_j t'_j once into scratch (after ``_probs_core``'s), as
             # float64 (reading w and t in the radix-8 loops took 8 more
             # streams, and LLVM's overlap checks kept them scalar)
-            o = (n + 1) // 2
-            b = buf[o:o + n]
-            om = 1.0 - eps
-            ec = eps / n
-            for j in range(n):
-                b[j] = _target_plain(t[j], w[j], om, ec, False)
-            return _probs_core(x, b, z, gdiv, g, sg, buf, m)
+            return _probs_core(x, row_targets(t, w, eps, buf), z, gdiv, g, sg, buf, m)
     return cross_entropy_probs(x, y, t, w, eps, z, p2, p3, gdiv, g, sg, buf)

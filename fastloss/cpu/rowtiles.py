@@ -132,17 +132,21 @@ smoothing 0.1, alternating processes, ms: (65536, 10) 16.9-17.0 ->
 2.27-2.52 (PyTorch 16.2-16.9), (65536, 32) 18.9-21.7 -> 5.79-5.82
 (4.9-5.2), (8192, 100) 3.73-3.91 -> 1.24 (1.44-1.54).
 
-**Probability targets, rows of GROUP_C to GROUP_MAX - 1 classes, without
-class weights or smoothing** (``group_probs``) are ``ce_probs_row32``'s
-passes per row with its row scalars (``probs_scalars``: log1p and the
-factor's division, scalar code, ~60 ns a row) side by side across groups
-of TILE_ROWS rows, as ``group_rows`` for labels; each row keeps
-``ce_probs_row32``'s bits. Public call, float32, (2^18 / C, C), ``out=``,
-1 thread, three rounds alternating processes, ns a row (PyTorch's
-forward + backward in the same processes): C = 64 233-239 -> 133-154
-(101-116), 100 265-270 -> 173-176 (167-194), 200 398-409 -> 311-342
-(304-346), 256 443-452 -> 352-373 (378-413); (8192, 1000), plain call,
-1 thread, 11.06-11.16 -> 10.36-10.66 ms.
+**Probability targets, rows of GROUP_C to GROUP_MAX - 1 classes**
+(``group_probs``, with a gradient) are ``ce_probs_row32``'s passes per row
+with its row scalars (``probs_scalars``: log1p and the factor's division,
+scalar code, ~60 ns a row) side by side across groups of TILE_ROWS rows,
+as ``group_rows`` for labels; each row keeps ``ce_probs_row32``'s bits.
+Public call, float32, (2^18 / C, C), ``out=``, 1 thread, three rounds
+alternating processes, ns a row (PyTorch's forward + backward in the same
+processes): C = 64 233-239 -> 133-154 (101-116), 100 265-270 -> 173-176
+(167-194), 200 398-409 -> 311-342 (304-346), 256 443-452 -> 352-373
+(378-413); (8192, 1000), plain call, 1 thread, 11.06-11.16 -> 10.36-10.66
+ms. With class weights or label smoothing 0.1 (the targets b_j formed
+twice a row, ``rowlanes.row_targets``), rounds 2-4 of four: C = 64
+220-318 -> 167-176 (116-172), 100 275-374 -> 229-253 (200-285), 256
+470-614 -> 430-442 (427-582), 1000 1407-1761 -> 1494-1803 (1710-2356):
+no gain left at C = 1000.
 
 **Probability targets, rows of 1 to GROUP_C - 1 classes** (``lane_probs``)
 are ``rowlanes.ce_probs_row32``'s algorithm with one row per vector lane,
@@ -191,6 +195,7 @@ from fastloss.cpu.rowlanes import (
     probs_scalars,
     probs_scope,
     row_scope,
+    row_targets,
     scale_main,
     scale_tail,
 )
@@ -381,8 +386,8 @@ def _tile_pass(fid, x, lab, t, w, p0, p1, p2, p3, ignore, use_ignore, gdiv, g, s
                 s, comp = lane_probs(x, t, w, p0, p1, p2, p3, gdiv, g, sg, buf, start, stop, vals,
                                      store_vals, s, comp)
                 return True, s, comp
-            if GROUP_C <= c < GROUP_MAX and sg and p0 == 0.0 and p3 == 1.0:
-                s, comp = group_probs(x, t, w, p1, p2, gdiv, g, buf, start, stop, vals,
+            if GROUP_C <= c < GROUP_MAX and sg:
+                s, comp = group_probs(x, t, w, p0, p1, p2, p3, gdiv, g, buf, start, stop, vals,
                                       store_vals, s, comp)
                 return True, s, comp
             return False, s, comp
@@ -936,23 +941,26 @@ def group_rows(x, lab, t, w, eps, z, wsum_lo, wsum, ignore, use_ignore, gdiv, g,
 
 
 @njit(**JIT)
-def group_probs(x, t, w, z, p2, gdiv, g, buf, start, stop, vals, store_vals, s, comp):
+def group_probs(x, t, w, eps, z, p2, p3, gdiv, g, buf, start, stop, vals, store_vals, s, comp):
     """Rows start..stop-1 of x (float32, GROUP_C <= C < GROUP_MAX,
-    probability targets without class weights or smoothing, a gradient
-    stored) as ``rowlanes.ce_probs_row32`` computes them, its per-row
-    scalars spread over groups of TILE_ROWS rows, as ``group_rows`` does
-    for labels: per row the maxima, the scope, the target sums and the
-    terms (into the gradient row); then the terms' sums, a row's after the
-    group's terms; then the row scalars of the group's rows side by side
-    (``rowlanes.probs_scalars``, inlined: vector lanes across rows); then
-    per row the gradient. The same functions in the same order per row as
-    ``ce_probs_row32``'s: each row has its bits. A row outside the scope
-    takes ``multiclass.cross_entropy_probs``, with the row formula's
+    probability targets, a gradient stored) as ``rowlanes.ce_probs_row32``
+    computes them, its per-row scalars spread over groups of TILE_ROWS
+    rows, as ``group_rows`` does for labels: per row the maxima, the scope,
+    the target sums and the terms (into the gradient row); then the terms'
+    sums, a row's after the group's terms; then the row scalars of the
+    group's rows side by side (``rowlanes.probs_scalars``, inlined: vector
+    lanes across rows); then per row the gradient. With class weights or
+    smoothing (not ``plain``) the per-class targets b_j = w_j t'_j are
+    formed into scratch twice, for the sums and for the gradient
+    (``rowlanes.row_targets``). The same functions in the same order per
+    row as ``ce_probs_row32``'s: each row has its bits. A row outside the
+    scope takes ``multiclass.cross_entropy_probs``, with the row formula's
     scratch. Returns the compensated sum (s, comp) with the rows' values
     added in row order."""
     wide_vectors()
     R = TILE_ROWS
     n = np.float64(x.shape[1])
+    plain = eps == 0.0 and p3 == 1.0
     # _XY holds T and _WY S (``_target_sums``), _FH the factor
     rb, lv = _group_buffers(buf, x.shape[1])
     ginv = 1.0 / gdiv
@@ -966,14 +974,18 @@ def group_probs(x, t, w, z, p2, gdiv, g, buf, start, stop, vals, store_vals, s, 
             tr = t[r0 + r]
             gr = g[r0 + r]
             m, tmax = _maxes(xr, tr)
-            if not probs_scope(m, tmax, 0.0, p2, True, z, gdiv, n):
+            if not probs_scope(m, tmax, eps, p2, plain, z, gdiv, n):
                 lv[_MD + r] = 1.0
-                lv[_RV + r] = cross_entropy_probs(xr, 0, tr, w, 0.0, z, p2, 1.0, gdiv, gr, True,
+                lv[_RV + r] = cross_entropy_probs(xr, 0, tr, w, eps, z, p2, p3, gdiv, gr, True,
                                                   rb)
                 continue
             lv[_MD + r] = 0.0
             lv[_MX + r] = m
-            lv[_XY + r], lv[_WY + r] = _target_sums(xr, tr, m)  # (before the terms: g may be x)
+            # (before the terms: g may be x)
+            if plain:
+                lv[_XY + r], lv[_WY + r] = _target_sums(xr, tr, m)
+            else:
+                lv[_XY + r], lv[_WY + r] = _target_sums(xr, row_targets(tr, w, eps, rb), m)
             m32 = np.float32(m)
             _terms(xr, gr, m32, -m32, m32 - _RANGE32, xr.ctypes.data == gr.ctypes.data)
         for r in range(nr):
@@ -985,6 +997,10 @@ def group_probs(x, t, w, z, p2, gdiv, g, buf, start, stop, vals, store_vals, s, 
             lv[_RV + r] = v if lv[_MD + r] == 0.0 else lv[_RV + r]
         for r in range(nr):
             if lv[_MD + r] == 0.0:
-                _probs_grad(g[r0 + r], t[r0 + r], lv[_FH + r], ginv)
+                if plain:
+                    _probs_grad(g[r0 + r], t[r0 + r], lv[_FH + r], ginv)
+                else:
+                    _probs_grad(g[r0 + r], row_targets(t[r0 + r], w, eps, rb), lv[_FH + r],
+                                ginv)
             s, comp = keep_and_add(vals, r0 + r, store_vals, s, comp, lv[_RV + r])
     return s, comp
