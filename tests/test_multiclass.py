@@ -1346,10 +1346,9 @@ def test_lanes_probs_oracle(c):
 @pytest.mark.parametrize("c", [64, 100, 700])
 def test_lanes_probs_same_bits_and_routing(c):
     """The row driver runs ``ce_probs_row32`` for float32 cross_entropy with
-    probability targets (PROBS32_MIN classes or more; without class weights
-    and smoothing, by groups of rows, ``rowtiles.group_probs``: 42 rows
-    here, groups of 16, 16 and 10, rows out of scope among them), with and
-    without class weights, smoothing and
+    probability targets (PROBS32_MIN classes or more; by groups of rows,
+    ``rowtiles.group_probs``: 42 rows here, groups of 16, 16 and 10, rows
+    out of scope among them), with and without class weights, smoothing and
     z-loss: bitwise its results called row by row, in place (out=x) too, and
     the value without a gradient is the value with one; rows outside its
     scope (a maximum of 2^24 or more, +inf, NaN, C max t_j > 2^20 gdiv)
