@@ -341,8 +341,9 @@ _G_ZERO = -790.0
 
 @njit(**JIT)
 def _focal_gdd(x, y, alpha, gamma, use_alpha):
-    """sigmoid_focal for float64 data and any gamma != 0: the factor
-    e^(gamma L), L = log D, as the double-double exponential of the pair
+    """sigmoid_focal for float64 data, any gamma (``sigmoid_focal`` sends it
+    all but gamma = 2 and gamma = 0 without alpha): the factor e^(gamma L),
+    L = log D, as the double-double exponential of the pair
     gamma L (its rounding would be amplified by |gamma L|, and pow(D,
     gamma)'s by gamma), and
 
