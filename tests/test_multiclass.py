@@ -990,7 +990,8 @@ def test_tiles_routing():
     """The row driver's ``tile_pass`` takes float32 cross_entropy with labels
     (with or without smoothing and z-loss), C < GROUP_MAX (``lane_rows``
     below GROUP_C, ``group_rows`` from it), float32 cross_entropy with
-    probability targets below GROUP_C (``lane_probs``), and nothing else (the literal
+    probability targets below GROUP_MAX (``lane_probs`` below GROUP_C,
+    ``group_probs`` from it, with a gradient), and nothing else (the literal
     formula id must reach its overload: it once resolved for a plain int and
     silently never ran the tiles)."""
     import numba
@@ -1026,7 +1027,10 @@ def test_tiles_routing():
     # probability targets (fid 1)
     assert case(1, fid=1, probs=True) and case(GROUP_C - 1, fid=1, probs=True)
     assert case(10, fid=1, probs=True, p0=0.1) and case(10, fid=1, probs=True, p1=1e-4)
-    assert not case(GROUP_C, fid=1, probs=True) and not case(10, np.float64, fid=1, probs=True)
+    assert case(GROUP_C, fid=1, probs=True) and case(GROUP_MAX - 1, fid=1, probs=True)
+    assert case(100, fid=1, probs=True, p0=0.1) and case(100, fid=1, probs=True, p1=1e-4)
+    assert not case(GROUP_MAX, fid=1, probs=True) and not case(10, np.float64, fid=1, probs=True)
+    assert not case(100, np.float64, fid=1, probs=True)
 
 
 @pytest.mark.parametrize("kind", ["labels", "probs"])
